@@ -1,0 +1,102 @@
+//! `shipgate migrate status`: every version with its state, from a read-only session.
+
+use serde_json::json;
+
+use super::with_session;
+use crate::config::MigrateConfig;
+use crate::error::Result;
+use crate::migrate::plan::{self, Entry, State};
+use crate::migrate::session::Mode;
+use crate::migrate::source;
+use crate::output::Reporter;
+use crate::shutdown::Shutdown;
+
+pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
+    let set = source::load(&cfg.source)?;
+    with_session(cfg, Mode::ReadOnly, shutdown, async |s| {
+        let history = s.history().await?;
+        let entries = plan::reconcile(&set, &history);
+        let counts = counts(&entries);
+        let rows: Vec<serde_json::Value> = entries.iter().map(row_json).collect();
+        let doc = json!({
+            "database": s.database,
+            "schema": s.table.schema,
+            "history_table": s.table.qualified(),
+            "migrations": rows,
+            "summary": counts_json(&counts),
+        });
+        out.document(&doc, &render_text(&s.describe(), &entries, &counts));
+        Ok(())
+    })
+    .await
+}
+
+/// How many entries are in each state, in `State` order.
+pub fn counts(entries: &[Entry]) -> Vec<(State, usize)> {
+    [State::Applied, State::Pending, State::Modified, State::Missing, State::Failed]
+        .into_iter()
+        .map(|state| (state, entries.iter().filter(|e| e.state == state).count()))
+        .collect()
+}
+
+fn counts_json(counts: &[(State, usize)]) -> serde_json::Value {
+    serde_json::Value::Object(counts.iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect())
+}
+
+fn row_json(e: &Entry) -> serde_json::Value {
+    json!({
+        "version": e.version,
+        "description": e.description(),
+        "state": e.state,
+        "late": e.late,
+        "file": e.local.map(|m| m.up.path.display().to_string()),
+        "no_transaction": e.local.map(|m| m.up.directives.no_transaction),
+        "reversible": e.local.map(|m| m.down.is_some()),
+        "applied_at": e.applied.map(|r| r.applied_at.to_rfc3339()),
+        "execution_ms": e.applied.map(|r| r.execution_ms),
+        "run_id": e.applied.map(|r| r.run_id.clone()),
+        "applied_by": e.applied.map(|r| r.applied_by.clone()),
+        "origin": e.applied.map(|r| r.origin.clone()),
+    })
+}
+
+fn render_text(scope: &str, entries: &[Entry], counts: &[(State, usize)]) -> String {
+    let mut s = format!("{scope}\n");
+    if entries.is_empty() {
+        s.push_str("  no migrations (no files, no history)\n");
+    } else {
+        s.push_str(&format!(
+            "  {:>14}  {:<8}  {:<23}  {:>9}  {:<24}  {}\n",
+            "VERSION", "STATE", "APPLIED AT", "DURATION", "RUN", "DESCRIPTION"
+        ));
+        for e in entries {
+            let (at, took, run) = match e.applied {
+                Some(r) => (
+                    r.applied_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                    format!("{} ms", r.execution_ms),
+                    r.run_id.clone(),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            let mut state = e.state.as_str().to_string();
+            if e.late {
+                state.push('*');
+            }
+            s.push_str(&format!(
+                "  {:>14}  {:<8}  {:<23}  {:>9}  {:<24}  {}\n",
+                e.version,
+                state,
+                at,
+                took,
+                run,
+                e.description()
+            ));
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect();
+    s.push_str(&summary.join(", "));
+    if entries.iter().any(|e| e.late) {
+        s.push_str("\n* pending but older than the newest applied migration (merged late); `up` applies it");
+    }
+    s
+}

@@ -1,0 +1,3 @@
+//! One module per command. Each receives validated configuration, never clap types.
+
+pub mod migrate;

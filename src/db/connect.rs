@@ -1,0 +1,184 @@
+//! Opening a connection, patiently: a Fargate task often starts before its database is
+//! reachable (security group propagation, DNS, an RDS instance still booting), so transient
+//! failures are retried with backoff until `--connect-timeout`; anything else fails at once.
+
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::db::target::DbTarget;
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::shutdown::Shutdown;
+
+/// How to open one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectSpec<'a> {
+    pub target: &'a DbTarget,
+    /// `application_name`, so `pg_stat_activity` shows who holds a lock.
+    pub application_name: &'a str,
+    /// `default_transaction_read_only=on`, for dry runs and status.
+    pub read_only: bool,
+    /// Overall budget for retries.
+    pub timeout: Duration,
+}
+
+/// Is a failed connection attempt worth retrying?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Transient,
+    Fatal,
+}
+
+/// Classify a connection failure from its SQLSTATE (server errors) or I/O kind (network).
+pub fn classify(sqlstate: Option<&str>, io: Option<std::io::ErrorKind>) -> Attempt {
+    use std::io::ErrorKind as K;
+    match (sqlstate, io) {
+        // cannot_connect_now (starting up / shutting down), too_many_connections,
+        // and the connection_exception class.
+        (Some("57P03" | "53300"), _) => Attempt::Transient,
+        (Some(code), _) if code.starts_with("08") => Attempt::Transient,
+        (Some(_), _) => Attempt::Fatal,
+        (None, Some(K::PermissionDenied | K::InvalidInput | K::InvalidData | K::Unsupported)) => {
+            Attempt::Fatal
+        }
+        // Refused, reset, unreachable, DNS not resolvable yet, timed out, ...
+        (None, Some(_)) => Attempt::Transient,
+        (None, None) => Attempt::Fatal,
+    }
+}
+
+fn describe(err: &sqlx::Error) -> (String, Attempt) {
+    match err {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned());
+            let attempt = classify(code.as_deref(), None);
+            (format!("{} (SQLSTATE {})", db.message(), code.unwrap_or_default()), attempt)
+        }
+        sqlx::Error::Io(io) => (io.to_string(), classify(None, Some(io.kind()))),
+        sqlx::Error::Tls(e) => (format!("TLS error: {e}"), Attempt::Fatal),
+        sqlx::Error::Configuration(e) => (format!("configuration error: {e}"), Attempt::Fatal),
+        other => (other.to_string(), Attempt::Fatal),
+    }
+}
+
+fn hint_for(reason: &str) -> &'static str {
+    if reason.contains("password authentication failed")
+        || reason.contains("28P01")
+        || reason.contains("28000")
+    {
+        "check the user and password (DATABASE_URL, DB_USER/DB_PASSWORD or PGUSER/PGPASSWORD)"
+    } else if reason.contains("3D000") {
+        "the database does not exist: check DB_NAME / PGDATABASE / the URL path"
+    } else if reason.contains("TLS") {
+        "check the TLS settings (sslmode, DB_SSL, DB_SSL_CERT_PATH) against what the server offers"
+    } else {
+        "check that the host and port are reachable from here (security groups, VPC routes, DNS) \
+         and that the database is running; --connect-timeout sets how long to keep trying"
+    }
+}
+
+fn options_for(spec: &ConnectSpec<'_>) -> PgConnectOptions {
+    let mut options = spec
+        .target
+        .options()
+        .clone()
+        .application_name(spec.application_name)
+        // Statements are logged by us, with context; sqlx's own statement logs would repeat
+        // whole migration files at debug level and warn on every slow (legitimate) migration.
+        .log_statements(log::LevelFilter::Trace)
+        .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
+    if spec.read_only {
+        options = options.options([("default_transaction_read_only", "on")]);
+    }
+    options
+}
+
+/// Connect, retrying transient failures with backoff until `spec.timeout`.
+pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgConnection> {
+    let options = options_for(spec);
+    let started = Instant::now();
+    let deadline = started + spec.timeout;
+    let mut delay = Duration::from_millis(250);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // One attempt never outlives the budget, and never hangs on a black-holed host.
+        let per_attempt = remaining.clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let attempt = tokio::time::timeout(per_attempt, PgConnection::connect_with(&options));
+        let outcome = tokio::select! {
+            r = attempt => r,
+            signal = shutdown.wait() => {
+                return Err(Error::interrupted(signal, format!("interrupted by {} while connecting; nothing changed", signal.name())));
+            }
+        };
+        let (reason, kind) = match outcome {
+            Ok(Ok(conn)) => {
+                if attempts > 1 {
+                    tracing::info!(
+                        "connected after {attempts} attempts ({:.1}s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(conn);
+            }
+            Ok(Err(e)) => describe(&e),
+            Err(_) => (format!("no answer within {}", duration::human(per_attempt)), Attempt::Transient),
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if kind == Attempt::Fatal || remaining.is_zero() {
+            let when = if kind == Attempt::Fatal {
+                String::new()
+            } else {
+                format!(" within {} ({attempts} attempts)", duration::human(spec.timeout))
+            };
+            return Err(Error::unavailable(format!("could not connect to {}{when}: {reason}", spec.target))
+                .hint(hint_for(&reason)));
+        }
+        let wait = jitter(delay).min(remaining);
+        tracing::warn!(
+            "database not reachable yet ({reason}); retrying in {}, {} left",
+            duration::human(wait),
+            duration::human(remaining)
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {},
+            signal = shutdown.wait() => {
+                return Err(Error::interrupted(signal, format!("interrupted by {} while connecting; nothing changed", signal.name())));
+            }
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// ±20 %, so a fleet of tasks started together does not retry in lockstep.
+pub fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind as K;
+
+    #[test]
+    fn transient_versus_fatal() {
+        let cases = [
+            (Some("57P03"), None, Attempt::Transient),
+            (Some("53300"), None, Attempt::Transient),
+            (Some("08006"), None, Attempt::Transient),
+            (Some("28P01"), None, Attempt::Fatal),
+            (Some("3D000"), None, Attempt::Fatal),
+            (None, Some(K::ConnectionRefused), Attempt::Transient),
+            (None, Some(K::TimedOut), Attempt::Transient),
+            (None, Some(K::Other), Attempt::Transient),
+            (None, Some(K::InvalidData), Attempt::Fatal),
+            (None, None, Attempt::Fatal),
+        ];
+        for (code, io, expected) in cases {
+            assert_eq!(classify(code, io), expected, "{code:?} {io:?}");
+        }
+    }
+}

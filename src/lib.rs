@@ -1,0 +1,69 @@
+//! shipgate: the deploy gate for AWS ECS/Fargate.
+//!
+//! This crate is the `shipgate` binary's library: `cli` parses, `config` validates, and the
+//! `commands` modules do the work. The database edge lives in `db` and `migrate::{history,
+//! lock, exec, session}`; every decision (what is pending, may this run proceed) is a pure
+//! function in `migrate::plan` and friends.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod duration;
+pub mod error;
+pub mod identity;
+pub mod logging;
+pub mod migrate;
+pub mod output;
+pub mod redact;
+pub mod shutdown;
+
+use crate::cli::{Cli, Command, OutputFormat};
+use crate::config::Job;
+use crate::error::Error;
+use crate::output::{Event, Reporter};
+use crate::shutdown::Shutdown;
+
+/// Run a parsed command line to completion and return the process exit code.
+pub fn main(cli: Cli) -> u8 {
+    logging::init(cli.verbose, cli.quiet);
+    let Command::Migrate(cmd) = &cli.command;
+    let out = Reporter::new(cmd.common.output);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return report(&out, &Error::failed(format!("cannot start the async runtime: {e}"))),
+    };
+    let result = runtime.block_on(async {
+        let shutdown =
+            Shutdown::install().map_err(|e| Error::failed(format!("cannot install signal handlers: {e}")))?;
+        let job = config::from_cli(cli, &|name| std::env::var(name).ok())?;
+        run(job, &shutdown, &out).await
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => report(&out, &e),
+    }
+}
+
+/// Dispatch one validated job.
+pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result<()> {
+    match job {
+        Job::Migrate(cfg, job) => commands::migrate::run(&cfg, &job, shutdown, out).await,
+        Job::NewMigration { dir, name, reversible, .. } => {
+            commands::migrate::new::run(&dir, &name, reversible, out)
+        }
+    }
+}
+
+/// Print a failure (stderr always; stdout too as a final JSON object) and return its code.
+fn report(out: &Reporter, e: &Error) -> u8 {
+    eprintln!("error: {}", redact::redact(&e.to_string()));
+    if out.format() == OutputFormat::Json {
+        let (message, hint) = match e.to_string().split_once("\n  hint: ") {
+            Some((m, h)) => (m.to_string(), Some(h.to_string())),
+            None => (e.to_string(), None),
+        };
+        out.emit(&Event::Error { exit_code: e.exit_code(), message, hint });
+    }
+    e.exit_code()
+}

@@ -1,0 +1,11 @@
+//! The migration runner's engine: reading migration files, deciding what to do, and doing it
+//! against PostgreSQL under a lock. Commands in `commands::migrate` drive it.
+
+pub mod checksum;
+pub mod directives;
+pub mod exec;
+pub mod history;
+pub mod lock;
+pub mod plan;
+pub mod session;
+pub mod source;

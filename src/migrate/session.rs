@@ -1,0 +1,196 @@
+//! One runner's view of one schema: a worker connection that runs migrations, plus (for
+//! writing commands) a second, dedicated session that holds the advisory lock and can cancel
+//! the worker's statement when a signal arrives.
+//!
+//! Every path out of a locked session goes through [`Session::close`], which unlocks and
+//! closes both connections; if we die instead, PostgreSQL drops the session lock with the
+//! connection, so the lock can never outlive the process.
+
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use crate::config::MigrateConfig;
+use crate::db::{self, ConnectSpec};
+use crate::error::{Error, Result};
+use crate::migrate::exec::{self, Direction, Limits};
+use crate::migrate::history::{self, HistoryTable, Writer};
+use crate::migrate::lock;
+use crate::migrate::plan::AppliedRow;
+use crate::migrate::source::Migration;
+use crate::shutdown::Shutdown;
+
+/// Whether the session may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read-only connection, no lock: `status`, `verify`, `--dry-run`.
+    ReadOnly,
+    /// Worker + lock session.
+    Write,
+}
+
+pub struct Session {
+    worker: PgConnection,
+    worker_pid: i32,
+    guard: Option<PgConnection>,
+    locked: bool,
+    key: i64,
+    pub database: String,
+    pub table: HistoryTable,
+}
+
+fn db_error(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
+    move |e| Error::failed(format!("{what}: {e}"))
+}
+
+impl Session {
+    /// Connect (both sessions at once, to keep a no-op deploy fast) and resolve the schema.
+    pub async fn open(cfg: &MigrateConfig, mode: Mode, shutdown: &Shutdown) -> Result<Session> {
+        let spec = ConnectSpec {
+            target: &cfg.target,
+            application_name: &cfg.application_name,
+            read_only: mode == Mode::ReadOnly,
+            timeout: cfg.connect_timeout,
+        };
+        let (mut worker, guard) = match mode {
+            Mode::ReadOnly => (db::connect(&spec, shutdown).await?, None),
+            Mode::Write => {
+                let (w, g) = tokio::try_join!(db::connect(&spec, shutdown), db::connect(&spec, shutdown))?;
+                (w, Some(g))
+            }
+        };
+        if let Some(schema) = &cfg.schema {
+            // Unqualified names in migrations land in the target schema and nowhere else.
+            let sql = format!("SET search_path TO {}", db::quote_ident(schema));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut worker)
+                .await
+                .map_err(db_error("could not set search_path"))?;
+        }
+        let (database, current_schema, worker_pid): (String, Option<String>, i32) =
+            sqlx::query_as("SELECT current_database(), current_schema(), pg_backend_pid()")
+                .fetch_one(&mut worker)
+                .await
+                .map_err(db_error("could not read the session's database and schema"))?;
+        let schema = match (&cfg.schema, current_schema) {
+            (Some(s), _) => s.clone(),
+            (None, Some(s)) => s,
+            (None, None) => {
+                return Err(Error::input(format!(
+                    "no schema in the search_path of {} exists, so there is nowhere to keep the history table",
+                    cfg.target
+                ))
+                .hint("pass --schema NAME (or SHIPGATE_SCHEMA)"));
+            }
+        };
+        let table = HistoryTable::new(schema);
+        let key = lock::key(&database, &table);
+        Ok(Session { worker, worker_pid, guard, locked: false, key, database, table })
+    }
+
+    /// "schema `public` of database `app`", for messages.
+    pub fn describe(&self) -> String {
+        format!("schema `{}` of database `{}`", self.table.schema, self.database)
+    }
+
+    /// Take the migration lock for this schema (write sessions only).
+    pub async fn lock(&mut self, timeout: Duration, shutdown: &Shutdown) -> Result<()> {
+        let what = self.describe();
+        let guard = self.guard.as_mut().expect("lock() needs a write session");
+        lock::acquire(guard, self.key, &what, timeout, shutdown).await?;
+        self.locked = true;
+        tracing::debug!("holding the migration lock for {what}");
+        Ok(())
+    }
+
+    /// The history rows (empty when the table does not exist yet).
+    pub async fn history(&mut self) -> Result<Vec<AppliedRow>> {
+        history::load(&mut self.worker, &self.table)
+            .await
+            .map_err(db_error(&format!("could not read {}", self.table.qualified())))
+    }
+
+    /// Create the history table if needed. Requires the lock.
+    pub async fn ensure_history(&mut self) -> Result<()> {
+        debug_assert!(self.locked);
+        history::ensure(&mut self.worker, &self.table).await.map_err(|e| {
+            Error::failed(format!("could not create {}: {e}", self.table.qualified()))
+                .hint("the database user needs CREATE on the schema (or create the table once as its owner)")
+        })
+    }
+
+    /// The worker connection, for commands that write history rows directly.
+    pub fn worker(&mut self) -> &mut PgConnection {
+        &mut self.worker
+    }
+
+    /// Run one migration, cancelling its statement if a signal arrives.
+    pub async fn execute(
+        &mut self,
+        m: &Migration,
+        direction: Direction,
+        limits: &Limits,
+        by: &Writer<'_>,
+        shutdown: &Shutdown,
+    ) -> Result<Duration> {
+        let Session { worker, worker_pid, guard, table, .. } = self;
+        let work = exec::run(worker, table, m, direction, limits, by);
+        tokio::pin!(work);
+        let signal = tokio::select! {
+            result = &mut work => return result,
+            signal = shutdown.wait() => signal,
+        };
+        tracing::warn!("cancelling migration {} ({}) after {}", m.version, m.description, signal.name());
+        if let Some(guard) = guard.as_mut() {
+            let _ = sqlx::query("SELECT pg_cancel_backend($1)").bind(*worker_pid).execute(&mut *guard).await;
+        }
+        let finished = match tokio::time::timeout(Duration::from_secs(5), &mut work).await {
+            Ok(result) => Some(result),
+            Err(_) => {
+                // The cancel did not land (e.g. the statement ignores interrupts): ending the
+                // backend rolls its transaction back all the same.
+                if let Some(guard) = guard.as_mut() {
+                    let _ = sqlx::query("SELECT pg_terminate_backend($1)")
+                        .bind(*worker_pid)
+                        .execute(&mut *guard)
+                        .await;
+                }
+                None
+            }
+        };
+        let outcome = match finished {
+            // The COMMIT won the race: the migration is applied and recorded.
+            Some(Ok(_)) => {
+                format!("migration {} had already committed; stopping before the next one", m.version)
+            }
+            _ if m.up.directives.no_transaction => format!(
+                "migration {} ran without a transaction and was interrupted; it is recorded as failed, \
+                 check the schema and use `shipgate migrate repair --version {}`",
+                m.version, m.version
+            ),
+            _ => format!(
+                "migration {} ({}) was cancelled and rolled back; nothing was recorded",
+                m.version, m.description
+            ),
+        };
+        Err(Error::interrupted(signal, format!("interrupted by {}: {outcome}", signal.name())))
+    }
+
+    /// Release the lock and close both sessions. Safe to call on every path.
+    pub async fn close(self) {
+        let Session { worker, guard, locked, key, .. } = self;
+        if let Some(mut guard) = guard {
+            if locked {
+                match lock::release(&mut guard, key).await {
+                    Ok(true) => tracing::debug!("released the migration lock"),
+                    Ok(false) => tracing::warn!("the migration lock was not held at release"),
+                    // Closing the session below releases it server-side anyway.
+                    Err(e) => tracing::debug!("unlock failed ({e}); closing the session releases it"),
+                }
+            }
+            let _ = guard.close().await;
+        }
+        let _ = worker.close().await;
+    }
+}

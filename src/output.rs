@@ -1,0 +1,164 @@
+//! Results on stdout: short lines for people, or one JSON object per event for machines
+//! (`--output json`), always ending with a summary (or error) object a script can parse.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+use crate::redact;
+
+/// One step of a plan, for `--dry-run`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanItem {
+    pub version: i64,
+    pub description: String,
+    pub file: String,
+    pub no_transaction: bool,
+    pub lock_timeout: String,
+    pub statement_timeout: String,
+    pub late: bool,
+}
+
+/// Everything a migrate command reports.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Plan {
+        schema: String,
+        direction: &'static str,
+        dry_run: bool,
+        migrations: Vec<PlanItem>,
+    },
+    Applied {
+        version: i64,
+        description: String,
+        duration_ms: u128,
+        no_transaction: bool,
+        late: bool,
+    },
+    Reverted {
+        version: i64,
+        description: String,
+        duration_ms: u128,
+    },
+    Baselined {
+        version: i64,
+        description: String,
+    },
+    Repaired {
+        version: i64,
+        action: &'static str,
+    },
+    Created {
+        path: String,
+    },
+    Summary {
+        command: &'static str,
+        schema: Option<String>,
+        changed: usize,
+        duration_ms: u128,
+        version: Option<i64>,
+        message: String,
+    },
+    Error {
+        exit_code: u8,
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Reporter {
+    format: OutputFormat,
+}
+
+impl Reporter {
+    pub fn new(format: OutputFormat) -> Self {
+        Reporter { format }
+    }
+
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    pub fn emit(&self, event: &Event) {
+        let line = match self.format {
+            OutputFormat::Json => serde_json::to_string(event).expect("events serialize"),
+            OutputFormat::Text => match text(event) {
+                Some(t) => t,
+                None => return,
+            },
+        };
+        print_line(&line);
+    }
+
+    /// A whole document (status): JSON as is, or prepared text.
+    pub fn document(&self, json: &serde_json::Value, text: &str) {
+        match self.format {
+            OutputFormat::Json => print_line(&json.to_string()),
+            OutputFormat::Text => print_line(text.trim_end()),
+        }
+    }
+}
+
+fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not our failure; nothing useful to do about it.
+    let _ = writeln!(out, "{}", redact::redact(line));
+    let _ = out.flush();
+}
+
+fn ms(d: u128) -> String {
+    if d < 1000 { format!("{d} ms") } else { format!("{:.1} s", d as f64 / 1000.0) }
+}
+
+fn text(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::Plan { schema, direction, dry_run, migrations } => {
+            let verb = if *direction == "up" { "apply" } else { "revert" };
+            let mut s = if migrations.is_empty() {
+                format!("nothing to {verb} in schema `{schema}`")
+            } else {
+                format!(
+                    "{}{} migration{} to {verb} in schema `{schema}`:",
+                    if *dry_run { "dry run: " } else { "" },
+                    migrations.len(),
+                    if migrations.len() == 1 { "" } else { "s" }
+                )
+            };
+            for m in migrations {
+                let mut flags = vec![
+                    format!("lock_timeout={}", m.lock_timeout),
+                    format!("statement_timeout={}", m.statement_timeout),
+                ];
+                if m.no_transaction {
+                    flags.insert(0, "no-transaction".into());
+                }
+                if m.late {
+                    flags.push("late: older than the newest applied migration".into());
+                }
+                s.push_str(&format!("\n  {:>14}  {}  [{}]", m.version, m.description, flags.join(", ")));
+            }
+            if *dry_run {
+                s.push_str("\n(dry run: nothing was changed)");
+            }
+            s
+        }
+        Event::Applied { version, description, duration_ms, no_transaction, late } => format!(
+            "applied   {version:>14}  {description} ({}){}{}",
+            ms(*duration_ms),
+            if *no_transaction { " [no-transaction]" } else { "" },
+            if *late { " [late: older than the newest applied migration]" } else { "" }
+        ),
+        Event::Reverted { version, description, duration_ms } => {
+            format!("reverted  {version:>14}  {description} ({})", ms(*duration_ms))
+        }
+        Event::Baselined { version, description } => format!("baselined {version:>14}  {description}"),
+        Event::Repaired { version, action } => format!("repaired  {version:>14}  ({action})"),
+        Event::Created { path } => format!("created {path}"),
+        Event::Summary { message, .. } => message.clone(),
+        // Errors go to stderr in text mode (main prints them).
+        Event::Error { .. } => return None,
+    })
+}
