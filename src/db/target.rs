@@ -92,13 +92,7 @@ fn from_url(text: &str) -> Result<DbTarget> {
     let parsed = url::Url::parse(text).map_err(|e| bad(e.to_string()))?;
     if let Some(password) = parsed.password() {
         redact::register(password);
-        if let Ok(decoded) = url::form_urlencoded::parse(format!("p={password}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .ok_or(())
-        {
-            redact::register(&decoded);
-        }
+        redact::register(&percent_encoding::percent_decode_str(password).decode_utf8_lossy());
     }
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {
         return Err(bad(format!(

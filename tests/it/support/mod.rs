@@ -1,0 +1,159 @@
+//! Shared test machinery: a throwaway PostgreSQL server for the whole run, a fresh database
+//! per test, and a builder for running the real `shipgate` binary.
+
+pub mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Variables that would leak the developer's own database settings into a test.
+const HOST_DB_VARS: &[&str] = &[
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_NAME",
+    "DB_SSL",
+    "DB_SSL_CERT_PATH",
+    "DB_SSL_REJECT_UNAUTHORIZED",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGDATABASE",
+    "PGSSLMODE",
+    "PGSERVICE",
+    "SHIPGATE_LOG",
+    "SHIPGATE_SOURCE",
+    "SHIPGATE_SCHEMA",
+    "SHIPGATE_OUTPUT",
+    "SHIPGATE_RUN_ID",
+    "GITHUB_RUN_ID",
+    "GITHUB_RUN_ATTEMPT",
+    "ECS_CONTAINER_METADATA_URI_V4",
+];
+
+/// `shipgate` with a clean environment and the given arguments.
+pub fn shipgate(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipgate"));
+    for var in HOST_DB_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+/// A finished run, with its streams as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Assert the exit code, showing both streams when it differs.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Run to completion on a blocking thread (tests are async; the binary is not ours to await).
+pub async fn run(mut cmd: Command) -> Run {
+    tokio::task::spawn_blocking(move || Run::from(cmd.output().expect("shipgate runs"))).await.expect("join")
+}
+
+/// Start without waiting.
+pub fn spawn(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("shipgate starts")
+}
+
+/// Wait for a spawned child, with a limit so a hung runner fails the test instead of CI.
+pub async fn finish(mut child: Child, limit: Duration) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return Run::from(child.wait_with_output().expect("output"));
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let run = Run::from(child.wait_with_output().expect("output"));
+                panic!(
+                    "shipgate still running after {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
+                    run.stdout, run.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("join")
+}
+
+pub fn signal(child: &Child, name: &str) {
+    let status =
+        Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().expect("kill");
+    assert!(status.success());
+}
+
+/// A temporary migrations folder.
+pub struct Dir {
+    _tmp: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Dir {
+    pub fn new(files: &[(&str, &str)]) -> Dir {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("migrations");
+        std::fs::create_dir(&path).expect("mkdir");
+        let dir = Dir { _tmp: tmp, path };
+        for (name, body) in files {
+            dir.write(name, body);
+        }
+        dir
+    }
+
+    pub fn write(&self, name: &str, body: &str) {
+        self.write_bytes(name, body.as_bytes());
+    }
+
+    pub fn write_bytes(&self, name: &str, body: &[u8]) {
+        std::fs::write(self.path.join(name), body).expect("write migration");
+    }
+
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.path.join(name)).expect("remove migration");
+    }
+
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("utf-8 path")
+    }
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}

@@ -1,0 +1,145 @@
+//! The test suite's PostgreSQL: `DATABASE_URL` when set, otherwise a throwaway server started
+//! once per test run by `scripts/throwaway-pg` (the same script the demo and benchmarks use).
+//!
+//! The server is stopped by a watchdog process that outlives the tests, so it goes away when
+//! the run ends however it ends: passing, failing, panicking, or killed with Ctrl-C.
+
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+
+use super::repo_root;
+
+struct Server {
+    admin_url: String,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| {
+        if let Ok(url) = std::env::var("DATABASE_URL").map(|u| u.trim().to_string()) {
+            if !url.is_empty() {
+                return Server { admin_url: url };
+            }
+        }
+        let base = tempfile::Builder::new().prefix("shipgate-pg-").tempdir().expect("tempdir").keep();
+        // The server may run as the `postgres` account (when we are root): let it in.
+        std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let dir = base.join("pg");
+        let script = repo_root().join("scripts/throwaway-pg");
+        let out =
+            Command::new(&script).arg("start").arg(&dir).arg("--fast").output().expect("run throwaway-pg");
+        assert!(
+            out.status.success(),
+            "could not start a throwaway PostgreSQL: {}\n(set DATABASE_URL to use an existing server)",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let admin_url = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' stop '{dir}'; rmdir '{base}'",
+            pid = std::process::id(),
+            script = script.display(),
+            dir = dir.display(),
+            base = base.display(),
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the server watchdog");
+        eprintln!("test PostgreSQL started in {} (stopped when the tests end)", dir.display());
+        Server { admin_url }
+    })
+}
+
+/// A fresh, empty database for one test; dropped when the test ends.
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let server = server();
+        let name = format!(
+            "shipgate_t{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            fastrand::u32(..)
+        );
+        let mut admin = connect_url(&server.admin_url).await;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(&server.admin_url).expect("admin url");
+        url.set_path(&name);
+        TestDb { url: url.to_string(), name, admin_url: server.admin_url.clone() }
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        connect_url(&self.url).await
+    }
+
+    /// This database's URL with the password replaced.
+    pub fn url_with_password(&self, password: &str) -> String {
+        let mut url = url::Url::parse(&self.url).expect("url");
+        url.set_password(Some(password)).expect("set password");
+        url.to_string()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside any runtime we could borrow; a short-lived one does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+pub async fn connect_url(url: &str) -> PgConnection {
+    PgConnectOptions::from_str(url)
+        .expect("url")
+        .log_statements(log::LevelFilter::Off)
+        .connect()
+        .await
+        .expect("test connection")
+}
+
+/// A single value from a query.
+pub async fn scalar<T>(conn: &mut PgConnection, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(AssertSqlSafe(sql.to_string()))
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+pub async fn exec(conn: &mut PgConnection, sql: &str) {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
