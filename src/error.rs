@@ -120,6 +120,12 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_the_same_exit_codes_as_help() {
+        let readme = include_str!("../README.md");
+        assert!(readme.contains(EXIT_CODES_HELP), "README's exit codes differ from EXIT_CODES_HELP");
+    }
+
+    #[test]
     fn hint_is_printed_on_its_own_line() {
         let err = Error::failed("migration 3 failed").hint("fix it");
         assert_eq!(err.to_string(), "migration 3 failed\n  hint: fix it");

@@ -125,17 +125,19 @@ impl Session {
         &mut self.worker
     }
 
-    /// Run one migration, cancelling its statement if a signal arrives.
+    /// Run one migration, cancelling its statement if a signal arrives. `last` marks the
+    /// final migration of the run, whose commit must make the whole run durable.
     pub async fn execute(
         &mut self,
         m: &Migration,
         direction: Direction,
         limits: &Limits,
         by: &Writer<'_>,
+        last: bool,
         shutdown: &Shutdown,
     ) -> Result<Duration> {
         let Session { worker, worker_pid, guard, table, .. } = self;
-        let work = exec::run(worker, table, m, direction, limits, by);
+        let work = exec::run(worker, table, m, direction, limits, by, last);
         tokio::pin!(work);
         let signal = tokio::select! {
             result = &mut work => return result,
@@ -164,7 +166,7 @@ impl Session {
             Some(Ok(_)) => {
                 format!("migration {} had already committed; stopping before the next one", m.version)
             }
-            _ if m.up.directives.no_transaction => format!(
+            _ if script_is_no_transaction(m, direction) => format!(
                 "migration {} ran without a transaction and was interrupted; it is recorded as failed, \
                  check the schema and use `shipgate migrate repair --version {}`",
                 m.version, m.version
@@ -192,5 +194,12 @@ impl Session {
             let _ = guard.close().await;
         }
         let _ = worker.close().await;
+    }
+}
+
+fn script_is_no_transaction(m: &Migration, direction: Direction) -> bool {
+    match direction {
+        Direction::Up => m.up.directives.no_transaction,
+        Direction::Down => m.down.as_ref().is_some_and(|d| d.directives.no_transaction),
     }
 }

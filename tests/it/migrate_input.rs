@@ -11,7 +11,8 @@ async fn history_exists(db: &TestDb) -> bool {
 #[tokio::test]
 async fn each_bad_input_is_exit_2_names_the_file_and_touches_nothing() {
     let db = TestDb::new().await;
-    let cases: Vec<(&str, Vec<(&str, &[u8])>, &str)> = vec![
+    type Files = Vec<(&'static str, &'static [u8])>;
+    let cases: Vec<(&str, Files, &str)> = vec![
         (
             "duplicate",
             vec![("1_a.sql", b"SELECT 1;"), ("1_b.sql", b"SELECT 1;")],

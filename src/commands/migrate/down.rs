@@ -70,7 +70,8 @@ pub async fn run(
                 ));
             }
             tracing::info!("reverting {} ({})", m.version, m.description);
-            let took = s.execute(m, Direction::Down, &cfg.limits, &by, shutdown).await?;
+            let took =
+                s.execute(m, Direction::Down, &cfg.limits, &by, done + 1 == todo.len(), shutdown).await?;
             out.emit(&Event::Reverted {
                 version: m.version,
                 description: m.description.clone(),

@@ -66,7 +66,8 @@ pub async fn run(
                 );
             }
             tracing::info!("applying {} ({})", m.version, m.description);
-            let took = s.execute(m, Direction::Up, &cfg.limits, &by, shutdown).await?;
+            let took =
+                s.execute(m, Direction::Up, &cfg.limits, &by, done + 1 == todo.len(), shutdown).await?;
             version = version.max(Some(m.version));
             out.emit(&Event::Applied {
                 version: m.version,

@@ -23,10 +23,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn server() -> &'static Server {
     SERVER.get_or_init(|| {
-        if let Ok(url) = std::env::var("DATABASE_URL").map(|u| u.trim().to_string()) {
-            if !url.is_empty() {
-                return Server { admin_url: url };
-            }
+        if let Ok(url) = std::env::var("DATABASE_URL").map(|u| u.trim().to_string())
+            && !url.is_empty()
+        {
+            return Server { admin_url: url };
         }
         let base = tempfile::Builder::new().prefix("shipgate-pg-").tempdir().expect("tempdir").keep();
         // The server may run as the `postgres` account (when we are root): let it in.
@@ -48,13 +48,16 @@ fn server() -> &'static Server {
             dir = dir.display(),
             base = base.display(),
         );
-        Command::new("setsid")
-            .args(["sh", "-c", &watchdog])
+        // `setsid --fork` detaches the watchdog into its own session (Ctrl-C on the test run
+        // does not reach it) and returns at once.
+        let started = Command::new("setsid")
+            .args(["--fork", "sh", "-c", &watchdog])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .status()
             .expect("start the server watchdog");
+        assert!(started.success(), "could not start the server watchdog");
         eprintln!("test PostgreSQL started in {} (stopped when the tests end)", dir.display());
         Server { admin_url }
     })
