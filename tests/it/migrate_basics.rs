@@ -1,7 +1,7 @@
 //! The everyday commands end to end: up, status, verify, down, baseline, repair, new, dry run.
 
 use crate::support::pg::{TestDb, exec, scalar};
-use crate::support::{Dir, run, shipgate};
+use crate::support::{Dir, run};
 
 fn reversible() -> Dir {
     Dir::new(&[
@@ -12,11 +12,7 @@ fn reversible() -> Dir {
     ])
 }
 
-fn cmd(db: &TestDb, dir: &Dir, args: &[&str]) -> std::process::Command {
-    let mut c = shipgate(args);
-    c.env("DATABASE_URL", &db.url).env("SHIPGATE_SOURCE", dir.arg());
-    c
-}
+use crate::support::shipgate_on as cmd;
 
 #[tokio::test]
 async fn up_applies_in_order_records_history_and_is_idempotent() {

@@ -1,7 +1,7 @@
 //! Bad input is found before the database is touched, and edits are told apart from checkout noise.
 
 use crate::support::pg::{TestDb, scalar};
-use crate::support::{Dir, run, shipgate};
+use crate::support::{Dir, run, shipgate, shipgate_on};
 
 async fn history_exists(db: &TestDb) -> bool {
     let mut conn = db.connect().await;
@@ -94,11 +94,7 @@ async fn crlf_copies_are_not_modified_but_real_edits_are() {
     let db = TestDb::new().await;
     let body = "CREATE TABLE t (\n    id int\n);\nCREATE INDEX t_id ON t (id);\n";
     let dir = Dir::new(&[("1_t.sql", body), ("2_u.sql", "CREATE TABLE u (id int);\n")]);
-    let cmd = |args: &[&str]| {
-        let mut c = shipgate(args);
-        c.env("DATABASE_URL", &db.url).env("SHIPGATE_SOURCE", dir.arg());
-        c
-    };
+    let cmd = |args: &[&str]| shipgate_on(&db, &dir, args);
     run(cmd(&["migrate", "up"])).await.expect(0);
 
     dir.write("1_t.sql", &body.replace('\n', "\r\n"));
@@ -122,11 +118,7 @@ async fn crlf_copies_are_not_modified_but_real_edits_are() {
 async fn late_migrations_are_applied_and_reported_or_refused_with_strict_order() {
     let db = TestDb::new().await;
     let dir = Dir::new(&[("1_a.sql", "CREATE TABLE a ();"), ("3_c.sql", "CREATE TABLE c ();")]);
-    let cmd = |args: &[&str]| {
-        let mut c = shipgate(args);
-        c.env("DATABASE_URL", &db.url).env("SHIPGATE_SOURCE", dir.arg());
-        c
-    };
+    let cmd = |args: &[&str]| shipgate_on(&db, &dir, args);
     run(cmd(&["migrate", "up"])).await.expect(0);
     dir.write("2_b.sql", "CREATE TABLE b ();");
     let strict = run(cmd(&["migrate", "up", "--strict-order"])).await.expect(1);

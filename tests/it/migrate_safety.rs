@@ -6,13 +6,9 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnection;
 
 use crate::support::pg::{TestDb, exec, scalar};
-use crate::support::{Dir, finish, run, shipgate, signal, spawn};
+use crate::support::{Dir, finish, run, signal, spawn};
 
-fn cmd(db: &TestDb, dir: &Dir, args: &[&str]) -> std::process::Command {
-    let mut c = shipgate(args);
-    c.env("DATABASE_URL", &db.url).env("SHIPGATE_SOURCE", dir.arg());
-    c
-}
+use crate::support::shipgate_on as cmd;
 
 /// Poll a boolean query until it is true (at most 30 s).
 async fn wait_until(conn: &mut PgConnection, sql: &str) {

@@ -2,13 +2,11 @@
 
 use std::time::Instant;
 
-use super::{current_version, with_session};
+use super::{current_version, run_each, summary, with_session};
 use crate::config::MigrateConfig;
 use crate::duration;
-use crate::error::{Error, Result};
-use crate::identity;
+use crate::error::Result;
 use crate::migrate::exec::Direction;
-use crate::migrate::history::Writer;
 use crate::migrate::plan::{self, DownTo};
 use crate::migrate::session::Mode;
 use crate::migrate::source;
@@ -55,50 +53,14 @@ pub async fn run(
             });
             return Ok(());
         }
-        let applied_by = if todo.is_empty() { String::new() } else { identity::applied_by().await };
-        let by = Writer { run_id: &cfg.run_id, applied_by: &applied_by };
-        for (done, m) in todo.iter().enumerate() {
-            if let Some(signal) = shutdown.requested() {
-                return Err(Error::interrupted(
-                    signal,
-                    format!(
-                        "interrupted by {} before reverting {}; {done} of {} reverted",
-                        signal.name(),
-                        m.version,
-                        todo.len()
-                    ),
-                ));
-            }
-            tracing::info!("reverting {} ({})", m.version, m.description);
-            let took =
-                s.execute(m, Direction::Down, &cfg.limits, &by, done + 1 == todo.len(), shutdown).await?;
-            out.emit(&Event::Reverted {
-                version: m.version,
-                description: m.description.clone(),
-                duration_ms: took.as_millis(),
-            });
-        }
+        run_each(s, cfg, &todo, Direction::Down, shutdown, out, |m, took| Event::Reverted {
+            version: m.version,
+            description: m.description.clone(),
+            duration_ms: took.as_millis(),
+        })
+        .await?;
         let version = current_version(&s.history().await?);
-        let at = version.map(|v| format!("version {v}")).unwrap_or_else(|| "no applied migration".into());
-        let message = if todo.is_empty() {
-            format!("nothing to revert in {}; at {at}", s.describe())
-        } else {
-            format!(
-                "reverted {} migration{} in {} in {:.2}s; now at {at}",
-                todo.len(),
-                if todo.len() == 1 { "" } else { "s" },
-                s.describe(),
-                started.elapsed().as_secs_f64()
-            )
-        };
-        out.emit(&Event::Summary {
-            command: "down",
-            schema: Some(s.table.schema.clone()),
-            changed: todo.len(),
-            duration_ms: started.elapsed().as_millis(),
-            version,
-            message,
-        });
+        out.emit(&summary("down", s, todo.len(), started, version));
         Ok(())
     })
     .await

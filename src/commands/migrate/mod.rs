@@ -9,13 +9,17 @@ pub mod status;
 pub mod up;
 pub mod verify;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::{MigrateConfig, MigrateJob};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::identity;
+use crate::migrate::exec::Direction;
+use crate::migrate::history::Writer;
 use crate::migrate::plan::AppliedRow;
 use crate::migrate::session::{Mode, Session};
-use crate::output::Reporter;
+use crate::migrate::source::Migration;
+use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
 /// Run one validated migrate command.
@@ -57,6 +61,73 @@ pub fn current_version(history: &[AppliedRow]) -> Option<i64> {
     history.iter().filter(|r| r.success).map(|r| r.version).max()
 }
 
-pub fn millis(d: Duration) -> u128 {
-    d.as_millis()
+/// Run `todo` in order, stopping cleanly at a signal between migrations. `event` turns each
+/// finished migration and its duration into what is reported.
+pub async fn run_each(
+    s: &mut Session,
+    cfg: &MigrateConfig,
+    todo: &[&Migration],
+    direction: Direction,
+    shutdown: &Shutdown,
+    out: &Reporter,
+    event: impl Fn(&Migration, Duration) -> Event,
+) -> Result<()> {
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let applied_by = identity::applied_by().await;
+    let by = Writer { run_id: &cfg.run_id, applied_by: &applied_by };
+    let (doing, done_word) = match direction {
+        Direction::Up => ("applying", "applied"),
+        Direction::Down => ("reverting", "reverted"),
+    };
+    for (done, m) in todo.iter().enumerate() {
+        if let Some(signal) = shutdown.requested() {
+            return Err(Error::interrupted(
+                signal,
+                format!(
+                    "interrupted by {} before {doing} {}; {done} of {} {done_word}",
+                    signal.name(),
+                    m.version,
+                    todo.len()
+                ),
+            ));
+        }
+        tracing::info!("{doing} {} ({})", m.version, m.description);
+        let last = done + 1 == todo.len();
+        let took = s.execute(m, direction, &cfg.limits, &by, last, shutdown).await?;
+        out.emit(&event(m, took));
+    }
+    Ok(())
+}
+
+/// The closing summary of `up` and `down`.
+pub fn summary(
+    command: &'static str,
+    s: &Session,
+    changed: usize,
+    started: Instant,
+    version: Option<i64>,
+) -> Event {
+    let at = version.map(|v| format!("version {v}")).unwrap_or_else(|| "no applied migration".into());
+    let message = match (command, changed) {
+        ("up", 0) => format!("{} is up to date at {at}; nothing to apply", s.describe()),
+        (_, 0) => format!("nothing to revert in {}; at {at}", s.describe()),
+        _ => format!(
+            "{} {changed} migration{} {} {} in {:.2}s; now at {at}",
+            if command == "up" { "applied" } else { "reverted" },
+            if changed == 1 { "" } else { "s" },
+            if command == "up" { "to" } else { "in" },
+            s.describe(),
+            started.elapsed().as_secs_f64()
+        ),
+    };
+    Event::Summary {
+        command,
+        schema: Some(s.table.schema.clone()),
+        changed,
+        duration_ms: started.elapsed().as_millis(),
+        version,
+        message,
+    }
 }

@@ -2,13 +2,11 @@
 
 use std::time::Instant;
 
-use super::{current_version, with_session};
+use super::{current_version, run_each, summary, with_session};
 use crate::config::MigrateConfig;
 use crate::duration;
-use crate::error::{Error, Result};
-use crate::identity;
+use crate::error::Result;
 use crate::migrate::exec::{Direction, Limits};
-use crate::migrate::history::Writer;
 use crate::migrate::plan::{self, Entry, UpOptions};
 use crate::migrate::session::Mode;
 use crate::migrate::source::{self, Migration};
@@ -42,61 +40,23 @@ pub async fn run(
             });
             return Ok(());
         }
-        let applied_by = if todo.is_empty() { String::new() } else { identity::applied_by().await };
-        let by = Writer { run_id: &cfg.run_id, applied_by: &applied_by };
-        let mut version = current_version(&history);
-        for (done, m) in todo.iter().enumerate() {
-            if let Some(signal) = shutdown.requested() {
-                return Err(Error::interrupted(
-                    signal,
-                    format!(
-                        "interrupted by {} before migration {}; {done} of {} applied",
-                        signal.name(),
-                        m.version,
-                        todo.len()
-                    ),
-                ));
-            }
-            let late = is_late(&entries, m.version);
-            if late {
-                tracing::warn!(
-                    "migration {} ({}) is older than the newest applied one (merged late); applying it",
-                    m.version,
-                    m.description
-                );
-            }
-            tracing::info!("applying {} ({})", m.version, m.description);
-            let took =
-                s.execute(m, Direction::Up, &cfg.limits, &by, done + 1 == todo.len(), shutdown).await?;
-            version = version.max(Some(m.version));
-            out.emit(&Event::Applied {
-                version: m.version,
-                description: m.description.clone(),
-                duration_ms: took.as_millis(),
-                no_transaction: m.up.directives.no_transaction,
-                late,
-            });
+        for m in todo.iter().filter(|m| is_late(&entries, m.version)) {
+            tracing::warn!(
+                "migration {} ({}) is older than the newest applied one (merged late); applying it",
+                m.version,
+                m.description
+            );
         }
-        let at = version.map(|v| format!("version {v}")).unwrap_or_else(|| "no version".into());
-        let message = if todo.is_empty() {
-            format!("{} is up to date at {at}; nothing to apply", s.describe())
-        } else {
-            format!(
-                "applied {} migration{} to {} in {:.2}s; now at {at}",
-                todo.len(),
-                if todo.len() == 1 { "" } else { "s" },
-                s.describe(),
-                started.elapsed().as_secs_f64()
-            )
-        };
-        out.emit(&Event::Summary {
-            command: "up",
-            schema: Some(s.table.schema.clone()),
-            changed: todo.len(),
-            duration_ms: started.elapsed().as_millis(),
-            version,
-            message,
-        });
+        run_each(s, cfg, &todo, Direction::Up, shutdown, out, |m, took| Event::Applied {
+            version: m.version,
+            description: m.description.clone(),
+            duration_ms: took.as_millis(),
+            no_transaction: m.up.directives.no_transaction,
+            late: is_late(&entries, m.version),
+        })
+        .await?;
+        let version = current_version(&history).max(todo.last().map(|m| m.version));
+        out.emit(&summary("up", s, todo.len(), started, version));
         Ok(())
     })
     .await

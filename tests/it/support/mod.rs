@@ -45,6 +45,13 @@ pub fn shipgate(args: &[&str]) -> Command {
     cmd
 }
 
+/// `shipgate` pointed at a test database and a migrations folder.
+pub fn shipgate_on(db: &pg::TestDb, dir: &Dir, args: &[&str]) -> Command {
+    let mut cmd = shipgate(args);
+    cmd.env("DATABASE_URL", &db.url).env("SHIPGATE_SOURCE", dir.arg());
+    cmd
+}
+
 /// A finished run, with its streams as text.
 #[derive(Debug)]
 pub struct Run {
