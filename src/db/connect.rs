@@ -51,11 +51,7 @@ pub fn classify(sqlstate: Option<&str>, io: Option<std::io::ErrorKind>) -> Attem
 
 fn describe(err: &sqlx::Error) -> (String, Attempt) {
     match err {
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned());
-            let attempt = classify(code.as_deref(), None);
-            (format!("{} (SQLSTATE {})", db.message(), code.unwrap_or_default()), attempt)
-        }
+        sqlx::Error::Database(db) => (super::error_text(err), classify(db.code().as_deref(), None)),
         sqlx::Error::Io(io) => (io.to_string(), classify(None, Some(io.kind()))),
         sqlx::Error::Tls(e) => (format!("TLS error: {e}"), Attempt::Fatal),
         sqlx::Error::Configuration(e) => (format!("configuration error: {e}"), Attempt::Fatal),

@@ -6,6 +6,16 @@ pub mod target;
 pub use connect::{ConnectSpec, connect};
 pub use target::DbTarget;
 
+/// A database error as an operator should read it: the server's message and SQLSTATE.
+/// (sqlx's `Display` appends PostgreSQL's internal source line, "at line 3655", which reads
+/// like a line of the migration file.)
+pub fn error_text(e: &sqlx::Error) -> String {
+    match e.as_database_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().unwrap_or_default()),
+        None => e.to_string(),
+    }
+}
+
 /// Quote an identifier for SQL text (`"tenant ""a"""`): the only way a schema name reaches
 /// a statement, since identifiers cannot be bind parameters.
 pub fn quote_ident(name: &str) -> String {

@@ -151,8 +151,10 @@ async fn run_outside_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Re
     let (m, table) = (step.m, step.table);
     let record_err = |e: sqlx::Error| {
         Error::failed(format!(
-            "migration {} ({}): could not write its history row: {e}",
-            m.version, m.description
+            "migration {} ({}): could not write its history row: {}",
+            m.version,
+            m.description,
+            crate::db::error_text(&e)
         ))
     };
     match step.direction {
@@ -224,7 +226,7 @@ fn failure(step: &Step<'_>, e: &sqlx::Error, attempts: u32, transactional: bool)
     let mut location = script.path.display().to_string();
     let mut reason = e.to_string();
     if let Some(db) = e.as_database_error() {
-        reason = format!("{} (SQLSTATE {})", db.message(), db.code().unwrap_or_default());
+        reason = crate::db::error_text(e);
         if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
             if let Some(PgErrorPosition::Original(pos)) = pg.position() {
                 let (line, col) = line_col(&script.sql, pos);

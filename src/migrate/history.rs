@@ -47,8 +47,20 @@ pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
     if exists(conn, table).await? {
         return Ok(());
     }
+    // CREATE SCHEMA IF NOT EXISTS checks the database-level CREATE privilege before it checks
+    // for the schema, so a least-privilege role that owns only its schema would fail on it.
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&table.schema)
+            .fetch_one(&mut *conn)
+            .await?;
+    let create_schema = if schema_exists {
+        String::new()
+    } else {
+        format!("CREATE SCHEMA IF NOT EXISTS {};", quote_ident(&table.schema))
+    };
     let sql = format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
+        "{create_schema}
          CREATE TABLE IF NOT EXISTS {t} (
              version             BIGINT PRIMARY KEY,
              description         TEXT NOT NULL,
@@ -62,7 +74,6 @@ pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
              origin              TEXT NOT NULL DEFAULT 'apply'
          );
          COMMENT ON TABLE {t} IS 'Migration history written by shipgate; see `shipgate migrate status`.';",
-        schema = quote_ident(&table.schema),
         t = table.qualified()
     );
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;

@@ -82,8 +82,12 @@ pub async fn acquire(
     timeout: Duration,
     shutdown: &Shutdown,
 ) -> Result<()> {
-    let db_err =
-        |e: sqlx::Error| Error::unavailable(format!("could not take the migration lock for {what}: {e}"));
+    let db_err = |e: sqlx::Error| {
+        Error::unavailable(format!(
+            "could not take the migration lock for {what}: {}",
+            crate::db::error_text(&e)
+        ))
+    };
     let started = Instant::now();
     let mut delay = Duration::from_millis(50);
     let mut last_report: Option<Instant> = None;

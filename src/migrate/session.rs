@@ -41,7 +41,7 @@ pub struct Session {
 }
 
 fn db_error(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
-    move |e| Error::failed(format!("{what}: {e}"))
+    move |e| Error::failed(format!("{what}: {}", db::error_text(&e)))
 }
 
 impl Session {
@@ -115,7 +115,7 @@ impl Session {
     pub async fn ensure_history(&mut self) -> Result<()> {
         debug_assert!(self.locked);
         history::ensure(&mut self.worker, &self.table).await.map_err(|e| {
-            Error::failed(format!("could not create {}: {e}", self.table.qualified()))
+            Error::failed(format!("could not create {}: {}", self.table.qualified(), db::error_text(&e)))
                 .hint("the database user needs CREATE on the schema (or create the table once as its owner)")
         })
     }

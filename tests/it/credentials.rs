@@ -157,3 +157,31 @@ async fn ecs_task_arn_is_recorded_as_applied_by() {
         crate::support::pg::scalar(&mut conn, "SELECT applied_by FROM shipgate_migrations").await;
     assert_eq!(by, arn);
 }
+
+#[tokio::test]
+async fn a_role_without_create_on_the_database_can_migrate_its_own_schema() {
+    let db = TestDb::new().await;
+    let mut admin = db.connect().await;
+    let role = format!("app_{}", fastrand::u32(..));
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD 'app-pw-1'"),
+        format!("REVOKE CREATE ON DATABASE \"{}\" FROM PUBLIC", db.name),
+        format!("CREATE SCHEMA app AUTHORIZATION {role}"),
+    ] {
+        crate::support::pg::exec(&mut admin, &sql).await;
+    }
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some("app-pw-1")).unwrap();
+    let dir = Dir::new(&[("1_a.sql", "CREATE TABLE a (id int);")]);
+    let mut cmd = shipgate(&["migrate", "up", "--schema", "app", "--source", dir.arg()]);
+    cmd.env("DATABASE_URL", url.as_str());
+    run(cmd).await.expect(0);
+    let owner: String = crate::support::pg::scalar(
+        &mut admin,
+        "SELECT tableowner FROM pg_tables WHERE schemaname = 'app' AND tablename = 'a'",
+    )
+    .await;
+    assert_eq!(owner, role);
+    crate::support::pg::exec(&mut admin, &format!("DROP SCHEMA app CASCADE; DROP ROLE {role}")).await;
+}

@@ -1,8 +1,6 @@
 //! `shipgate migrate baseline --version V`: record migrations up to V as applied without
 //! running them, for databases that were migrated by hand before any tracking existed.
 
-use sqlx::AssertSqlSafe;
-
 use super::{current_version, with_session};
 use crate::config::MigrateConfig;
 use crate::error::{Error, Result};
@@ -64,11 +62,14 @@ pub async fn run(
                 };
                 history::insert(&mut *conn, &table, &row, &by).await?;
             }
-            sqlx::raw_sql(AssertSqlSafe("COMMIT")).execute(&mut *conn).await
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await
         };
         if let Err(e) = write.await {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-            return Err(Error::failed(format!("could not record the baseline: {e}; nothing was recorded")));
+            return Err(Error::failed(format!(
+                "could not record the baseline: {}; nothing was recorded",
+                crate::db::error_text(&e)
+            )));
         }
         for m in &todo {
             out.emit(&Event::Baselined { version: m.version, description: m.description.clone() });

@@ -51,9 +51,12 @@ pub async fn run(
                     execution_ms: row.execution_ms,
                     origin: ORIGIN_REPAIR,
                 };
-                history::restamp(s.worker(), &table, &new, &by)
-                    .await
-                    .map_err(|e| Error::failed(format!("could not update version {version}: {e}")))?;
+                history::restamp(s.worker(), &table, &new, &by).await.map_err(|e| {
+                    Error::failed(format!(
+                        "could not update version {version}: {}",
+                        crate::db::error_text(&e)
+                    ))
+                })?;
                 "marked applied"
             }
             Resolution::Remove => {
@@ -62,9 +65,12 @@ pub async fn run(
                         "version {version} was recorded as applied; the next `up` will run it again"
                     );
                 }
-                history::delete(s.worker(), &table, version)
-                    .await
-                    .map_err(|e| Error::failed(format!("could not delete version {version}: {e}")))?;
+                history::delete(s.worker(), &table, version).await.map_err(|e| {
+                    Error::failed(format!(
+                        "could not delete version {version}: {}",
+                        crate::db::error_text(&e)
+                    ))
+                })?;
                 "removed; the next `up` runs it again"
             }
         };
