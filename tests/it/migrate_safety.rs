@@ -189,7 +189,16 @@ async fn a_migration_blocked_by_an_access_exclusive_lock_fails_after_retries() {
     // Released while the runner is backing off: a retry succeeds.
     let child =
         spawn(cmd(&db, &dir, &["migrate", "up", "--ddl-lock-timeout", "200ms", "--lock-retries", "5"]));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Release only once the migration is queued behind the blocker, and after its first
+    // lock_timeout has fired, however slowly the machine starts the process.
+    let mut probe = db.connect().await;
+    wait_until(
+        &mut probe,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                        AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE t%')",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     exec(&mut blocker, "COMMIT").await;
     let out = finish(child, Duration::from_secs(30)).await.expect(0);
     assert!(out.stderr.contains("hit lock_timeout"), "it should have retried: {}", out.stderr);
