@@ -49,7 +49,7 @@ pub enum MigrateJob {
 #[derive(Debug, Clone)]
 pub enum Job {
     Migrate(Box<MigrateConfig>, MigrateJob),
-    NewMigration { dir: PathBuf, name: String, reversible: bool, output: OutputFormat },
+    NewMigration { dir: PathBuf, name: String, reversible: bool },
 }
 
 /// Validate the command line against the environment.
@@ -61,7 +61,6 @@ pub fn from_cli(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
                 dir: cmd.common.source,
                 name: args.name,
                 reversible: args.reversible,
-                output: cmd.common.output,
             });
         }
         MigrateAction::Up(a) => MigrateJob::Up {

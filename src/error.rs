@@ -79,6 +79,10 @@ impl Error {
         &self.message
     }
 
+    pub fn hint_text(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self.kind {
             Kind::Failed => 1,

@@ -49,7 +49,7 @@ pub fn main(cli: Cli) -> u8 {
 pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result<()> {
     match job {
         Job::Migrate(cfg, job) => commands::migrate::run(&cfg, &job, shutdown, out).await,
-        Job::NewMigration { dir, name, reversible, .. } => {
+        Job::NewMigration { dir, name, reversible } => {
             commands::migrate::new::run(&dir, &name, reversible, out)
         }
     }
@@ -59,11 +59,11 @@ pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result
 fn report(out: &Reporter, e: &Error) -> u8 {
     eprintln!("error: {}", redact::redact(&e.to_string()));
     if out.format() == OutputFormat::Json {
-        let (message, hint) = match e.to_string().split_once("\n  hint: ") {
-            Some((m, h)) => (m.to_string(), Some(h.to_string())),
-            None => (e.to_string(), None),
-        };
-        out.emit(&Event::Error { exit_code: e.exit_code(), message, hint });
+        out.emit(&Event::Error {
+            exit_code: e.exit_code(),
+            message: e.message().to_string(),
+            hint: e.hint_text().map(str::to_string),
+        });
     }
     e.exit_code()
 }

@@ -52,6 +52,16 @@ pub enum Direction {
     Down,
 }
 
+impl Direction {
+    /// The script this direction runs. Down is only ever planned for reversible migrations.
+    pub fn script(self, m: &Migration) -> &Script {
+        match self {
+            Direction::Up => &m.up,
+            Direction::Down => m.down.as_ref().expect("plan_down only selects reversible migrations"),
+        }
+    }
+}
+
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// The script being run, and everything needed to run and record it.
@@ -76,10 +86,7 @@ pub async fn run(
     by: &Writer<'_>,
     durable: bool,
 ) -> Result<Duration, Error> {
-    let script = match direction {
-        Direction::Up => &m.up,
-        Direction::Down => m.down.as_ref().expect("plan_down only selects reversible migrations"),
-    };
+    let script = direction.script(m);
     let (lock_timeout, statement_timeout) = limits.for_script(script);
     let step = Step { table, m, script, direction, lock_timeout, statement_timeout, by };
     if script.directives.no_transaction {

@@ -166,7 +166,7 @@ impl Session {
             Some(Ok(_)) => {
                 format!("migration {} had already committed; stopping before the next one", m.version)
             }
-            _ if script_is_no_transaction(m, direction) => format!(
+            _ if direction.script(m).directives.no_transaction => format!(
                 "migration {} ran without a transaction and was interrupted; it is recorded as failed, \
                  check the schema and use `shipgate migrate repair --version {}`",
                 m.version, m.version
@@ -194,12 +194,5 @@ impl Session {
             let _ = guard.close().await;
         }
         let _ = worker.close().await;
-    }
-}
-
-fn script_is_no_transaction(m: &Migration, direction: Direction) -> bool {
-    match direction {
-        Direction::Up => m.up.directives.no_transaction,
-        Direction::Down => m.down.as_ref().is_some_and(|d| d.directives.no_transaction),
     }
 }

@@ -2,15 +2,14 @@
 
 use std::time::Instant;
 
-use super::{current_version, run_each, summary, with_session};
+use super::{current_version, plan_item, run_each, summary, with_session};
 use crate::config::MigrateConfig;
-use crate::duration;
 use crate::error::Result;
 use crate::migrate::exec::Direction;
 use crate::migrate::plan::{self, DownTo};
 use crate::migrate::session::Mode;
 use crate::migrate::source;
-use crate::output::{Event, PlanItem, Reporter};
+use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
 pub async fn run(
@@ -29,22 +28,7 @@ pub async fn run(
         let entries = plan::reconcile(&set, &history);
         let todo = plan::plan_down(&entries, &dir, to)?;
         if dry_run {
-            let migrations = todo
-                .iter()
-                .map(|m| {
-                    let down = m.down.as_ref().expect("plan_down checked");
-                    let (lock, statement) = cfg.limits.for_script(down);
-                    PlanItem {
-                        version: m.version,
-                        description: m.description.clone(),
-                        file: down.path.display().to_string(),
-                        no_transaction: down.directives.no_transaction,
-                        lock_timeout: duration::human(lock),
-                        statement_timeout: duration::human(statement),
-                        late: false,
-                    }
-                })
-                .collect();
+            let migrations = todo.iter().map(|m| plan_item(m, Direction::Down, &cfg.limits, false)).collect();
             out.emit(&Event::Plan {
                 schema: s.table.schema.clone(),
                 direction: "down",

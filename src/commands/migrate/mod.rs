@@ -12,14 +12,15 @@ pub mod verify;
 use std::time::{Duration, Instant};
 
 use crate::config::{MigrateConfig, MigrateJob};
+use crate::duration;
 use crate::error::{Error, Result};
 use crate::identity;
-use crate::migrate::exec::Direction;
+use crate::migrate::exec::{Direction, Limits};
 use crate::migrate::history::Writer;
 use crate::migrate::plan::AppliedRow;
 use crate::migrate::session::{Mode, Session};
 use crate::migrate::source::Migration;
-use crate::output::{Event, Reporter};
+use crate::output::{Event, PlanItem, Reporter};
 use crate::shutdown::Shutdown;
 
 /// Run one validated migrate command.
@@ -99,6 +100,21 @@ pub async fn run_each(
         out.emit(&event(m, took));
     }
     Ok(())
+}
+
+/// One line of a `--dry-run` plan: the script this direction would run, with its timeouts.
+pub fn plan_item(m: &Migration, direction: Direction, limits: &Limits, late: bool) -> PlanItem {
+    let script = direction.script(m);
+    let (lock, statement) = limits.for_script(script);
+    PlanItem {
+        version: m.version,
+        description: m.description.clone(),
+        file: script.path.display().to_string(),
+        no_transaction: script.directives.no_transaction,
+        lock_timeout: duration::human(lock),
+        statement_timeout: duration::human(statement),
+        late,
+    }
 }
 
 /// The closing summary of `up` and `down`.

@@ -2,15 +2,14 @@
 
 use std::time::Instant;
 
-use super::{current_version, run_each, summary, with_session};
+use super::{current_version, plan_item, run_each, summary, with_session};
 use crate::config::MigrateConfig;
-use crate::duration;
 use crate::error::Result;
-use crate::migrate::exec::{Direction, Limits};
+use crate::migrate::exec::Direction;
 use crate::migrate::plan::{self, Entry, UpOptions};
 use crate::migrate::session::Mode;
-use crate::migrate::source::{self, Migration};
-use crate::output::{Event, PlanItem, Reporter};
+use crate::migrate::source;
+use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
 pub async fn run(
@@ -36,7 +35,10 @@ pub async fn run(
                 schema: s.table.schema.clone(),
                 direction: "up",
                 dry_run: true,
-                migrations: plan_items(&todo, &entries, &cfg.limits),
+                migrations: todo
+                    .iter()
+                    .map(|m| plan_item(m, Direction::Up, &cfg.limits, is_late(&entries, m.version)))
+                    .collect(),
             });
             return Ok(());
         }
@@ -64,22 +66,4 @@ pub async fn run(
 
 fn is_late(entries: &[Entry], version: i64) -> bool {
     entries.iter().any(|e| e.version == version && e.late)
-}
-
-/// The plan as printed by `--dry-run` (up or down).
-pub fn plan_items(todo: &[&Migration], entries: &[Entry], limits: &Limits) -> Vec<PlanItem> {
-    todo.iter()
-        .map(|m| {
-            let (lock, statement) = limits.for_script(&m.up);
-            PlanItem {
-                version: m.version,
-                description: m.description.clone(),
-                file: m.up.path.display().to_string(),
-                no_transaction: m.up.directives.no_transaction,
-                lock_timeout: duration::human(lock),
-                statement_timeout: duration::human(statement),
-                late: is_late(entries, m.version),
-            }
-        })
-        .collect()
 }
