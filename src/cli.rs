@@ -34,6 +34,30 @@ pub struct Cli {
 pub enum Command {
     /// Apply, revert and inspect versioned SQL migrations (the container's entrypoint).
     Migrate(MigrateCmd),
+
+    /// Render and register ECS task definitions from JSON templates.
+    Taskdef(TaskdefCmd),
+
+    /// Run a task on ECS/Fargate and follow it to the end, with its complete logs.
+    Task(TaskCmd),
+}
+
+impl Cli {
+    /// The result format the command asked for (errors are reported in it too).
+    pub fn output(&self) -> OutputFormat {
+        match &self.command {
+            Command::Migrate(c) => c.common.output,
+            Command::Taskdef(c) => match &c.action {
+                TaskdefAction::Render(_) => OutputFormat::Text,
+                TaskdefAction::Register(a) => a.aws.output,
+            },
+            Command::Task(c) => match &c.action {
+                TaskAction::Run(a) => a.aws.output,
+                TaskAction::Attach(a) => a.aws.output,
+                TaskAction::Logs(a) => a.aws.output,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +247,258 @@ pub struct RepairArgs {
     /// Its changes are not in the database: delete the row so the next `up` runs it again.
     #[arg(long)]
     pub remove: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskdefCmd {
+    #[command(subcommand)]
+    pub action: TaskdefAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskdefAction {
+    /// Print the task definition a template renders to (no AWS call).
+    #[command(
+        after_help = "Templates are RegisterTaskDefinition JSON with ${NAME} and ${NAME:-default} placeholders,\n\
+        filled from --var, then --vars-file, then the environment; $${ writes a literal ${.\n\n\
+        Example:\n  shipgate taskdef render aws/migration-task.json --var IMAGE_TAG=$GITHUB_SHA"
+    )]
+    Render(TemplateArgs),
+
+    /// Register a template's task definition unless the family's latest revision is the same.
+    #[command(
+        after_help = "Example:\n  shipgate taskdef register aws/migration-task.json --var IMAGE_TAG=$GITHUB_SHA --output json"
+    )]
+    Register(RegisterArgs),
+}
+
+/// A template and the values for its placeholders.
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// The template file.
+    #[arg(value_name = "FILE")]
+    pub template: PathBuf,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VarArgs {
+    /// A placeholder value, NAME=VALUE (repeatable; wins over --vars-file and the environment).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+
+    /// A file of NAME=VALUE lines (# comments allowed).
+    #[arg(long, value_name = "FILE")]
+    pub vars_file: Option<PathBuf>,
+}
+
+/// Where AWS calls go and how results are printed.
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    /// AWS region [default: AWS_REGION, AWS_DEFAULT_REGION, or the profile's region].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Result format on stdout.
+    #[arg(long, env = "SHIPGATE_OUTPUT", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub template: TemplateArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskCmd {
+    #[command(subcommand)]
+    pub action: TaskAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskAction {
+    /// Run one task, follow it until it stopped with every log line, and exit with its result.
+    #[command(
+        group(ArgGroup::new("what").required(true).args(["task_definition", "template"])),
+        after_help = "Examples:\n  \
+          shipgate task run --template aws/migration-task.json --var IMAGE_TAG=$GITHUB_SHA \\\n      \
+            --cluster prod --network-from-service api --env MIGRATION_TYPE=master\n  \
+          shipgate task run --task-definition db-migrate:12 --cluster prod \\\n      \
+            --subnets subnet-1,subnet-2 --security-groups sg-1 --command shipgate migrate up\n\n\
+          The exit code is the watched container's own when it ran and failed (--exit-code container),\n\
+          1 when the task never started, 3 when another migration task of the family is running."
+    )]
+    Run(Box<RunArgs>),
+
+    /// Follow a running (or stopped) task again, from the first log line.
+    #[command(
+        after_help = "Example:\n  shipgate task attach arn:aws:ecs:us-east-1:123456789012:task/prod/0123abcd"
+    )]
+    Attach(AttachArgs),
+
+    /// Print a task's complete logs (every awslogs container) and exit.
+    #[command(
+        after_help = "Example:\n  shipgate task logs arn:aws:ecs:us-east-1:123456789012:task/prod/0123abcd > migrate.log"
+    )]
+    Logs(LogsArgs),
+}
+
+/// How a failed task's result becomes shipgate's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExitCodeMode {
+    /// The watched container's own exit code when it ran and failed.
+    Container,
+    /// The 0/1/2/3 contract: container exits 2 and 3 kept, every other failure 1.
+    Classified,
+}
+
+/// How a followed task is watched and ended.
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    /// The container whose exit code decides [default: the only essential container].
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+
+    /// Stop the task after this long (e.g. 45min) [default: no limit].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+
+    /// On SIGINT/SIGTERM, leave the task running instead of stopping it.
+    #[arg(long)]
+    pub no_stop_on_cancel: bool,
+
+    /// How a failure maps to shipgate's exit code.
+    #[arg(long, value_enum, default_value = "container")]
+    pub exit_code: ExitCodeMode,
+
+    /// Seconds between DescribeTasks calls while the task runs.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run this registered definition: FAMILY, FAMILY:REVISION or an ARN.
+    #[arg(long, value_name = "FAMILY[:REV]|ARN")]
+    pub task_definition: Option<String>,
+
+    /// Render and register-if-changed this template, then run it.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
+
+    /// The ECS cluster.
+    #[arg(long, env = "SHIPGATE_CLUSTER", value_name = "NAME")]
+    pub cluster: String,
+
+    /// Subnets for the task's network interface (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "IDS", conflicts_with = "network_from_service")]
+    pub subnets: Vec<String>,
+
+    /// Security groups (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "IDS", conflicts_with = "network_from_service")]
+    pub security_groups: Vec<String>,
+
+    /// Give the task a public IP (needed in public subnets without a NAT gateway to pull images).
+    #[arg(long, conflicts_with = "network_from_service")]
+    pub assign_public_ip: bool,
+
+    /// Copy network, launch type or capacity providers and platform version from this service.
+    #[arg(long, value_name = "SERVICE")]
+    pub network_from_service: Option<String>,
+
+    /// Run on this capacity provider (e.g. FARGATE_SPOT) instead of the FARGATE launch type.
+    #[arg(long, value_name = "NAME")]
+    pub capacity_provider: Option<String>,
+
+    /// Fargate platform version [default: LATEST].
+    #[arg(long, value_name = "VERSION")]
+    pub platform_version: Option<String>,
+
+    /// An environment variable for the watched container, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Task CPU override (units, e.g. 512).
+    #[arg(long, value_name = "UNITS")]
+    pub cpu: Option<String>,
+
+    /// Task memory override (MiB, e.g. 1024).
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<String>,
+
+    /// `startedBy` of the task; the concurrency guard looks for tasks with the same value.
+    #[arg(long, default_value = "shipgate", value_name = "TEXT")]
+    pub started_by: String,
+
+    /// A tag for the task, KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+
+    /// Print the task ARN and how to attach, then exit 0 without following.
+    #[arg(long)]
+    pub detach: bool,
+
+    /// Start the task again this many times when it fails to start for a transient reason.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub start_retries: u32,
+
+    /// When a task of this family is already running, wait for it to stop instead of refusing.
+    #[arg(long)]
+    pub wait_for_running: bool,
+
+    /// Identifier of this run, part of the idempotency token [default: GitHub run id and attempt].
+    #[arg(long, env = "SHIPGATE_RUN_ID", value_name = "ID")]
+    pub run_id: Option<String>,
+
+    #[command(flatten)]
+    pub follow: FollowArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// Container command override; everything after --command is the command (put it last).
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "ARGS")]
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The task's ARN.
+    #[arg(value_name = "TASK_ARN")]
+    pub task: String,
+
+    /// The cluster [default: from the ARN].
+    #[arg(long, env = "SHIPGATE_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    #[command(flatten)]
+    pub follow: FollowArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The task's ARN.
+    #[arg(value_name = "TASK_ARN")]
+    pub task: String,
+
+    /// The cluster [default: from the ARN].
+    #[arg(long, env = "SHIPGATE_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 #[cfg(test)]

@@ -3,15 +3,23 @@
 //! Everything that can be checked without touching the database is checked here, so a bad
 //! flag or variable fails with exit 2 before any connection is opened.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, MigrateAction, MigrateArgs, OutputFormat};
+use crate::cli::{
+    AttachArgs, Cli, Command, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction, MigrateArgs, MigrateCmd,
+    OutputFormat, RunArgs, TaskAction, TaskdefAction, VarArgs,
+};
 use crate::db::target::{self, DbTarget};
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::migrate::exec::Limits;
 use crate::migrate::plan::{DownTo, UpOptions};
+use crate::task::follow::FollowOptions;
+use crate::task::spec::{Overrides, Placement};
+use crate::task::view::parse_task_arn;
+use crate::taskdef::{self, template};
 
 /// Settings shared by every migrate command that talks to the database.
 #[derive(Debug, Clone)]
@@ -50,11 +58,225 @@ pub enum MigrateJob {
 pub enum Job {
     Migrate(Box<MigrateConfig>, MigrateJob),
     NewMigration { dir: PathBuf, name: String, reversible: bool },
+    TaskdefRender { template: TemplateSource },
+    TaskdefRegister { template: TemplateSource, region: Option<String> },
+    TaskRun(Box<RunConfig>),
+    TaskAttach(Box<AttachConfig>),
+    TaskLogs { task: String, cluster: String, region: Option<String> },
+}
+
+/// A template file and the values given for its placeholders (`--vars-file`, then `--var`).
+#[derive(Debug, Clone)]
+pub struct TemplateSource {
+    pub path: PathBuf,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// What `task run` runs.
+#[derive(Debug, Clone)]
+pub enum TaskDefinitionRef {
+    Registered(String),
+    Template(TemplateSource),
+}
+
+/// Where `task run` takes its network and capacity from.
+#[derive(Debug, Clone)]
+pub enum Network {
+    Explicit(Placement),
+    /// Copied from a service, with the flags' capacity provider and platform version on top.
+    FromService {
+        service: String,
+        capacity_provider: Option<String>,
+        platform_version: Option<String>,
+    },
+}
+
+/// How a task is watched and what its result means.
+#[derive(Debug, Clone)]
+pub struct FollowConfig {
+    pub container: Option<String>,
+    pub options: FollowOptions,
+    pub exit_code: ExitCodeMode,
+}
+
+/// `task run`, validated.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub region: Option<String>,
+    pub cluster: String,
+    pub task_definition: TaskDefinitionRef,
+    pub network: Network,
+    /// Overrides; `container` is empty until the task definition names the default one.
+    pub overrides: Overrides,
+    pub started_by: String,
+    pub tags: Vec<(String, String)>,
+    pub detach: bool,
+    pub start_retries: u32,
+    pub wait_for_running: bool,
+    pub run_id: String,
+    pub follow: FollowConfig,
+}
+
+/// `task attach`, validated.
+#[derive(Debug, Clone)]
+pub struct AttachConfig {
+    pub region: Option<String>,
+    pub cluster: String,
+    pub task: String,
+    pub follow: FollowConfig,
 }
 
 /// Validate the command line against the environment.
 pub fn from_cli(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
-    let Command::Migrate(cmd) = cli.command;
+    match cli.command {
+        Command::Migrate(cmd) => migrate_job(cmd, env),
+        Command::Taskdef(cmd) => match cmd.action {
+            TaskdefAction::Render(a) => {
+                Ok(Job::TaskdefRender { template: template_source(a.template, &a.vars)? })
+            }
+            TaskdefAction::Register(a) => Ok(Job::TaskdefRegister {
+                template: template_source(a.template.template, &a.template.vars)?,
+                region: a.aws.region,
+            }),
+        },
+        Command::Task(cmd) => match cmd.action {
+            TaskAction::Run(a) => Ok(Job::TaskRun(Box::new(run_config(*a, env)?))),
+            TaskAction::Attach(a) => Ok(Job::TaskAttach(Box::new(attach_config(a, env)?))),
+            TaskAction::Logs(a) => logs_job(a),
+        },
+    }
+}
+
+fn template_source(path: PathBuf, args: &VarArgs) -> Result<TemplateSource> {
+    let mut vars = match &args.vars_file {
+        Some(file) => taskdef::parse_vars_file(file)?,
+        None => BTreeMap::new(),
+    };
+    for assignment in &args.vars {
+        let (name, value) =
+            template::parse_assignment(assignment).map_err(|e| Error::input(format!("--var {e}")))?;
+        vars.insert(name, value);
+    }
+    Ok(TemplateSource { path, vars })
+}
+
+fn pairs(flag: &str, values: &[String]) -> Result<Vec<(String, String)>> {
+    values
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((k, val)) if !k.trim().is_empty() => Ok((k.trim().to_string(), val.to_string())),
+            _ => Err(Error::input(format!("{flag} `{v}` is not KEY=VALUE"))),
+        })
+        .collect()
+}
+
+/// ECS allows up to 36 letters, digits, `-`, `_` and `/` in `startedBy`.
+fn validate_started_by(text: &str) -> Result<()> {
+    let ok = !text.is_empty()
+        && text.len() <= 36
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::input(format!(
+            "--started-by `{text}`: ECS accepts 1 to 36 letters, digits, `-`, `_` and `/`"
+        )))
+    }
+}
+
+fn follow_config(args: FollowArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<FollowConfig> {
+    if args.poll_interval < Duration::from_millis(100) {
+        return Err(Error::input("--poll-interval must be at least 100ms"));
+    }
+    if args.timeout == Some(Duration::ZERO) {
+        return Err(Error::input(
+            "--timeout 0 would stop the task at once; leave it out to wait without limit",
+        ));
+    }
+    Ok(FollowConfig {
+        container: args.container,
+        options: FollowOptions {
+            tick: args.poll_interval,
+            timeout: args.timeout,
+            stop_on_cancel: !args.no_stop_on_cancel,
+            canceller: identity::operator(env),
+            ..FollowOptions::default()
+        },
+        exit_code: args.exit_code,
+    })
+}
+
+fn run_config(a: RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunConfig> {
+    validate_started_by(&a.started_by)?;
+    let task_definition = match (a.task_definition, a.template) {
+        (Some(td), None) => TaskDefinitionRef::Registered(td),
+        (None, Some(path)) => TaskDefinitionRef::Template(template_source(path, &a.vars)?),
+        _ => unreachable!("clap requires exactly one of --task-definition and --template"),
+    };
+    let network = match a.network_from_service {
+        Some(service) => Network::FromService {
+            service,
+            capacity_provider: a.capacity_provider,
+            platform_version: a.platform_version,
+        },
+        None if a.subnets.is_empty() => {
+            return Err(Error::input("no network for the task: Fargate tasks need subnets").hint(
+                "pass --subnets (and --security-groups), or --network-from-service SERVICE to copy a service's",
+            ));
+        }
+        None => Network::Explicit(Placement {
+            subnets: a.subnets,
+            security_groups: a.security_groups,
+            assign_public_ip: a.assign_public_ip,
+            launch_type: None,
+            capacity_providers: a.capacity_provider.into_iter().map(|p| (p, 1, 0)).collect(),
+            platform_version: a.platform_version,
+        }),
+    };
+    let run_id = a.run_id.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| identity::default_run_id(env));
+    Ok(RunConfig {
+        region: a.aws.region,
+        cluster: a.cluster,
+        task_definition,
+        network,
+        overrides: Overrides {
+            container: a.follow.container.clone().unwrap_or_default(),
+            env: pairs("--env", &a.env)?,
+            command: a.command,
+            cpu: a.cpu,
+            memory: a.memory,
+        },
+        started_by: a.started_by,
+        tags: pairs("--tag", &a.tags)?,
+        detach: a.detach,
+        start_retries: a.start_retries,
+        wait_for_running: a.wait_for_running,
+        run_id,
+        follow: follow_config(a.follow, env)?,
+    })
+}
+
+/// The cluster and region of a task, from flags or else from its ARN.
+fn locate(task: &str, cluster: Option<String>, region: Option<String>) -> Result<(String, Option<String>)> {
+    let arn = parse_task_arn(task);
+    let cluster = cluster.or_else(|| arn.as_ref().and_then(|a| a.cluster.clone())).ok_or_else(|| {
+        Error::input(format!("cannot tell the cluster of `{task}`"))
+            .hint("pass --cluster, or the task's full ARN")
+    })?;
+    Ok((cluster, region.or_else(|| arn.map(|a| a.region))))
+}
+
+fn attach_config(a: AttachArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<AttachConfig> {
+    let (cluster, region) = locate(&a.task, a.cluster, a.aws.region)?;
+    Ok(AttachConfig { region, cluster, task: a.task, follow: follow_config(a.follow, env)? })
+}
+
+fn logs_job(a: LogsArgs) -> Result<Job> {
+    let (cluster, region) = locate(&a.task, a.cluster, a.aws.region)?;
+    Ok(Job::TaskLogs { task: a.task, cluster, region })
+}
+
+fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
     let job = match cmd.action {
         MigrateAction::New(args) => {
             return Ok(Job::NewMigration {

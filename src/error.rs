@@ -12,14 +12,18 @@ use crate::shutdown::Signal;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
-  1    a migration (task, deploy) ran and failed, or a pre-flight check refused to run
-       (modified, missing or failed migrations; `migrate verify` found a difference)
-  2    usage, configuration or bad input (malformed migration files, bad flags); nothing changed
-  3    could not connect to the database, or could not take the migration lock in time;
-       nothing changed
-  130  interrupted by SIGINT; the statement in flight was cancelled and rolled back
-  143  interrupted by SIGTERM (ECS StopTask); the statement in flight was cancelled and
-       rolled back";
+  1    a migration (task, deploy) ran and failed, a task never started or timed out, or a
+       pre-flight check refused to run (modified, missing or failed migrations;
+       `migrate verify` found a difference)
+  2    usage, configuration or bad input (malformed migration files or templates, bad flags,
+       unknown cluster or task definition); nothing changed
+  3    could not reach the database or AWS (connection, credentials, permissions), could not
+       take the migration lock in time, or another migration task is running; nothing changed
+  130  interrupted by SIGINT; the statement in flight was cancelled and rolled back (a
+       followed task was stopped)
+  143  interrupted by SIGTERM (ECS StopTask); as for 130
+  N    `task run` / `task attach`: the watched container ran and exited with N (its own
+       code, passed through; --exit-code classified maps it to 1, keeping 2 and 3)";
 
 /// Which part of the exit-code contract a failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +36,8 @@ pub enum Kind {
     Unavailable,
     /// Stopped by a signal: exit 130 or 143.
     Interrupted(Signal),
+    /// A followed task's container failed: its own exit code, passed through.
+    Exit(u8),
 }
 
 /// A classified failure with a human message and an optional hint.
@@ -89,6 +95,7 @@ impl Error {
             Kind::Input => 2,
             Kind::Unavailable => 3,
             Kind::Interrupted(signal) => signal.exit_code(),
+            Kind::Exit(code) => code,
         }
     }
 }

@@ -54,6 +54,16 @@ pub fn task_arn(body: &str) -> Option<String> {
     doc.get("TaskARN")?.as_str().filter(|s| !s.is_empty()).map(str::to_string)
 }
 
+/// Who is behind this run, for StopTask reasons: the GitHub Actions run URL, or user@host.
+pub fn operator(env: &dyn Fn(&str) -> Option<String>) -> String {
+    match (env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")) {
+        (Some(server), Some(repo), Some(run)) if !run.is_empty() => {
+            format!("{server}/{repo}/actions/runs/{run}")
+        }
+        _ => user_at_host(),
+    }
+}
+
 fn user_at_host() -> String {
     let user = ["USER", "LOGNAME", "USERNAME"]
         .iter()

@@ -5,6 +5,7 @@
 //! lock, exec, session}`; every decision (what is pending, may this run proceed) is a pure
 //! function in `migrate::plan` and friends.
 
+pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -17,8 +18,10 @@ pub mod migrate;
 pub mod output;
 pub mod redact;
 pub mod shutdown;
+pub mod task;
+pub mod taskdef;
 
-use crate::cli::{Cli, Command, OutputFormat};
+use crate::cli::{Cli, OutputFormat};
 use crate::config::Job;
 use crate::error::Error;
 use crate::output::{Event, Reporter};
@@ -27,8 +30,7 @@ use crate::shutdown::Shutdown;
 /// Run a parsed command line to completion and return the process exit code.
 pub fn main(cli: Cli) -> u8 {
     logging::init(cli.verbose, cli.quiet);
-    let Command::Migrate(cmd) = &cli.command;
-    let out = Reporter::new(cmd.common.output);
+    let out = Reporter::new(cli.output());
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return report(&out, &Error::failed(format!("cannot start the async runtime: {e}"))),
@@ -51,6 +53,15 @@ pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result
         Job::Migrate(cfg, job) => commands::migrate::run(&cfg, &job, shutdown, out).await,
         Job::NewMigration { dir, name, reversible } => {
             commands::migrate::new::run(&dir, &name, reversible, out)
+        }
+        Job::TaskdefRender { template } => commands::taskdef::render::run(&template),
+        Job::TaskdefRegister { template, region } => {
+            commands::taskdef::register::run(&template, region.as_deref(), out).await
+        }
+        Job::TaskRun(cfg) => commands::task::run::run(&cfg, shutdown, out).await,
+        Job::TaskAttach(cfg) => commands::task::attach::run(&cfg, shutdown, out).await,
+        Job::TaskLogs { task, cluster, region } => {
+            commands::task::logs::run(&task, &cluster, region.as_deref(), out).await
         }
     }
 }

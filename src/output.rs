@@ -61,6 +61,39 @@ pub enum Event {
         version: Option<i64>,
         message: String,
     },
+    /// A task definition was registered, or an identical revision reused.
+    Registered {
+        family: String,
+        task_definition_arn: String,
+        new: bool,
+        diff: Option<String>,
+    },
+    TaskStarted {
+        task_arn: String,
+        cluster: String,
+        task_definition_arn: String,
+        attempt: u32,
+    },
+    /// `--detach`: the task runs on; this is how to follow it again.
+    Detached {
+        task_arn: String,
+        attach: String,
+    },
+    Log {
+        container: Option<String>,
+        timestamp: Option<i64>,
+        message: String,
+    },
+    TaskStopped {
+        task_arn: String,
+        succeeded: bool,
+        outcome: String,
+        exit_code: Option<i32>,
+        stop_code: Option<String>,
+        stopped_reason: Option<String>,
+        lines: u64,
+        streams: usize,
+    },
     Error {
         exit_code: u8,
         message: String,
@@ -91,6 +124,34 @@ impl Reporter {
             },
         };
         print_line(&line);
+    }
+
+    /// Log lines of one container, printed as one batch (a page can hold 10,000 lines).
+    pub fn log_lines(&self, container: Option<&str>, lines: &[(Option<i64>, String)]) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut batch = String::new();
+        for (timestamp, message) in lines {
+            match self.format {
+                OutputFormat::Json => {
+                    let event = Event::Log {
+                        container: container.map(str::to_string),
+                        timestamp: *timestamp,
+                        message: message.clone(),
+                    };
+                    batch.push_str(&serde_json::to_string(&event).expect("events serialize"));
+                }
+                OutputFormat::Text => {
+                    if let Some(c) = container {
+                        batch.push_str(&format!("[{c}] "));
+                    }
+                    batch.push_str(message.strip_suffix('\n').unwrap_or(message));
+                }
+            }
+            batch.push('\n');
+        }
+        print_line(batch.strip_suffix('\n').unwrap_or(&batch));
     }
 
     /// A whole document (status): JSON as is, or prepared text.
@@ -157,6 +218,24 @@ fn text(event: &Event) -> Option<String> {
         Event::Baselined { version, description } => format!("baselined {version:>14}  {description}"),
         Event::Repaired { version, action } => format!("repaired  {version:>14}  ({action})"),
         Event::Created { path } => format!("created {path}"),
+        Event::Registered { family, task_definition_arn, new, diff } => {
+            let mut s = match (new, diff) {
+                (true, Some(diff)) => format!("{diff}registered {task_definition_arn} (new revision)"),
+                (true, None) => format!("registered {task_definition_arn} (first revision of `{family}`)"),
+                (false, _) => format!("unchanged: reusing {task_definition_arn}"),
+            };
+            if s.ends_with('\n') {
+                s.pop();
+            }
+            s
+        }
+        Event::Detached { task_arn, attach } => format!("{task_arn}\n{attach}"),
+        Event::Log { container, message, .. } => match container {
+            Some(c) => format!("[{c}] {message}"),
+            None => message.clone(),
+        },
+        // Progress and verdicts go to stderr in text mode, so stdout carries only the logs.
+        Event::TaskStarted { .. } | Event::TaskStopped { .. } => return None,
         Event::Summary { message, .. } => message.clone(),
         // Errors go to stderr in text mode (main prints them).
         Event::Error { .. } => return None,

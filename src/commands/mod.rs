@@ -1,3 +1,5 @@
 //! One module per command. Each receives validated configuration, never clap types.
 
 pub mod migrate;
+pub mod task;
+pub mod taskdef;

@@ -1,0 +1,368 @@
+//! The ECS calls shipgate makes, each copying its answer into plain data.
+//!
+//! Task definitions are registered from the rendered template's JSON as is: ECS speaks JSON on
+//! the wire, and the template *is* that request (what `aws ecs register-task-definition
+//! --cli-input-json` sends), so the body is sent verbatim instead of being rebuilt field by
+//! field through the SDK's types, which would silently drop any field newer than this build.
+//! For the same reason the registered revision is compared as the raw JSON ECS returned.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::config::interceptors::AfterDeserializationInterceptorContextRef;
+use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_ecs::error::BoxError;
+use aws_sdk_ecs::primitives::DateTime;
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerDefinition,
+    ContainerOverride, DesiredStatus, KeyValuePair, LaunchType, NetworkConfiguration, Tag, Task,
+    TaskDefinitionField, TaskField, TaskOverride,
+};
+use aws_smithy_types::body::SdkBody;
+use serde_json::Value;
+
+use super::error::describe;
+use crate::error::{Error, Result};
+use crate::task::spec::{Placement, RunSpec};
+use crate::task::view::{ContainerView, TaskView};
+use crate::taskdef::{ContainerInfo, LogDriver};
+
+/// A failed call, and whether trying again later may work.
+#[derive(Debug)]
+pub struct Failure {
+    pub transient: bool,
+    pub error: Error,
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Error {
+        f.error
+    }
+}
+
+fn failure<E, R>(action: &str, err: &aws_sdk_ecs::error::SdkError<E, R>) -> Failure
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    Failure { transient: super::error::is_transient(err), error: describe(action, err) }
+}
+
+fn time(t: Option<&DateTime>) -> Option<SystemTime> {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+}
+
+/// Copy a described task into plain data.
+pub fn view(task: &Task) -> TaskView {
+    TaskView {
+        arn: task.task_arn().unwrap_or_default().to_string(),
+        cluster_arn: task.cluster_arn().unwrap_or_default().to_string(),
+        task_definition_arn: task.task_definition_arn().unwrap_or_default().to_string(),
+        last_status: task.last_status().unwrap_or_default().to_string(),
+        desired_status: task.desired_status().unwrap_or_default().to_string(),
+        stop_code: task.stop_code().map(|c| c.as_str().to_string()),
+        stopped_reason: task.stopped_reason().filter(|r| !r.is_empty()).map(str::to_string),
+        started_by: task.started_by().map(str::to_string),
+        started_at: time(task.started_at()),
+        stopped_at: time(task.stopped_at()),
+        containers: task
+            .containers()
+            .iter()
+            .map(|c| ContainerView {
+                name: c.name().unwrap_or_default().to_string(),
+                exit_code: c.exit_code(),
+                reason: c.reason().map(str::to_string),
+                last_status: c.last_status().map(str::to_string),
+            })
+            .collect(),
+        tags: task
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .collect(),
+    }
+}
+
+/// `DescribeTasks` for one task; `None` when ECS no longer knows it (`MISSING`).
+pub async fn describe_task(ecs: &Client, cluster: &str, arn: &str) -> Result<Option<TaskView>, Failure> {
+    let out = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .tasks(arn)
+        .include(TaskField::Tags)
+        .send()
+        .await
+        .map_err(|e| failure("ecs:DescribeTasks", &e))?;
+    Ok(out.tasks().iter().find(|t| t.task_arn() == Some(arn)).or(out.tasks().first()).map(view))
+}
+
+/// The outcome of `RunTask`: a task, or the `failures[]` ECS answered with instead.
+#[derive(Debug)]
+pub enum Started {
+    Task(Box<TaskView>),
+    Refused(Vec<String>),
+}
+
+pub async fn run_task(ecs: &Client, spec: &RunSpec) -> Result<Started> {
+    let p = &spec.placement;
+    let o = &spec.overrides;
+    let container =
+        ContainerOverride::builder()
+            .name(&o.container)
+            .set_environment((!o.env.is_empty()).then(|| {
+                o.env.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect()
+            }))
+            .set_command(o.command.clone())
+            .build();
+    let overrides = TaskOverride::builder()
+        .container_overrides(container)
+        .set_cpu(o.cpu.clone())
+        .set_memory(o.memory.clone());
+    let mut req = ecs
+        .run_task()
+        .cluster(&spec.cluster)
+        .task_definition(&spec.task_definition_arn)
+        .count(1)
+        .overrides(overrides.build())
+        .started_by(&spec.started_by)
+        .client_token(&spec.client_token)
+        .set_platform_version(p.platform_version.clone())
+        .set_tags(Some(spec.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()));
+    if !p.subnets.is_empty() {
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(p.subnets.clone()))
+            .set_security_groups((!p.security_groups.is_empty()).then(|| p.security_groups.clone()))
+            .assign_public_ip(if p.assign_public_ip {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .map_err(|e| Error::input(format!("invalid network configuration: {e}")))?;
+        req = req.network_configuration(NetworkConfiguration::builder().awsvpc_configuration(vpc).build());
+    }
+    if p.capacity_providers.is_empty() {
+        req = req.launch_type(LaunchType::from(p.launch_type.as_deref().unwrap_or("FARGATE")));
+    } else {
+        for (provider, weight, base) in &p.capacity_providers {
+            let item = CapacityProviderStrategyItem::builder()
+                .capacity_provider(provider)
+                .weight(*weight)
+                .base(*base)
+                .build()
+                .map_err(|e| Error::input(format!("invalid capacity provider strategy: {e}")))?;
+            req = req.capacity_provider_strategy(item);
+        }
+    }
+    let out = req.send().await.map_err(|e| describe("ecs:RunTask", &e))?;
+    if let Some(task) = out.tasks().first() {
+        return Ok(Started::Task(Box::new(view(task))));
+    }
+    let reasons = out
+        .failures()
+        .iter()
+        .map(|f| {
+            let mut text = f.reason().unwrap_or("unknown reason").to_string();
+            if let Some(detail) = f.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            text
+        })
+        .collect::<Vec<_>>();
+    Ok(Started::Refused(if reasons.is_empty() {
+        vec!["RunTask returned no task and no failure".into()]
+    } else {
+        reasons
+    }))
+}
+
+pub async fn stop_task(ecs: &Client, cluster: &str, arn: &str, reason: &str) -> Result<(), Failure> {
+    // StopTask's reason is limited to 255 characters.
+    let reason: String = reason.chars().take(255).collect();
+    ecs.stop_task()
+        .cluster(cluster)
+        .task(arn)
+        .reason(reason)
+        .send()
+        .await
+        .map_err(|e| failure("ecs:StopTask", &e))?;
+    Ok(())
+}
+
+/// Tasks in the cluster started with `started_by` that are still meant to run.
+pub async fn in_flight(ecs: &Client, cluster: &str, started_by: &str) -> Result<Vec<TaskView>> {
+    let mut arns = Vec::new();
+    let mut pages = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .started_by(started_by)
+        .desired_status(DesiredStatus::Running)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| describe("ecs:ListTasks", &e))?;
+        arns.extend(page.task_arns().iter().cloned());
+    }
+    let mut tasks = Vec::new();
+    // DescribeTasks takes at most 100 tasks per call.
+    for chunk in arns.chunks(100) {
+        let out = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .map_err(|e| describe("ecs:DescribeTasks", &e))?;
+        tasks.extend(out.tasks().iter().map(view));
+    }
+    Ok(tasks)
+}
+
+/// The ARN of a task definition and what the follower needs about its containers.
+pub async fn task_definition(ecs: &Client, id: &str) -> Result<(String, Vec<ContainerInfo>)> {
+    let out = ecs.describe_task_definition().task_definition(id).send().await.map_err(|e| {
+        describe("ecs:DescribeTaskDefinition", &e).hint(format!("is `{id}` registered in this region?"))
+    })?;
+    let td = out
+        .task_definition()
+        .ok_or_else(|| Error::failed(format!("no task definition returned for `{id}`")))?;
+    let containers = td.container_definitions().iter().map(container_info).collect();
+    Ok((td.task_definition_arn().unwrap_or(id).to_string(), containers))
+}
+
+fn container_info(c: &ContainerDefinition) -> ContainerInfo {
+    let log = match c.log_configuration() {
+        None => LogDriver::None,
+        Some(conf) => {
+            let option = |k: &str| conf.options().and_then(|o| o.get(k)).cloned();
+            match conf.log_driver().as_str() {
+                "awslogs" => LogDriver::AwsLogs {
+                    group: option("awslogs-group").unwrap_or_default(),
+                    region: option("awslogs-region"),
+                    prefix: option("awslogs-stream-prefix"),
+                    non_blocking: option("mode").is_none_or(|m| m != "blocking"),
+                },
+                other => LogDriver::Other(other.to_string()),
+            }
+        }
+    };
+    ContainerInfo {
+        name: c.name().unwrap_or_default().to_string(),
+        essential: c.essential().unwrap_or(true),
+        log,
+    }
+}
+
+/// Keeps the raw JSON body of a response, for comparisons the typed output cannot make.
+#[derive(Debug, Clone, Default)]
+struct CaptureBody(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl Intercept for CaptureBody {
+    fn name(&self) -> &'static str {
+        "shipgate::CaptureBody"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        ctx: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        if let Some(bytes) = ctx.response().body().bytes() {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes.to_vec());
+        }
+        Ok(())
+    }
+}
+
+/// The family's latest ACTIVE revision as ECS returned it (its `taskDefinition` object with
+/// `tags` added), or `None` when the family has none.
+pub async fn latest_revision(ecs: &Client, family: &str) -> Result<Option<(String, Value)>> {
+    let capture = CaptureBody::default();
+    let result = ecs
+        .describe_task_definition()
+        .task_definition(family)
+        .include(TaskDefinitionField::Tags)
+        .customize()
+        .interceptor(capture.clone())
+        .send()
+        .await;
+    match result {
+        Ok(out) => {
+            let arn =
+                out.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_string();
+            let raw = capture.0.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+            let doc: Value = serde_json::from_slice(&raw).map_err(|e| {
+                Error::failed(format!("ecs:DescribeTaskDefinition returned unreadable JSON: {e}"))
+            })?;
+            let mut td = doc.get("taskDefinition").cloned().unwrap_or(Value::Null);
+            if let (Value::Object(map), Some(tags)) = (&mut td, doc.get("tags")) {
+                map.insert("tags".into(), tags.clone());
+            }
+            Ok(Some((arn, td)))
+        }
+        Err(e)
+            if e.as_service_error().is_some_and(|s| {
+                use aws_sdk_ecs::error::ProvideErrorMetadata;
+                s.code() == Some("ClientException")
+                    && s.message().is_some_and(|m| m.contains("Unable to describe"))
+            }) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(describe("ecs:DescribeTaskDefinition", &e)),
+    }
+}
+
+/// Register the rendered template verbatim; returns the new revision's ARN.
+pub async fn register(ecs: &Client, rendered: &Value) -> Result<String> {
+    let body = serde_json::to_vec(rendered).expect("values serialize");
+    let family = crate::taskdef::family(rendered).to_string();
+    let out = ecs
+        .register_task_definition()
+        .family(&family)
+        .container_definitions(ContainerDefinition::builder().build())
+        .customize()
+        .mutate_request(move |req| {
+            req.headers_mut().insert("content-length", body.len().to_string());
+            *req.body_mut() = SdkBody::from(body.clone());
+        })
+        .send()
+        .await
+        .map_err(|e| describe("ecs:RegisterTaskDefinition", &e))?;
+    out.task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .map(str::to_string)
+        .ok_or_else(|| Error::failed("ecs:RegisterTaskDefinition returned no ARN"))
+}
+
+/// Copy network, launch type or capacity providers and platform version from a service.
+pub async fn service_placement(ecs: &Client, cluster: &str, service: &str) -> Result<Placement> {
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .map_err(|e| describe("ecs:DescribeServices", &e))?;
+    let Some(s) = out.services().first() else {
+        return Err(Error::input(format!("service `{service}` was not found in cluster `{cluster}`")).hint(
+            "--network-from-service names an existing service whose network settings the task copies",
+        ));
+    };
+    let vpc = s.network_configuration().and_then(|n| n.awsvpc_configuration());
+    Ok(Placement {
+        subnets: vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
+        security_groups: vpc.map(|v| v.security_groups().to_vec()).unwrap_or_default(),
+        assign_public_ip: vpc.and_then(|v| v.assign_public_ip()) == Some(&AssignPublicIp::Enabled),
+        launch_type: s.launch_type().map(|l| l.as_str().to_string()),
+        capacity_providers: s
+            .capacity_provider_strategy()
+            .iter()
+            .map(|c| (c.capacity_provider().to_string(), c.weight(), c.base()))
+            .collect(),
+        platform_version: s.platform_version().filter(|v| *v != "LATEST").map(str::to_string),
+    })
+}

@@ -1,0 +1,30 @@
+//! `shipgate task logs ARN`: print every line a task's awslogs containers have written so far,
+//! from the head of each stream, and exit.
+
+use crate::aws::{Aws, ecs};
+use crate::error::{Error, Result};
+use crate::output::Reporter;
+use crate::task::follow;
+use crate::task::logs::{Tail, sources};
+
+pub async fn run(task_arn: &str, cluster: &str, region: Option<&str>, out: &Reporter) -> Result<()> {
+    let aws = Aws::load(region).await?;
+    let task = ecs::describe_task(&aws.ecs, cluster, task_arn).await?.ok_or_else(|| {
+        Error::input(format!("ECS does not know task {task_arn} in cluster `{cluster}`"))
+            .hint("stopped tasks are kept for about an hour; their streams stay in CloudWatch Logs for the group's retention")
+    })?;
+    let (_, containers) = ecs::task_definition(&aws.ecs, &task.task_definition_arn).await?;
+    let (sources, warnings) = sources(&containers, task.id());
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let prefixed = sources.len() > 1;
+    let mut tails: Vec<Tail> = sources.into_iter().map(Tail::new).collect();
+    for tail in &mut tails {
+        while follow::read_available(&aws, tail, prefixed, out).await {}
+    }
+    let lines: u64 = tails.iter().map(|t| t.lines).sum();
+    let streams = tails.iter().filter(|t| t.exists()).count();
+    tracing::info!("{lines} lines from {streams} streams (task {})", task.last_status);
+    Ok(())
+}

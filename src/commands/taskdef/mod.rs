@@ -1,0 +1,16 @@
+//! `shipgate taskdef …`: render templates and register task definitions only when they changed.
+
+pub mod register;
+pub mod render;
+
+use serde_json::Value;
+
+use crate::config::TemplateSource;
+use crate::error::Result;
+use crate::taskdef::{self, template::Vars};
+
+/// Render a template with its `--var`s, falling back to the process environment.
+pub fn render_template(source: &TemplateSource) -> Result<Value> {
+    let env = |name: &str| std::env::var(name).ok();
+    taskdef::render_file(&source.path, &Vars { explicit: &source.vars, env: &env })
+}

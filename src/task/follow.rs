@@ -1,0 +1,252 @@
+//! Following one task to the end: our own loop (one `DescribeTasks` a tick, jittered, no
+//! backoff, no ceiling), every awslogs stream tailed by forward token, a drain after STOPPED,
+//! and `StopTask` on cancellation or `--timeout`.
+//!
+//! SDK waiters are not used: they back off to minutes between polls, give up at a fixed
+//! ceiling, and cannot share a schedule with log reading or react to a signal. A task may go
+//! from PENDING to STOPPED between two polls; nothing here waits to see RUNNING.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::logs::{Source, Tail, drained, sources};
+use super::view::TaskView;
+use crate::aws::{Aws, ecs, logs};
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::output::{Event, Reporter};
+use crate::shutdown::{Shutdown, Signal};
+use crate::taskdef::ContainerInfo;
+
+/// How the follower paces itself.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    /// Time between `DescribeTasks` calls while the task runs (jittered by ±10 %).
+    pub tick: Duration,
+    /// Time between reads while draining a stopped task's logs.
+    pub drain_tick: Duration,
+    /// Minimum time after `stoppedAt` before the drain may end (delivery lag).
+    pub drain_grace: Duration,
+    /// Stop the task after this long (none: follow for as long as it runs).
+    pub timeout: Option<Duration>,
+    /// On SIGINT/SIGTERM, stop the task (else leave it running and say how to attach).
+    pub stop_on_cancel: bool,
+    /// Who is cancelling, for StopTask's reason (a CI run URL or user@host).
+    pub canceller: String,
+    /// How long a task ECS does not know yet is tolerated (RunTask is eventually consistent).
+    pub missing_grace: Duration,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        FollowOptions {
+            tick: Duration::from_secs(3),
+            drain_tick: Duration::from_secs(1),
+            drain_grace: Duration::from_secs(3),
+            timeout: None,
+            stop_on_cancel: true,
+            canceller: "shipgate".into(),
+            missing_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why following ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    /// The task stopped on its own (or someone else stopped it).
+    Stopped,
+    /// We stopped it because of a signal.
+    Cancelled(Signal),
+    /// We stopped it because `--timeout` expired.
+    TimedOut,
+}
+
+/// The stopped task and what was read of its logs.
+#[derive(Debug)]
+pub struct Followed {
+    pub task: TaskView,
+    pub ended_by: EndedBy,
+    pub lines: u64,
+    pub streams: usize,
+}
+
+/// Follow `task_arn` until it stopped and its logs are drained.
+pub async fn follow(
+    aws: &Aws,
+    cluster: &str,
+    task_arn: &str,
+    containers: &[ContainerInfo],
+    opts: &FollowOptions,
+    shutdown: &Shutdown,
+    out: &Reporter,
+) -> Result<Followed> {
+    let (sources, warnings) = sources(containers, super::view::task_id(task_arn));
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let prefixed = sources.len() > 1;
+    let mut tails: Vec<Tail> = sources.into_iter().map(Tail::new).collect();
+    let started = Instant::now();
+    let deadline = opts.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut task: Option<TaskView> = None;
+    let mut ended_by = EndedBy::Stopped;
+    let mut stop_sent = false;
+    let mut stopped_seen: Option<Instant> = None;
+
+    loop {
+        match ecs::describe_task(&aws.ecs, cluster, task_arn).await {
+            Ok(Some(t)) => {
+                let previous = task.as_ref().map(|p| p.last_status.as_str()).unwrap_or("");
+                if t.last_status != previous {
+                    tracing::info!("task {}: {}", t.id(), t.last_status);
+                }
+                task = Some(t);
+            }
+            Ok(None) if task.is_none() && started.elapsed() < opts.missing_grace => {}
+            Ok(None) => {
+                return Err(Error::input(format!(
+                    "ECS does not know task {task_arn} in cluster `{cluster}`"
+                ))
+                .hint("stopped tasks are kept for about an hour; check the ARN, --cluster and the region"));
+            }
+            Err(f) if f.transient => tracing::warn!("{}; trying again at the next tick", f.error.message()),
+            Err(f) => return Err(f.error),
+        }
+        let stopped = task.as_ref().is_some_and(TaskView::stopped);
+        if stopped && stopped_seen.is_none() {
+            stopped_seen = Some(Instant::now());
+            tails.iter_mut().for_each(Tail::begin_drain);
+        }
+        for tail in &mut tails {
+            read_available(aws, tail, prefixed, out).await;
+        }
+        if let (Some(seen), Some(t)) = (stopped_seen, &task) {
+            let by_aws =
+                t.stopped_at.and_then(|at| SystemTime::now().duration_since(at).ok()).unwrap_or_default();
+            if drained(&tails, by_aws.max(seen.elapsed()), opts.drain_grace) {
+                break;
+            }
+        }
+
+        let pause = if stopped { opts.drain_tick } else { jittered(opts.tick) };
+        let cancel_armed = !stop_sent && !stopped;
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            signal = shutdown.wait(), if cancel_armed => {
+                if !opts.stop_on_cancel {
+                    return Err(Error::interrupted(signal, format!("{} received; task {task_arn} was left running", signal.name()))
+                        .hint(attach_hint(cluster, task_arn)));
+                }
+                let reason = format!("cancelled by {} ({})", opts.canceller, signal.name());
+                stop(aws, cluster, task_arn, &reason).await?;
+                ended_by = EndedBy::Cancelled(signal);
+                stop_sent = true;
+            }
+            () = sleep_until(deadline), if cancel_armed && deadline.is_some() => {
+                let after = duration::human(opts.timeout.unwrap_or_default());
+                let reason = format!("shipgate --timeout: timed out after {after} ({})", opts.canceller);
+                stop(aws, cluster, task_arn, &reason).await?;
+                ended_by = EndedBy::TimedOut;
+                stop_sent = true;
+            }
+        }
+    }
+    let task = task.expect("the loop only ends after a task was described");
+    let lines = tails.iter().map(|t| t.lines).sum();
+    for tail in &tails {
+        report_unread(tail);
+    }
+    Ok(Followed { task, ended_by, lines, streams: tails.iter().filter(|t| t.exists()).count() })
+}
+
+async fn stop(aws: &Aws, cluster: &str, task_arn: &str, reason: &str) -> Result<()> {
+    tracing::warn!("stopping task {}: {reason}", super::view::task_id(task_arn));
+    // A transient failure is retried by the SDK; if StopTask still fails, say so and let the
+    // caller fail rather than pretend the task is stopping.
+    ecs::stop_task(&aws.ecs, cluster, task_arn, reason).await.map_err(Error::from)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// ±10 % so many followers started together do not poll in lockstep.
+fn jittered(tick: Duration) -> Duration {
+    tick.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// The command that resumes following a task.
+pub fn attach_hint(cluster: &str, task_arn: &str) -> String {
+    format!("follow it again with: shipgate task attach {task_arn} --cluster {cluster}")
+}
+
+/// Read what a stream has now: pages until one is not full. True when more is waiting
+/// (the per-call bound was reached).
+pub async fn read_available(aws: &Aws, tail: &mut Tail, prefixed: bool, out: &Reporter) -> bool {
+    if tail.unavailable().is_some() {
+        return false;
+    }
+    let Source { container, group, region, stream } = tail.source.clone();
+    let client = aws.logs(region.as_deref());
+    // A bound per tick keeps DescribeTasks (and a signal) from waiting behind a huge backlog.
+    for _ in 0..100 {
+        match logs::read(&client, &group, &stream, tail.token()).await {
+            Ok(page) => {
+                out.log_lines(prefixed.then_some(container.as_str()), &page.lines);
+                if !tail.record(page.read) {
+                    return false;
+                }
+            }
+            Err(f) if f.transient => {
+                tracing::warn!("{}; reading {stream} again at the next tick", f.error.message());
+                return false;
+            }
+            Err(f) => {
+                tracing::warn!(
+                    "cannot read the logs of container `{container}` ({group} {stream}): {}",
+                    f.error.message()
+                );
+                tail.give_up(f.error.message().to_string());
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn report_unread(tail: &Tail) {
+    let Source { container, group, stream, .. } = &tail.source;
+    if let Some(why) = tail.unavailable() {
+        tracing::warn!("logs of container `{container}` are incomplete: {why}");
+    } else if !tail.exists() {
+        tracing::info!("container `{container}` wrote no log stream ({group} {stream})");
+    }
+}
+
+/// The final line about the logs.
+pub fn logs_summary(f: &Followed) -> String {
+    format!(
+        "logs: {} line{} from {} stream{}, drain complete",
+        f.lines,
+        if f.lines == 1 { "" } else { "s" },
+        f.streams,
+        if f.streams == 1 { "" } else { "s" }
+    )
+}
+
+/// Turn a stopped task into an event for `--output json` and the verdict line.
+pub fn stopped_event(f: &Followed, outcome: &super::outcome::Outcome) -> Event {
+    Event::TaskStopped {
+        task_arn: f.task.arn.clone(),
+        succeeded: outcome.succeeded(),
+        outcome: outcome.to_string(),
+        exit_code: outcome.container_exit_code().or(outcome.succeeded().then_some(0)),
+        stop_code: f.task.stop_code.clone(),
+        stopped_reason: f.task.stopped_reason.clone(),
+        lines: f.lines,
+        streams: f.streams,
+    }
+}

@@ -1,0 +1,161 @@
+//! Task definitions: rendering a template file, checking it against the ECS API, comparing it
+//! with a registered revision, and reading what the follower needs from one (its containers
+//! and where each one logs). Everything here is pure; `aws::ecs` does the calls.
+
+pub mod normalize;
+pub mod schema;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Read `--vars-file` style text: `NAME=VALUE` lines, `#` comments and blank lines ignored.
+pub fn parse_vars_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("cannot read vars file {}: {e}", path.display())))?;
+    let mut vars = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = template::parse_assignment(line)
+            .map_err(|e| Error::input(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        vars.insert(name, value);
+    }
+    Ok(vars)
+}
+
+/// Render a template file and check it is a valid `RegisterTaskDefinition` request.
+pub fn render_file(path: &Path, vars: &template::Vars) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("cannot read template {}: {e}", path.display())))?;
+    render(&text, &path.display().to_string(), vars)
+}
+
+/// Render template text; `name` is how errors refer to it.
+pub fn render(text: &str, name: &str, vars: &template::Vars) -> Result<Value> {
+    let rendered = template::substitute(text, vars).map_err(|problems| {
+        let lines: Vec<String> =
+            problems.iter().map(|p| format!("{name}:{}: {}", p.line, p.message)).collect();
+        Error::input(lines.join("\n"))
+    })?;
+    schema::parse(&rendered).map_err(|e| {
+        Error::input(format!("{name}:{}:{}: {}", e.line, e.column, e.message))
+            .hint("templates are RegisterTaskDefinition request JSON, as `aws ecs register-task-definition --cli-input-json` takes")
+    })
+}
+
+/// How one container's output reaches us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDriver {
+    /// The awslogs driver: we can read the stream.
+    AwsLogs { group: String, region: Option<String>, prefix: Option<String>, non_blocking: bool },
+    /// FireLens, splunk, ...: the lines go somewhere we cannot read.
+    Other(String),
+    /// No log configuration: the output is discarded.
+    None,
+}
+
+/// What the follower needs to know about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub name: String,
+    pub essential: bool,
+    pub log: LogDriver,
+}
+
+/// The containers of a task definition (rendered or described), in definition order.
+pub fn containers(td: &Value) -> Vec<ContainerInfo> {
+    let Some(list) = td.get("containerDefinitions").and_then(Value::as_array) else { return Vec::new() };
+    list.iter()
+        .map(|c| {
+            let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+            let log = match c.get("logConfiguration") {
+                None | Some(Value::Null) => LogDriver::None,
+                Some(conf) => {
+                    let options = conf.get("options");
+                    let option = |k: &str| text(options.and_then(|o| o.get(k)));
+                    match text(conf.get("logDriver")).as_deref() {
+                        Some("awslogs") => LogDriver::AwsLogs {
+                            group: option("awslogs-group").unwrap_or_default(),
+                            region: option("awslogs-region"),
+                            prefix: option("awslogs-stream-prefix"),
+                            // Since 2025-06-25 ECS defaults to non-blocking unless told otherwise.
+                            non_blocking: option("mode").is_none_or(|m| m != "blocking"),
+                        },
+                        Some(other) => LogDriver::Other(other.to_string()),
+                        None => LogDriver::None,
+                    }
+                }
+            };
+            ContainerInfo {
+                name: text(c.get("name")).unwrap_or_default(),
+                essential: c.get("essential").and_then(Value::as_bool).unwrap_or(true),
+                log,
+            }
+        })
+        .collect()
+}
+
+/// The container a run watches by default: the only essential one.
+pub fn default_container(containers: &[ContainerInfo]) -> std::result::Result<String, String> {
+    let essential: Vec<&str> = containers.iter().filter(|c| c.essential).map(|c| c.name.as_str()).collect();
+    match essential.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err("the task definition has no essential container".into()),
+        many => Err(format!(
+            "the task definition has {} essential containers ({}); choose one with --container",
+            many.len(),
+            many.join(", ")
+        )),
+    }
+}
+
+/// `family` of a rendered template.
+pub fn family(td: &Value) -> &str {
+    td.get("family").and_then(Value::as_str).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_log_drivers_and_essential_flags() {
+        let td = json!({"containerDefinitions": [
+            {"name": "app", "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": "/ecs/m", "awslogs-region": "eu-west-1", "awslogs-stream-prefix": "m", "mode": "blocking"}}},
+            {"name": "proxy", "essential": false, "logConfiguration": {"logDriver": "awsfirelens"}},
+            {"name": "quiet", "essential": false, "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/g"}}},
+            {"name": "none", "essential": false}
+        ]});
+        let got = containers(&td);
+        assert_eq!(
+            got[0].log,
+            LogDriver::AwsLogs {
+                group: "/ecs/m".into(),
+                region: Some("eu-west-1".into()),
+                prefix: Some("m".into()),
+                non_blocking: false
+            }
+        );
+        assert_eq!(got[1].log, LogDriver::Other("awsfirelens".into()));
+        assert!(matches!(&got[2].log, LogDriver::AwsLogs { non_blocking: true, prefix: None, .. }));
+        assert_eq!(got[3].log, LogDriver::None);
+        assert_eq!(default_container(&got), Ok("app".to_string()));
+    }
+
+    #[test]
+    fn default_container_needs_exactly_one_essential() {
+        let two = containers(&json!({"containerDefinitions": [{"name": "a"}, {"name": "b"}]}));
+        assert!(default_container(&two).unwrap_err().contains("2 essential containers (a, b)"));
+        let none = containers(&json!({"containerDefinitions": [{"name": "a", "essential": false}]}));
+        assert!(default_container(&none).is_err());
+    }
+}
