@@ -2,6 +2,7 @@
 //! (`--output json`), always ending with a summary (or error) object a script can parse.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -101,14 +102,22 @@ pub enum Event {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Where results go: stdout, or (in tests) a list of lines.
+#[derive(Debug, Clone)]
 pub struct Reporter {
     format: OutputFormat,
+    captured: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Reporter {
     pub fn new(format: OutputFormat) -> Self {
-        Reporter { format }
+        Reporter { format, captured: None }
+    }
+
+    /// A reporter that keeps its lines instead of printing them.
+    pub fn capturing(format: OutputFormat) -> (Self, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        (Reporter { format, captured: Some(lines.clone()) }, lines)
     }
 
     pub fn format(&self) -> OutputFormat {
@@ -123,7 +132,7 @@ impl Reporter {
                 None => return,
             },
         };
-        print_line(&line);
+        self.print_line(&line);
     }
 
     /// Log lines of one container, printed as one batch (a page can hold 10,000 lines).
@@ -151,23 +160,29 @@ impl Reporter {
             }
             batch.push('\n');
         }
-        print_line(batch.strip_suffix('\n').unwrap_or(&batch));
+        self.print_line(batch.strip_suffix('\n').unwrap_or(&batch));
     }
 
     /// A whole document (status): JSON as is, or prepared text.
     pub fn document(&self, json: &serde_json::Value, text: &str) {
         match self.format {
-            OutputFormat::Json => print_line(&json.to_string()),
-            OutputFormat::Text => print_line(text.trim_end()),
+            OutputFormat::Json => self.print_line(&json.to_string()),
+            OutputFormat::Text => self.print_line(text.trim_end()),
         }
     }
-}
 
-fn print_line(line: &str) {
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`| head`) is not our failure; nothing useful to do about it.
-    let _ = writeln!(out, "{}", redact::redact(line));
-    let _ = out.flush();
+    fn print_line(&self, line: &str) {
+        let line = redact::redact(line);
+        if let Some(captured) = &self.captured {
+            let mut lines = captured.lock().unwrap_or_else(|e| e.into_inner());
+            lines.extend(line.lines().map(str::to_string));
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (`| head`) is not our failure; nothing useful to do about it.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
 }
 
 fn ms(d: u128) -> String {

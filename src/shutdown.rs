@@ -71,6 +71,12 @@ impl Shutdown {
         Shutdown { rx }
     }
 
+    /// A handle fired by hand (tests, and callers that turn other events into a stop).
+    pub fn manual() -> (Shutdown, Trigger) {
+        let (tx, rx) = watch::channel(None);
+        (Shutdown { rx }, Trigger(tx))
+    }
+
     /// The signal received so far, if any.
     pub fn requested(&self) -> Option<Signal> {
         *self.rx.borrow()
@@ -88,5 +94,15 @@ impl Shutdown {
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+/// Fires a [`Shutdown`] made by [`Shutdown::manual`].
+#[derive(Debug)]
+pub struct Trigger(watch::Sender<Option<Signal>>);
+
+impl Trigger {
+    pub fn fire(&self, signal: Signal) {
+        let _ = self.0.send(Some(signal));
     }
 }

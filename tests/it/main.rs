@@ -4,4 +4,5 @@ mod credentials;
 mod migrate_basics;
 mod migrate_input;
 mod migrate_safety;
+mod task_mocks;
 mod support;
