@@ -22,6 +22,13 @@ use aws_smithy_http_client::tls;
 
 use crate::error::{Error, Result};
 
+/// HTTPS with rustls and ring: the one TLS stack of the binary (sqlx uses it too).
+pub fn http_client() -> aws_sdk_ecs::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
 /// Clients for one run. Logs clients are per region, because a container's `awslogs-region`
 /// may differ from the cluster's.
 #[derive(Clone)]
@@ -37,16 +44,14 @@ impl Aws {
     /// Load the standard configuration. `region` (from `--region`) wins over the environment
     /// and profile; without any, the error says how to set one.
     pub async fn load(region: Option<&str>) -> Result<Aws> {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http).timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                // A hung connection must become a retried attempt, not a follower stuck forever.
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        );
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).http_client(http_client()).timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    // A hung connection must become a retried attempt, not a follower stuck forever.
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            );
         if std::env::var_os("AWS_RETRY_MODE").is_none() && std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
             // Adaptive: throttling slows the client down instead of failing the deploy.
             loader = loader.retry_config(

@@ -4,5 +4,6 @@ mod credentials;
 mod migrate_basics;
 mod migrate_input;
 mod migrate_safety;
-mod task_mocks;
 mod support;
+mod task_mocks;
+mod task_moto;

@@ -63,7 +63,12 @@ fn containers(names: &[(&str, bool)]) -> Vec<ContainerInfo> {
         .map(|(name, essential)| ContainerInfo {
             name: name.to_string(),
             essential: *essential,
-            log: LogDriver::AwsLogs { group: "/ecs/migrate".into(), region: None, prefix: Some("db".into()), non_blocking: false },
+            log: LogDriver::AwsLogs {
+                group: "/ecs/migrate".into(),
+                region: None,
+                prefix: Some("db".into()),
+                non_blocking: false,
+            },
         })
         .collect()
 }
@@ -120,7 +125,8 @@ fn no_tasks_in_flight() -> Rule {
 }
 
 fn started() -> Rule {
-    mock!(aws_sdk_ecs::Client::run_task).then_output(|| RunTaskOutput::builder().tasks(task("PROVISIONING")).build())
+    mock!(aws_sdk_ecs::Client::run_task)
+        .then_output(|| RunTaskOutput::builder().tasks(task("PROVISIONING")).build())
 }
 
 fn quiet_logs() -> Rule {
@@ -150,9 +156,11 @@ async fn run_with_shutdown(
     containers: &[ContainerInfo],
     shutdown: Shutdown,
 ) -> Run {
-    let retry = || RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1));
+    let retry =
+        || RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1));
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, ecs_rules, |c| c.retry_config(retry()));
-    let logs = mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, logs_rules, |c| c.retry_config(retry()));
+    let logs =
+        mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, logs_rules, |c| c.retry_config(retry()));
     let aws = Aws::from_clients(ecs, logs);
     let (out, lines) = Reporter::capturing(OutputFormat::Text);
     let result = run_with(&aws, &cfg, TD, containers, &shutdown, &out).await;
@@ -167,9 +175,20 @@ async fn run_with_shutdown(
 async fn a_task_that_stops_between_two_polls_is_followed_to_its_verdict() {
     let describe = describes(vec![
         task("PENDING"),
-        stopped("EssentialContainerExited", "Essential container in task exited", true, &[("app", Some(0), "")]),
+        stopped(
+            "EssentialContainerExited",
+            "Essential container in task exited",
+            true,
+            &[("app", Some(0), "")],
+        ),
     ]);
-    let r = run(&[&no_tasks_in_flight(), &started(), &describe], &[&quiet_logs()], config(), &containers(&[("app", true)])).await;
+    let r = run(
+        &[&no_tasks_in_flight(), &started(), &describe],
+        &[&quiet_logs()],
+        config(),
+        &containers(&[("app", true)]),
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.message);
 }
 
@@ -179,19 +198,69 @@ async fn outcomes_become_exit_codes() {
     let pull = "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref 1.dkr.ecr.us-east-1.amazonaws.com/app:nope: not found";
     let init = "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: AccessDeniedException";
     let cases: Vec<(Task, u8, &str)> = vec![
-        (stopped("EssentialContainerExited", "Essential container in task exited", true, &[("app", Some(1), "")]), 1, "container `app` exited with code 1"),
-        (stopped("EssentialContainerExited", "Essential container in task exited", true, &[("app", Some(42), "")]), 42, "exited with code 42"),
-        (stopped("TaskFailedToStart", pull, false, &[("app", None, "")]), 1, "task failed to start (the image could not be pulled): CannotPullContainerError"),
-        (stopped("TaskFailedToStart", init, false, &[("app", None, "")]), 1, "secrets or registry credentials could not be fetched): ResourceInitializationError"),
-        (stopped("EssentialContainerExited", "Essential container in task exited", true, &[("app", Some(137), oom)]), 137, "ran out of memory"),
+        (
+            stopped(
+                "EssentialContainerExited",
+                "Essential container in task exited",
+                true,
+                &[("app", Some(1), "")],
+            ),
+            1,
+            "container `app` exited with code 1",
+        ),
+        (
+            stopped(
+                "EssentialContainerExited",
+                "Essential container in task exited",
+                true,
+                &[("app", Some(42), "")],
+            ),
+            42,
+            "exited with code 42",
+        ),
+        (
+            stopped("TaskFailedToStart", pull, false, &[("app", None, "")]),
+            1,
+            "task failed to start (the image could not be pulled): CannotPullContainerError",
+        ),
+        (
+            stopped("TaskFailedToStart", init, false, &[("app", None, "")]),
+            1,
+            "secrets or registry credentials could not be fetched): ResourceInitializationError",
+        ),
+        (
+            stopped(
+                "EssentialContainerExited",
+                "Essential container in task exited",
+                true,
+                &[("app", Some(137), oom)],
+            ),
+            137,
+            "ran out of memory",
+        ),
         // The sidecar is stopped by ECS after the watched container succeeded: not a failure.
-        (stopped("EssentialContainerExited", "Essential container in task exited", true, &[("proxy", Some(137), ""), ("app", Some(0), "")]), 0, ""),
+        (
+            stopped(
+                "EssentialContainerExited",
+                "Essential container in task exited",
+                true,
+                &[("proxy", Some(137), ""), ("app", Some(0), "")],
+            ),
+            0,
+            "",
+        ),
     ];
     for (final_state, code, fragment) in cases {
         let describe = describes(vec![task("RUNNING"), final_state]);
         let mut cfg = config();
         cfg.follow.container = Some("app".into());
-        let r = run(&[&no_tasks_in_flight(), &started(), &describe], &[&quiet_logs()], cfg, &containers(&[("app", true), ("proxy", false)])).await;
+        let r = run(
+            &[&no_tasks_in_flight(), &started(), &describe],
+            &[&quiet_logs()],
+            cfg,
+            &containers(&[("app", true), ("proxy", false)]),
+        )
+        .await;
         assert_eq!(r.code, code, "{}", r.message);
         assert!(r.message.contains(fragment), "{fragment:?} not in {:?}", r.message);
     }
@@ -202,7 +271,13 @@ async fn classified_exit_codes_keep_the_contract() {
     let describe = describes(vec![stopped("EssentialContainerExited", "x", true, &[("app", Some(42), "")])]);
     let mut cfg = config();
     cfg.follow.exit_code = ExitCodeMode::Classified;
-    let r = run(&[&no_tasks_in_flight(), &started(), &describe], &[&quiet_logs()], cfg, &containers(&[("app", true)])).await;
+    let r = run(
+        &[&no_tasks_in_flight(), &started(), &describe],
+        &[&quiet_logs()],
+        cfg,
+        &containers(&[("app", true)]),
+    )
+    .await;
     assert_eq!(r.code, 1, "{}", r.message);
 }
 
@@ -213,7 +288,9 @@ async fn run_task_failures_are_failures_even_when_the_call_succeeded() {
             .failures(Failure::builder().arn(TD).reason("MISSING").detail("no container instance").build())
             .build()
     });
-    let r = run(&[&no_tasks_in_flight(), &refused], &[&quiet_logs()], config(), &containers(&[("app", true)])).await;
+    let r =
+        run(&[&no_tasks_in_flight(), &refused], &[&quiet_logs()], config(), &containers(&[("app", true)]))
+            .await;
     assert_eq!(r.code, 1);
     assert!(r.message.contains("RunTask started no task: MISSING (no container instance)"), "{}", r.message);
     assert_eq!(refused.num_calls(), 1);
@@ -226,7 +303,9 @@ async fn capacity_failures_are_started_again() {
     let flaky = mock!(aws_sdk_ecs::Client::run_task).then_compute_output(move |req| {
         assert!(req.client_token().is_some_and(|t| t.len() == 64));
         if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-            RunTaskOutput::builder().failures(Failure::builder().reason("Capacity is unavailable at this time.").build()).build()
+            RunTaskOutput::builder()
+                .failures(Failure::builder().reason("Capacity is unavailable at this time.").build())
+                .build()
         } else {
             RunTaskOutput::builder().tasks(task("PROVISIONING")).build()
         }
@@ -234,7 +313,13 @@ async fn capacity_failures_are_started_again() {
     let describe = describes(vec![stopped("EssentialContainerExited", "x", true, &[("app", Some(0), "")])]);
     let mut cfg = config();
     cfg.start_retries = 2;
-    let r = run(&[&no_tasks_in_flight(), &flaky, &describe], &[&quiet_logs()], cfg, &containers(&[("app", true)])).await;
+    let r = run(
+        &[&no_tasks_in_flight(), &flaky, &describe],
+        &[&quiet_logs()],
+        cfg,
+        &containers(&[("app", true)]),
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.message);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -245,7 +330,13 @@ async fn a_container_that_ran_and_failed_is_never_started_again() {
     let start = started();
     let mut cfg = config();
     cfg.start_retries = 2;
-    let r = run(&[&no_tasks_in_flight(), &start, &describe], &[&quiet_logs()], cfg, &containers(&[("app", true)])).await;
+    let r = run(
+        &[&no_tasks_in_flight(), &start, &describe],
+        &[&quiet_logs()],
+        cfg,
+        &containers(&[("app", true)]),
+    )
+    .await;
     assert_eq!(r.code, 1);
     assert_eq!(start.num_calls(), 1);
 }
@@ -263,7 +354,13 @@ async fn throttling_is_retried_without_failing_the_run() {
         })
         .repeatedly()
         .build();
-    let r = run(&[&no_tasks_in_flight(), &started(), &throttled], &[&quiet_logs()], config(), &containers(&[("app", true)])).await;
+    let r = run(
+        &[&no_tasks_in_flight(), &started(), &throttled],
+        &[&quiet_logs()],
+        config(),
+        &containers(&[("app", true)]),
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.message);
     assert!(throttled.num_calls() >= 3);
 }
@@ -271,7 +368,12 @@ async fn throttling_is_retried_without_failing_the_run() {
 fn page(lines: std::ops::Range<usize>, token: &str) -> GetLogEventsOutput {
     let mut b = GetLogEventsOutput::builder().next_forward_token(token).next_backward_token("b/0");
     for i in lines {
-        b = b.events(OutputLogEvent::builder().timestamp(1_700_000_000_000 + i as i64).message(format!("line {i}")).build());
+        b = b.events(
+            OutputLogEvent::builder()
+                .timestamp(1_700_000_000_000 + i as i64)
+                .message(format!("line {i}"))
+                .build(),
+        );
     }
     b.build()
 }
@@ -299,7 +401,9 @@ async fn logs_from_a_stream_created_late_and_pages_that_arrive_after_stopped_are
         assert_eq!(req.log_stream_name(), Some(STREAM));
         if missing.fetch_add(1, Ordering::SeqCst) < 2 {
             return MockResponse::Error(GetLogEventsError::ResourceNotFoundException(
-                aws_sdk_cloudwatchlogs::types::error::ResourceNotFoundException::builder().message("nope").build(),
+                aws_sdk_cloudwatchlogs::types::error::ResourceNotFoundException::builder()
+                    .message("nope")
+                    .build(),
             ));
         }
         MockResponse::Output(match req.next_token() {
@@ -309,7 +413,13 @@ async fn logs_from_a_stream_created_late_and_pages_that_arrive_after_stopped_are
             Some(_) => page(0..0, "f/3"),
         })
     });
-    let r = run(&[&no_tasks_in_flight(), &started(), &describe], &[&logs], config(), &containers(&[("app", true)])).await;
+    let r = run(
+        &[&no_tasks_in_flight(), &started(), &describe],
+        &[&logs],
+        config(),
+        &containers(&[("app", true)]),
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.message);
     let expected: Vec<String> = (0..9).map(|i| format!("line {i}")).collect();
     assert_eq!(r.lines, expected);
@@ -320,7 +430,11 @@ async fn cancellation_stops_the_task_and_waits_for_it() {
     let stop_sent = Arc::new(AtomicBool::new(false));
     let flag = stop_sent.clone();
     let stop = mock!(aws_sdk_ecs::Client::stop_task).then_compute_output(move |req| {
-        assert!(req.reason().is_some_and(|r| r.starts_with("cancelled by ") && r.ends_with("(SIGINT)")), "{:?}", req.reason());
+        assert!(
+            req.reason().is_some_and(|r| r.starts_with("cancelled by ") && r.ends_with("(SIGINT)")),
+            "{:?}",
+            req.reason()
+        );
         flag.store(true, Ordering::SeqCst);
         StopTaskOutput::builder().task(task("RUNNING")).build()
     });
@@ -338,7 +452,14 @@ async fn cancellation_stops_the_task_and_waits_for_it() {
         tokio::time::sleep(Duration::from_millis(30)).await;
         trigger.fire(Signal::Int);
     });
-    let r = run_with_shutdown(&[&no_tasks_in_flight(), &started(), &describe, &stop], &[&quiet_logs()], config(), &containers(&[("app", true)]), shutdown).await;
+    let r = run_with_shutdown(
+        &[&no_tasks_in_flight(), &started(), &describe, &stop],
+        &[&quiet_logs()],
+        config(),
+        &containers(&[("app", true)]),
+        shutdown,
+    )
+    .await;
     assert_eq!(r.code, 130, "{}", r.message);
     assert!(r.message.contains("cancelled: task 0123abcd was stopped (stopped by StopTask"), "{}", r.message);
     assert_eq!(stop.num_calls(), 1);
@@ -346,11 +467,17 @@ async fn cancellation_stops_the_task_and_waits_for_it() {
 
 #[tokio::test]
 async fn the_concurrency_guard_refuses_a_second_run_of_the_family() {
-    let listed = mock!(aws_sdk_ecs::Client::list_tasks).then_output(|| ListTasksOutput::builder().task_arns(TASK).build());
+    let listed = mock!(aws_sdk_ecs::Client::list_tasks)
+        .then_output(|| ListTasksOutput::builder().task_arns(TASK).build());
     let running = describes(vec![task("RUNNING")]);
     let start = started();
-    let r = run(&[&listed, &running, &start], &[&quiet_logs()], config(), &containers(&[("app", true)])).await;
+    let r =
+        run(&[&listed, &running, &start], &[&quiet_logs()], config(), &containers(&[("app", true)])).await;
     assert_eq!(r.code, 3, "{}", r.message);
-    assert!(r.message.contains("is already RUNNING") && r.message.contains("shipgate task attach"), "{}", r.message);
+    assert!(
+        r.message.contains("is already RUNNING") && r.message.contains("shipgate task attach"),
+        "{}",
+        r.message
+    );
     assert_eq!(start.num_calls(), 0);
 }

@@ -1,6 +1,7 @@
 //! Shared test machinery: a throwaway PostgreSQL server for the whole run, a fresh database
 //! per test, and a builder for running the real `shipgate` binary.
 
+pub mod moto;
 pub mod pg;
 
 use std::path::{Path, PathBuf};
@@ -97,24 +98,48 @@ pub fn spawn(mut cmd: Command) -> Child {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("shipgate starts")
 }
 
-/// Wait for a spawned child, with a limit so a hung runner fails the test instead of CI.
+/// Wait for a spawned child, with a limit so a hung runner fails the test instead of CI. Its
+/// output is read while it runs, so a chatty child never blocks on a full pipe.
 pub async fn finish(mut child: Child, limit: Duration) -> Run {
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            text
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                return Run::from(child.wait_with_output().expect("output"));
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
             }
             if started.elapsed() > limit {
                 let _ = child.kill();
-                let run = Run::from(child.wait_with_output().expect("output"));
-                panic!(
-                    "shipgate still running after {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
-                    run.stdout, run.stderr
-                );
+                let _ = child.wait();
+                break None;
             }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        let run = Run {
+            code: status.and_then(|s| s.code()),
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        };
+        if status.is_none() {
+            let tail = &run.stdout[run.stdout.len().saturating_sub(2000)..];
+            panic!(
+                "shipgate still running after {limit:?}\n--- stdout (end)\n{tail}\n--- stderr\n{}",
+                run.stderr
+            );
         }
+        run
     })
     .await
     .expect("join")

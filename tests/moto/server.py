@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""moto in server mode, taught how ECS tasks really end.
+
+Plain moto reports exit code 0 for every container, never sets stopCode or stoppedAt, and
+advances a task's status one step per DescribeTasks. Tests need tasks that run until *they*
+decide, then stop the way Fargate stops them. This launcher patches moto's ECS backend:
+
+* A task stays RUNNING (container RUNNING, no exit code) until one of:
+  - the file $SHIPGATE_MOTO_CONTROL/<task id>.json appears:
+    {"exitCode": 3, "stopCode": "EssentialContainerExited", "stoppedReason": "...", "reason": "..."}
+    (every key optional; exitCode null means the container never ran);
+  - MOTO_RUN_SECONDS (container override or task-definition environment) have passed since
+    RunTask; the exit code is then MOTO_EXIT_CODE (default 0).
+  It then reports STOPPED with desiredStatus, stopCode, stoppedReason, stoppedAt and the
+  container's exitCode, as ECS does.
+* StopTask gives stopCode UserInitiated and exit code 143 (a container that handles SIGTERM).
+* Every ECS and CloudWatch Logs call is appended to $SHIPGATE_MOTO_CONTROL/calls.log (one
+  action name per line), so benchmarks can count API calls.
+
+Usage: server.py -H 127.0.0.1 -p PORT   (the arguments of moto_server). Pinned to moto 5.2.5
+(tests/moto/requirements.txt): it relies on that version's model attribute names.
+"""
+import datetime
+import json
+import os
+import threading
+import time
+
+from moto import server
+from moto.ecs import models as ecs
+from moto.logs import models as logs
+from moto.moto_api import state_manager
+
+CONTROL = os.environ.get("SHIPGATE_MOTO_CONTROL", "")
+_calls_lock = threading.Lock()
+
+
+def record(action):
+    if not CONTROL:
+        return
+    with _calls_lock, open(os.path.join(CONTROL, "calls.log"), "a") as f:
+        f.write(action + "\n")
+
+
+def counted(cls, method, action):
+    original = getattr(cls, method)
+
+    def wrapper(self, *args, **kwargs):
+        record(action)
+        return original(self, *args, **kwargs)
+
+    setattr(cls, method, wrapper)
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+original_describe_task_definition = ecs.EC2ContainerServiceBackend.describe_task_definition
+
+
+def env_of(task):
+    """Task-definition environment of the first container, overridden by RunTask overrides."""
+    env = {}
+    td = original_describe_task_definition(task._backend, task.task_definition_arn)
+    for pair in td.container_definitions[0].get("environment") or []:
+        env[pair["name"]] = pair.get("value", "")
+    for override in task.overrides.get("containerOverrides", []) or []:
+        for pair in override.get("environment") or []:
+            env[pair["name"]] = pair.get("value", "")
+    return env
+
+
+def stop(task, exit_code, stop_code, stopped_reason, container_reason=None):
+    task.status = "STOPPED"
+    task.desired_status = "STOPPED"
+    task.stop_code = stop_code
+    task.stopped_reason = stopped_reason
+    task.stopping_at = task.stopped_at = task.execution_stopped_at = now()
+    for container in task.containers:
+        container.last_status = "STOPPED"
+        container.exitCode = exit_code
+        if container_reason:
+            container.reason = container_reason
+
+
+def settle(task):
+    """Decide, at DescribeTasks time, whether a running task has stopped."""
+    if task.status == "STOPPED":
+        return
+    control = os.path.join(CONTROL, f"{task.id}.json") if CONTROL else ""
+    if control and os.path.exists(control):
+        with open(control) as f:
+            spec = json.load(f)
+        stop(
+            task,
+            spec.get("exitCode", 0),
+            spec.get("stopCode", "EssentialContainerExited"),
+            spec.get("stoppedReason", "Essential container in task exited"),
+            spec.get("reason"),
+        )
+        return
+    env = env_of(task)
+    seconds = env.get("MOTO_RUN_SECONDS")
+    if seconds is not None and time.time() - task.shipgate_created >= float(seconds):
+        stop(task, int(env.get("MOTO_EXIT_CODE", "0")), "EssentialContainerExited", "Essential container in task exited")
+
+
+original_run_task = ecs.EC2ContainerServiceBackend.run_task
+
+
+def run_task(self, *args, **kwargs):
+    record("ecs:RunTask")
+    tasks = original_run_task(self, *args, **kwargs)
+    for task in tasks:
+        task.shipgate_created = time.time()
+        task.created_at = task.started_at = now()
+        for container in task.containers:
+            container.last_status = "RUNNING"
+            container.exitCode = None
+    return tasks
+
+
+original_describe_tasks = ecs.EC2ContainerServiceBackend.describe_tasks
+
+
+def describe_tasks(self, cluster_str, tasks):
+    record("ecs:DescribeTasks")
+    found = original_describe_tasks(self, cluster_str, tasks)
+    for task in found:
+        settle(task)
+    return found
+
+
+original_stop_task = ecs.EC2ContainerServiceBackend.stop_task
+
+
+def stop_task(self, cluster_str, task_str, reason):
+    record("ecs:StopTask")
+    task = original_stop_task(self, cluster_str, task_str, reason)
+    stop(task, 143, "UserInitiated", reason)
+    return task
+
+
+ecs.EC2ContainerServiceBackend.run_task = run_task
+ecs.EC2ContainerServiceBackend.describe_tasks = describe_tasks
+ecs.EC2ContainerServiceBackend.stop_task = stop_task
+for method, action in [
+    ("list_tasks", "ecs:ListTasks"),
+    ("describe_task_definition", "ecs:DescribeTaskDefinition"),
+    ("register_task_definition", "ecs:RegisterTaskDefinition"),
+    ("describe_services", "ecs:DescribeServices"),
+]:
+    counted(ecs.EC2ContainerServiceBackend, method, action)
+counted(logs.LogsBackend, "get_log_events", "logs:GetLogEvents")
+
+# Status changes come only from the patches above, never from moto's per-describe stepping.
+state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
+
+if __name__ == "__main__":
+    server.main()
