@@ -406,4 +406,66 @@ mod tests {
         assert!(cfg.application_name.starts_with("shipgate ") && cfg.application_name.ends_with(" r-1"));
         assert_eq!(cfg.target.host(), "db.example");
     }
+
+    #[test]
+    fn task_run_flags_become_one_run_config() {
+        let Job::TaskRun(cfg) = job(&[
+            "task",
+            "run",
+            "--task-definition",
+            "db-migrate:3",
+            "--cluster",
+            "prod",
+            "--subnets",
+            "subnet-a,subnet-b",
+            "--env",
+            "MIGRATION_TYPE=tenants",
+            "--tag",
+            "team=db",
+            "--timeout",
+            "45min",
+            "--run-id",
+            "r-9",
+            "--command",
+            "shipgate",
+            "migrate",
+            "up",
+            "--dry-run",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        let Network::Explicit(p) = &cfg.network else { panic!() };
+        assert_eq!(p.subnets, ["subnet-a", "subnet-b"]);
+        assert_eq!(cfg.overrides.env, [("MIGRATION_TYPE".to_string(), "tenants".to_string())]);
+        assert_eq!(cfg.overrides.command.as_deref().unwrap(), ["shipgate", "migrate", "up", "--dry-run"]);
+        assert_eq!(cfg.follow.options.timeout, Some(Duration::from_secs(45 * 60)));
+        assert_eq!((cfg.run_id.as_str(), cfg.started_by.as_str()), ("r-9", "shipgate"));
+    }
+
+    #[test]
+    fn task_run_refuses_bad_input_before_any_call() {
+        let base = ["task", "run", "--task-definition", "m:1", "--cluster", "c"];
+        let cases: [&[&str]; 5] = [
+            &[],
+            &["--subnets", "s", "--started-by", "has spaces"],
+            &["--subnets", "s", "--env", "NOEQUALS"],
+            &["--subnets", "s", "--timeout", "0"],
+            &["--subnets", "s", "--started-by", "0123456789012345678901234567890123456"],
+        ];
+        for extra in cases {
+            let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+            assert_eq!(job(&args).unwrap_err().exit_code(), 2, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn attach_takes_cluster_and_region_from_the_arn() {
+        let Job::TaskAttach(cfg) = job(&["task", "attach", "arn:aws:ecs:eu-west-1:1:task/prod/abc"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((cfg.cluster.as_str(), cfg.region.as_deref()), ("prod", Some("eu-west-1")));
+        assert_eq!(job(&["task", "logs", "abc"]).unwrap_err().exit_code(), 2);
+    }
 }

@@ -98,7 +98,7 @@ where
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            let text = DisplayErrorContext(err).to_string();
+            let text = compact(&DisplayErrorContext(err).to_string());
             if looks_like_credentials(&text) {
                 return no_credentials(action, &text);
             }
@@ -107,13 +107,29 @@ where
             )
         }
         _ => {
-            let text = DisplayErrorContext(err).to_string();
+            let text = compact(&DisplayErrorContext(err).to_string());
             if looks_like_credentials(&text) {
                 return no_credentials(action, &text);
             }
             Error::failed(format!("{action} failed: {text}"))
         }
     }
+}
+
+/// The readable part of an SDK error chain: without the `Debug` dump the SDK appends, and
+/// without the generic "dispatch failure: other:" preamble.
+fn compact(text: &str) -> String {
+    let cut =
+        ["DispatchFailure(", "ConstructionFailure(", "TimeoutError(", "ResponseError(", "ServiceError("]
+            .iter()
+            .filter_map(|v| text.find(&format!(" ({v}")))
+            .min()
+            .unwrap_or(text.len());
+    let text = text[..cut].trim_end();
+    text.strip_prefix("dispatch failure: other: ")
+        .or(text.strip_prefix("dispatch failure: "))
+        .unwrap_or(text)
+        .to_string()
 }
 
 fn looks_like_credentials(text: &str) -> bool {
@@ -130,6 +146,13 @@ fn no_credentials(action: &str, text: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sdk_error_chains_are_compacted() {
+        let text = "dispatch failure: other: no credentials found in chain. Attempted:\n  Environment: not set (DispatchFailure(DispatchFailure { source: x }))";
+        assert_eq!(compact(text), "no credentials found in chain. Attempted:\n  Environment: not set");
+        assert_eq!(compact("io error: connection refused"), "io error: connection refused");
+    }
 
     #[test]
     fn codes_map_to_the_exit_code_contract() {
