@@ -21,13 +21,11 @@ REQUIREMENTS = os.path.join(ROOT, "tests/moto/requirements.txt")
 
 
 def ensure_venv():
-    try:
-        import boto3  # noqa: F401
-        return
-    except ImportError:
-        pass
+    """Re-run under the pinned emulator's virtualenv (never a moto that happens to be installed)."""
     digest = hashlib.sha256(open(REQUIREMENTS, "rb").read()).hexdigest()[:12]
     venv = os.path.expanduser(f"~/.cache/shipgate-moto-{digest}")
+    if os.path.realpath(sys.prefix) == os.path.realpath(venv):
+        return
     if not os.path.exists(os.path.join(venv, "bin/python")):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
         subprocess.run([os.path.join(venv, "bin/pip"), "install", "--quiet", "--no-deps", "-r", REQUIREMENTS], check=True)
@@ -138,10 +136,24 @@ class Setup:
 
 
 def finish(proc, readers):
-    _, status, usage = os.wait4(proc.pid, 0)
+    """Wait for the CLI; return its exit code and peak RSS in MB.
+
+    The peak comes from VmHWM in /proc, sampled until exit: getrusage's ru_maxrss for a child
+    includes the forked Python's memory from before exec, which would swamp the figure.
+    """
+    peak = 0
+    path = f"/proc/{proc.pid}/status"
+    while proc.poll() is None:
+        try:
+            for line in open(path):
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(0.02)
     for r in readers:
         r.join()
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+    return proc.returncode, peak / 1024
 
 
 def main():

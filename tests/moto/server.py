@@ -71,12 +71,13 @@ def env_of(task):
     return env
 
 
-def stop(task, exit_code, stop_code, stopped_reason, container_reason=None):
+def stop(task, exit_code, stop_code, stopped_reason, container_reason=None, at=None):
+    """Stop a task as ECS reports it; `at` is when it stopped (default: now)."""
     task.status = "STOPPED"
     task.desired_status = "STOPPED"
     task.stop_code = stop_code
     task.stopped_reason = stopped_reason
-    task.stopping_at = task.stopped_at = task.execution_stopped_at = now()
+    task.stopping_at = task.stopped_at = task.execution_stopped_at = at or now()
     for container in task.containers:
         container.last_status = "STOPPED"
         container.exitCode = exit_code
@@ -98,12 +99,15 @@ def settle(task):
             spec.get("stopCode", "EssentialContainerExited"),
             spec.get("stoppedReason", "Essential container in task exited"),
             spec.get("reason"),
+            # The task stopped when the test said so, not when someone next asked.
+            datetime.datetime.fromtimestamp(os.path.getmtime(control), datetime.timezone.utc),
         )
         return
     env = env_of(task)
     seconds = env.get("MOTO_RUN_SECONDS")
     if seconds is not None and time.time() - task.shipgate_created >= float(seconds):
-        stop(task, int(env.get("MOTO_EXIT_CODE", "0")), "EssentialContainerExited", "Essential container in task exited")
+        at = datetime.datetime.fromtimestamp(task.shipgate_created + float(seconds), datetime.timezone.utc)
+        stop(task, int(env.get("MOTO_EXIT_CODE", "0")), "EssentialContainerExited", "Essential container in task exited", at=at)
 
 
 original_run_task = ecs.EC2ContainerServiceBackend.run_task
