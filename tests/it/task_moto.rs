@@ -201,6 +201,30 @@ async fn the_concurrency_guard_refuses_a_second_run_and_a_retried_step_follows_t
 }
 
 #[tokio::test]
+async fn wait_for_running_starts_after_the_other_run_stopped() {
+    let Some(s) = Setup::new("wait_for_running_starts_after_the_other_run_stopped").await else { return };
+    let first = spawn(s.run_task(&["--run-id", "gh-300-1"]));
+    let task = s.moto.running_task(&s.cluster).await;
+    let second = spawn(s.run_task(&["--run-id", "gh-301-1", "--wait-for-running"]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Still only the first task: the second run waits instead of starting its own.
+    let listed = s.moto.ecs.list_tasks().cluster(&s.cluster).send().await.unwrap();
+    assert_eq!(listed.task_arns().iter().filter(|a| a.contains(&format!("/{}/", s.cluster))).count(), 1);
+    s.moto.stop(&task, json!({"exitCode": 0}));
+    finish(first, Duration::from_secs(60)).await.expect(0);
+    let next = s.moto.new_task(&s.cluster, &[task.as_str()]).await;
+    s.moto.stop(&next, json!({"exitCode": 0}));
+    let second = finish(second, Duration::from_secs(60)).await.expect(0);
+    assert!(
+        second
+            .stderr
+            .contains(&format!("task {task} of `{}` is RUNNING; waiting for it to stop first", s.family)),
+        "{}",
+        second.stderr
+    );
+}
+
+#[tokio::test]
 async fn a_signal_stops_the_task_and_exits_130() {
     let Some(s) = Setup::new("a_signal_stops_the_task_and_exits_130").await else { return };
     let child = spawn(s.run_task(&[]));

@@ -145,16 +145,23 @@ impl Moto {
 
     /// The ARN of the one task running in `cluster`, waiting for it to appear.
     pub async fn running_task(&self, cluster: &str) -> String {
-        for _ in 0..300 {
+        self.new_task(cluster, &[]).await
+    }
+
+    /// The ARN of a task in `cluster` that is not one of `known`, waiting for it to appear.
+    pub async fn new_task(&self, cluster: &str, known: &[&str]) -> String {
+        for _ in 0..600 {
             let out = self.ecs.list_tasks().cluster(cluster).send().await.expect("list tasks");
-            let mine: Vec<&String> =
-                out.task_arns().iter().filter(|a| a.contains(&format!("/{cluster}/"))).collect();
-            if let Some(arn) = mine.first() {
+            let fresh = out
+                .task_arns()
+                .iter()
+                .find(|a| a.contains(&format!("/{cluster}/")) && !known.contains(&a.as_str()));
+            if let Some(arn) = fresh {
                 return arn.to_string();
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("no task started in {cluster}");
+        panic!("no new task started in {cluster}");
     }
 }
 
