@@ -235,18 +235,9 @@ pub async fn task_definition(ecs: &Client, id: &str) -> Result<(String, Vec<Cont
 fn container_info(c: &ContainerDefinition) -> ContainerInfo {
     let log = match c.log_configuration() {
         None => LogDriver::None,
-        Some(conf) => {
-            let option = |k: &str| conf.options().and_then(|o| o.get(k)).cloned();
-            match conf.log_driver().as_str() {
-                "awslogs" => LogDriver::AwsLogs {
-                    group: option("awslogs-group").unwrap_or_default(),
-                    region: option("awslogs-region"),
-                    prefix: option("awslogs-stream-prefix"),
-                    non_blocking: option("mode").is_none_or(|m| m != "blocking"),
-                },
-                other => LogDriver::Other(other.to_string()),
-            }
-        }
+        Some(conf) => LogDriver::from_config(Some(conf.log_driver().as_str()), |k| {
+            conf.options().and_then(|o| o.get(k)).cloned()
+        }),
     };
     ContainerInfo {
         name: c.name().unwrap_or_default().to_string(),

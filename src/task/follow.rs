@@ -178,6 +178,12 @@ fn jittered(tick: Duration) -> Duration {
     tick.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
+/// ECS does not (or no longer) know a task.
+pub fn unknown_task(task_arn: &str, cluster: &str) -> Error {
+    Error::input(format!("ECS does not know task {task_arn} in cluster `{cluster}`"))
+        .hint("stopped tasks are kept for about an hour; check the ARN, --cluster and the region")
+}
+
 /// The command that resumes following a task.
 pub fn attach_hint(cluster: &str, task_arn: &str) -> String {
     format!("follow it again with: shipgate task attach {task_arn} --cluster {cluster}")

@@ -41,11 +41,16 @@ impl TaskView {
         self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
-    /// `family` of the task definition ARN (`…:task-definition/family:rev`).
+    /// `family` of the task definition ARN.
     pub fn family(&self) -> &str {
-        let tail = self.task_definition_arn.rsplit('/').next().unwrap_or("");
-        tail.split(':').next().unwrap_or("")
+        family_of(&self.task_definition_arn)
     }
+}
+
+/// `…:task-definition/family:rev` (or `family:rev`) → `family`.
+pub fn family_of(task_definition: &str) -> &str {
+    let tail = task_definition.rsplit('/').next().unwrap_or(task_definition);
+    tail.split(':').next().unwrap_or(tail)
 }
 
 /// `arn:aws:ecs:region:acct:task/cluster/ID` (or the old `task/ID`) → `ID`.

@@ -61,6 +61,23 @@ pub enum LogDriver {
     None,
 }
 
+impl LogDriver {
+    /// From a container's `logConfiguration`: its driver and a lookup of its options.
+    pub fn from_config(driver: Option<&str>, option: impl Fn(&str) -> Option<String>) -> LogDriver {
+        match driver {
+            Some("awslogs") => LogDriver::AwsLogs {
+                group: option("awslogs-group").unwrap_or_default(),
+                region: option("awslogs-region"),
+                prefix: option("awslogs-stream-prefix"),
+                // Since 2025-06-25 ECS defaults to non-blocking unless told otherwise.
+                non_blocking: option("mode").is_none_or(|m| m != "blocking"),
+            },
+            Some(other) => LogDriver::Other(other.to_string()),
+            None => LogDriver::None,
+        }
+    }
+}
+
 /// What the follower needs to know about a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
@@ -77,21 +94,9 @@ pub fn containers(td: &Value) -> Vec<ContainerInfo> {
             let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
             let log = match c.get("logConfiguration") {
                 None | Some(Value::Null) => LogDriver::None,
-                Some(conf) => {
-                    let options = conf.get("options");
-                    let option = |k: &str| text(options.and_then(|o| o.get(k)));
-                    match text(conf.get("logDriver")).as_deref() {
-                        Some("awslogs") => LogDriver::AwsLogs {
-                            group: option("awslogs-group").unwrap_or_default(),
-                            region: option("awslogs-region"),
-                            prefix: option("awslogs-stream-prefix"),
-                            // Since 2025-06-25 ECS defaults to non-blocking unless told otherwise.
-                            non_blocking: option("mode").is_none_or(|m| m != "blocking"),
-                        },
-                        Some(other) => LogDriver::Other(other.to_string()),
-                        None => LogDriver::None,
-                    }
-                }
+                Some(conf) => LogDriver::from_config(conf.get("logDriver").and_then(Value::as_str), |k| {
+                    text(conf.get("options").and_then(|o| o.get(k)))
+                }),
             };
             ContainerInfo {
                 name: text(c.get("name")).unwrap_or_default(),

@@ -3,17 +3,16 @@
 
 use crate::aws::{Aws, ecs};
 use crate::config::AttachConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 use crate::task::follow;
 
 pub async fn run(cfg: &AttachConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
     let aws = Aws::load(cfg.region.as_deref()).await?;
-    let task = ecs::describe_task(&aws.ecs, &cfg.cluster, &cfg.task).await?.ok_or_else(|| {
-        Error::input(format!("ECS does not know task {} in cluster `{}`", cfg.task, cfg.cluster))
-            .hint("stopped tasks are kept for about an hour; check the ARN, --cluster and the region")
-    })?;
+    let task = ecs::describe_task(&aws.ecs, &cfg.cluster, &cfg.task)
+        .await?
+        .ok_or_else(|| follow::unknown_task(&cfg.task, &cfg.cluster))?;
     let (td_arn, containers) = ecs::task_definition(&aws.ecs, &task.task_definition_arn).await?;
     let watched = super::watched_container(&containers, cfg.follow.container.as_deref(), &td_arn)?;
     tracing::info!("attached to task {} ({}), watching container `{watched}`", task.arn, task.last_status);

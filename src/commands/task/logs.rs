@@ -2,17 +2,16 @@
 //! from the head of each stream, and exit.
 
 use crate::aws::{Aws, ecs};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::Reporter;
 use crate::task::follow;
 use crate::task::logs::{Tail, sources};
 
 pub async fn run(task_arn: &str, cluster: &str, region: Option<&str>, out: &Reporter) -> Result<()> {
     let aws = Aws::load(region).await?;
-    let task = ecs::describe_task(&aws.ecs, cluster, task_arn).await?.ok_or_else(|| {
-        Error::input(format!("ECS does not know task {task_arn} in cluster `{cluster}`"))
-            .hint("stopped tasks are kept for about an hour; their streams stay in CloudWatch Logs for the group's retention")
-    })?;
+    let task = ecs::describe_task(&aws.ecs, cluster, task_arn)
+        .await?
+        .ok_or_else(|| follow::unknown_task(task_arn, cluster))?;
     let (_, containers) = ecs::task_definition(&aws.ecs, &task.task_definition_arn).await?;
     let (sources, warnings) = sources(&containers, task.id());
     for w in &warnings {

@@ -13,7 +13,7 @@ use crate::shutdown::Shutdown;
 use crate::task::follow::{self, FollowOptions};
 use crate::task::guard::{self, Guard, RUN_ID_TAG, TOKEN_TAG};
 use crate::task::spec::{Placement, RunSpec};
-use crate::task::view::TaskView;
+use crate::task::view::{TaskView, family_of};
 use crate::taskdef::{self, ContainerInfo};
 
 pub async fn run(cfg: &RunConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
@@ -189,11 +189,6 @@ async fn pause(opts: &FollowOptions, attempt: u32, shutdown: &Shutdown) -> Resul
         () = tokio::time::sleep(opts.tick * 2 * attempt) => Ok(()),
         signal = shutdown.wait() => Err(Error::interrupted(signal, format!("{} received before the task was started again", signal.name()))),
     }
-}
-
-fn family_of(td_arn: &str) -> &str {
-    let tail = td_arn.rsplit('/').next().unwrap_or(td_arn);
-    tail.split(':').next().unwrap_or(tail)
 }
 
 async fn placement(aws: &Aws, cfg: &RunConfig) -> Result<Placement> {
