@@ -125,14 +125,17 @@ impl Reporter {
     }
 
     pub fn emit(&self, event: &Event) {
-        let line = match self.format {
-            OutputFormat::Json => serde_json::to_string(event).expect("events serialize"),
-            OutputFormat::Text => match text(event) {
-                Some(t) => t,
-                None => return,
-            },
-        };
-        self.print_line(&line);
+        if let Some(line) = self.format_event(event) {
+            self.print_line(&line);
+        }
+    }
+
+    /// An event as one line in this reporter's format (none: not shown in text mode).
+    fn format_event(&self, event: &Event) -> Option<String> {
+        match self.format {
+            OutputFormat::Json => Some(serde_json::to_string(event).expect("events serialize")),
+            OutputFormat::Text => text(event),
+        }
     }
 
     /// Log lines of one container, printed as one batch (a page can hold 10,000 lines).
@@ -142,23 +145,15 @@ impl Reporter {
         }
         let mut batch = String::new();
         for (timestamp, message) in lines {
-            match self.format {
-                OutputFormat::Json => {
-                    let event = Event::Log {
-                        container: container.map(str::to_string),
-                        timestamp: *timestamp,
-                        message: message.clone(),
-                    };
-                    batch.push_str(&serde_json::to_string(&event).expect("events serialize"));
-                }
-                OutputFormat::Text => {
-                    if let Some(c) = container {
-                        batch.push_str(&format!("[{c}] "));
-                    }
-                    batch.push_str(message.strip_suffix('\n').unwrap_or(message));
-                }
+            let event = Event::Log {
+                container: container.map(str::to_string),
+                timestamp: *timestamp,
+                message: message.clone(),
+            };
+            if let Some(line) = self.format_event(&event) {
+                batch.push_str(&line);
+                batch.push('\n');
             }
-            batch.push('\n');
         }
         self.print_line(batch.strip_suffix('\n').unwrap_or(&batch));
     }
@@ -245,10 +240,13 @@ fn text(event: &Event) -> Option<String> {
             s
         }
         Event::Detached { task_arn, attach } => format!("{task_arn}\n{attach}"),
-        Event::Log { container, message, .. } => match container {
-            Some(c) => format!("[{c}] {message}"),
-            None => message.clone(),
-        },
+        Event::Log { container, message, .. } => {
+            let message = message.strip_suffix('\n').unwrap_or(message);
+            match container {
+                Some(c) => format!("[{c}] {message}"),
+                None => message.to_string(),
+            }
+        }
         // Progress and verdicts go to stderr in text mode, so stdout carries only the logs.
         Event::TaskStarted { .. } | Event::TaskStopped { .. } => return None,
         Event::Summary { message, .. } => message.clone(),

@@ -22,32 +22,11 @@ use aws_sdk_ecs::types::{
 use aws_smithy_types::body::SdkBody;
 use serde_json::Value;
 
-use super::error::describe;
+use super::error::{Failure, describe, failure};
 use crate::error::{Error, Result};
 use crate::task::spec::{Placement, RunSpec};
 use crate::task::view::{ContainerView, TaskView};
 use crate::taskdef::{ContainerInfo, LogDriver};
-
-/// A failed call, and whether trying again later may work.
-#[derive(Debug)]
-pub struct Failure {
-    pub transient: bool,
-    pub error: Error,
-}
-
-impl From<Failure> for Error {
-    fn from(f: Failure) -> Error {
-        f.error
-    }
-}
-
-fn failure<E, R>(action: &str, err: &aws_sdk_ecs::error::SdkError<E, R>) -> Failure
-where
-    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    Failure { transient: super::error::is_transient(err), error: describe(action, err) }
-}
 
 fn time(t: Option<&DateTime>) -> Option<SystemTime> {
     t.and_then(|t| SystemTime::try_from(*t).ok())

@@ -11,6 +11,28 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::error::{Error, Kind};
 
+/// A failed call, and whether trying again later may work.
+#[derive(Debug)]
+pub struct Failure {
+    pub transient: bool,
+    pub error: Error,
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Error {
+        f.error
+    }
+}
+
+/// Classify a failed call of `action` for a loop that can try again later.
+pub fn failure<E, R>(action: &str, err: &SdkError<E, R>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    Failure { transient: is_transient(err), error: describe(action, err) }
+}
+
 /// What a failed call means to the loop that made it.
 pub fn is_transient<E: ProvideErrorMetadata, R: std::fmt::Debug>(err: &SdkError<E, R>) -> bool {
     match err {

@@ -2,7 +2,7 @@
 
 use aws_sdk_cloudwatchlogs::Client;
 
-use super::ecs::Failure;
+use super::error::{Failure, failure};
 use crate::task::logs::Read;
 
 /// One page of a stream: the lines, and the read it counts as for [`crate::task::logs::Tail`].
@@ -27,12 +27,7 @@ pub async fn read(logs: &Client, group: &str, stream: &str, token: Option<&str>)
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
             return Ok(Page { read: Read::Missing, lines: Vec::new() });
         }
-        Err(e) => {
-            return Err(Failure {
-                transient: super::error::is_transient(&e),
-                error: super::error::describe("logs:GetLogEvents", &e),
-            });
-        }
+        Err(e) => return Err(failure("logs:GetLogEvents", &e)),
     };
     let mut bytes = 0;
     let lines: Vec<(Option<i64>, String)> = out

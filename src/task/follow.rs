@@ -80,12 +80,7 @@ pub async fn follow(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<Followed> {
-    let (sources, warnings) = sources(containers, super::view::task_id(task_arn));
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
-    let prefixed = sources.len() > 1;
-    let mut tails: Vec<Tail> = sources.into_iter().map(Tail::new).collect();
+    let (mut tails, prefixed) = tails(containers, super::view::task_id(task_arn));
     let started = Instant::now();
     let deadline = opts.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut task: Option<TaskView> = None;
@@ -176,6 +171,17 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// ±10 % so many followers started together do not poll in lockstep.
 fn jittered(tick: Duration) -> Duration {
     tick.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// A tail for every readable stream of a task (warning about the rest), and whether lines
+/// need a container prefix.
+pub fn tails(containers: &[ContainerInfo], task_id: &str) -> (Vec<Tail>, bool) {
+    let (sources, warnings) = sources(containers, task_id);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let prefixed = sources.len() > 1;
+    (sources.into_iter().map(Tail::new).collect(), prefixed)
 }
 
 /// ECS does not (or no longer) know a task.

@@ -5,7 +5,6 @@ use crate::aws::{Aws, ecs};
 use crate::error::Result;
 use crate::output::Reporter;
 use crate::task::follow;
-use crate::task::logs::{Tail, sources};
 
 pub async fn run(task_arn: &str, cluster: &str, region: Option<&str>, out: &Reporter) -> Result<()> {
     let aws = Aws::load(region).await?;
@@ -13,12 +12,7 @@ pub async fn run(task_arn: &str, cluster: &str, region: Option<&str>, out: &Repo
         .await?
         .ok_or_else(|| follow::unknown_task(task_arn, cluster))?;
     let (_, containers) = ecs::task_definition(&aws.ecs, &task.task_definition_arn).await?;
-    let (sources, warnings) = sources(&containers, task.id());
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
-    let prefixed = sources.len() > 1;
-    let mut tails: Vec<Tail> = sources.into_iter().map(Tail::new).collect();
+    let (mut tails, prefixed) = follow::tails(&containers, task.id());
     for tail in &mut tails {
         while follow::read_available(&aws, tail, prefixed, out).await {}
     }
