@@ -35,6 +35,9 @@ pub enum Command {
     /// Apply, revert and inspect versioned SQL migrations (the container's entrypoint).
     Migrate(MigrateCmd),
 
+    /// Migrate every tenant schema of a multi-tenant database (master schema + one per tenant).
+    Tenants(TenantsCmd),
+
     /// Render and register ECS task definitions from JSON templates.
     Taskdef(TaskdefCmd),
 
@@ -47,6 +50,7 @@ impl Cli {
     pub fn output(&self) -> OutputFormat {
         match &self.command {
             Command::Migrate(c) => c.common.output,
+            Command::Tenants(c) => c.common.output,
             Command::Taskdef(c) => match &c.action {
                 TaskdefAction::Render(_) => OutputFormat::Text,
                 TaskdefAction::Register(a) => a.aws.output,
@@ -61,12 +65,120 @@ impl Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Without a command, MIGRATION_TYPE chooses one (the container entrypoint contract):\n  \
+    (unset)           migrate up (master, then tenants, when both sets exist)\n  \
+    master            migrate up --set master\n  \
+    tenants           tenants up\n  \
+    provision         tenants provision $TENANT_ID (or $CLERK_ORG_ID)\n  \
+    rollback-master   migrate down --set master\n  \
+    rollback-tenants  tenants down\n\
+    Rollbacks revert what the last run applied, or SHIPGATE_ROLLBACK_STEPS=N / SHIPGATE_ROLLBACK_TO=V."
+)]
 pub struct MigrateCmd {
     #[command(flatten)]
     pub common: MigrateArgs,
 
+    /// Which migration set: master, tenant (every tenant, or the one named by --schema), or
+    /// all (master, then every tenant) [default: all for `up` when both sets exist, else the one set].
+    #[arg(long, env = "SHIPGATE_SET", value_enum, global = true)]
+    pub set: Option<SetChoice>,
+
     #[command(subcommand)]
-    pub action: MigrateAction,
+    pub action: Option<MigrateAction>,
+}
+
+/// A project's migration sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SetChoice {
+    Master,
+    Tenant,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantsCmd {
+    #[command(flatten)]
+    pub common: MigrateArgs,
+
+    #[command(subcommand)]
+    pub action: TenantsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsAction {
+    /// Apply pending tenant migrations to every tenant, in parallel, and report each one.
+    #[command(after_help = "Examples:\n  \
+        shipgate tenants up\n  \
+        shipgate tenants up --concurrency 4 --canary 5 --fail-fast\n  \
+        shipgate tenants up --only tenant_a,tenant_b\n  \
+        shipgate tenants up --shard 2/4   # one of four tasks sharing the fleet")]
+    Up(TenantsUpArgs),
+
+    /// Revert tenant migrations across the fleet, newest first.
+    #[command(
+        group(ArgGroup::new("how_far").required(true).args(["to", "steps", "last_run"])),
+        after_help = "Examples:\n  shipgate tenants down --steps 1\n  shipgate tenants down --to 20240101120000"
+    )]
+    Down(TenantsDownArgs),
+
+    /// Fleet view: tenants per version, and which are behind, failed, dirty or drifted.
+    #[command(
+        after_help = "Examples:\n  shipgate tenants status\n  shipgate tenants status --output json | jq '.summary'"
+    )]
+    Status,
+
+    /// Exit 0 only if every tenant has every migration up to VERSION (the gate an app deploy waits on).
+    #[command(after_help = "Example:\n  shipgate tenants verify --at-least 20240301000000")]
+    Verify(TenantsVerifyArgs),
+
+    /// Create a tenant: its schema, its row (provision_sql), all tenant migrations. Idempotent.
+    #[command(after_help = "Example:\n  shipgate tenants provision tenant_acme")]
+    Provision(ProvisionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantsUpArgs {
+    /// Apply pending migrations up to and including this version.
+    #[arg(long, value_name = "VERSION")]
+    pub target: Option<i64>,
+
+    /// Refuse pending migrations older than a tenant's newest applied one instead of applying them.
+    #[arg(long)]
+    pub strict_order: bool,
+
+    /// Do not fail a tenant when an applied migration has no file any more.
+    #[arg(long)]
+    pub ignore_missing: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantsDownArgs {
+    /// Revert every applied migration above this version (0 reverts all).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i64>,
+
+    /// Revert each tenant's newest N applied migrations.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: Option<u32>,
+
+    /// Revert what the most recent run applied to each tenant.
+    #[arg(long)]
+    pub last_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantsVerifyArgs {
+    /// The version every tenant must have reached.
+    #[arg(long, value_name = "VERSION")]
+    pub at_least: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// The new tenant's schema name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
 }
 
 /// Output format for results on stdout.
@@ -89,9 +201,14 @@ pub struct MigrateArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
-    /// Folder of migration files.
-    #[arg(long, env = "SHIPGATE_SOURCE", default_value = "migrations", global = true, value_name = "DIR")]
-    pub source: PathBuf,
+    /// Folder of migration files; with master/ and tenant/ inside, the two sets
+    /// [default: shipgate.toml's [migrations], else ./migrations].
+    #[arg(long, env = "SHIPGATE_SOURCE", global = true, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+
+    /// The project file [default: ./shipgate.toml when it exists].
+    #[arg(long, env = "SHIPGATE_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Schema that holds the history table and receives unqualified names
     /// [default: the first schema of the connection's search_path].
@@ -125,6 +242,54 @@ pub struct MigrateArgs {
     /// Result format on stdout.
     #[arg(long, env = "SHIPGATE_OUTPUT", value_enum, default_value = "text", global = true)]
     pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// How the tenant set is found and run across the fleet.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Tenants")]
+pub struct FleetArgs {
+    /// Folder of the tenant migration set [default: <source>/tenant, or shipgate.toml's].
+    #[arg(long, env = "SHIPGATE_TENANT_SOURCE", global = true, value_name = "DIR")]
+    pub tenant_source: Option<PathBuf>,
+
+    /// SQL returning the tenant schema names (first column), run in the master schema
+    /// [default: shipgate.toml's tenants_query, else SELECT schema_name FROM tenants].
+    #[arg(long, env = "SHIPGATE_TENANTS_QUERY", global = true, value_name = "SQL")]
+    pub tenants_query: Option<String>,
+
+    /// SQL registering a new tenant, $1 = its schema name [default: shipgate.toml's
+    /// provision_sql, else INSERT INTO tenants (schema_name) VALUES ($1) ON CONFLICT DO NOTHING].
+    #[arg(long, env = "SHIPGATE_PROVISION_SQL", global = true, value_name = "SQL")]
+    pub provision_sql: Option<String>,
+
+    /// Tenants migrated at once (each holds one connection).
+    #[arg(long, env = "SHIPGATE_CONCURRENCY", default_value_t = 8, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+
+    /// Connections a fleet run may open in all: the workers plus one control connection.
+    #[arg(long, env = "SHIPGATE_MAX_CONNECTIONS", default_value_t = 10, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub max_connections: u32,
+
+    /// Migrate the first K tenants (in tenants_query order) first, and stop if any of them fails.
+    #[arg(long, env = "SHIPGATE_CANARY", default_value_t = 0, global = true, value_name = "K")]
+    pub canary: u32,
+
+    /// Only these tenants (comma-separated; each must be one tenants_query returns).
+    #[arg(long, env = "SHIPGATE_ONLY_TENANTS", value_delimiter = ',', global = true, value_name = "T1,T2")]
+    pub only: Vec<String>,
+
+    /// Start no further tenant after one fails (those in flight finish).
+    #[arg(long, env = "SHIPGATE_FAIL_FAST", global = true)]
+    pub fail_fast: bool,
+
+    /// Take only this share of the tenants, I of N, by a stable hash of the schema name.
+    #[arg(long, env = "SHIPGATE_SHARD", global = true, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

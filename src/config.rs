@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use crate::cli::{
     AttachArgs, Cli, Command, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction, MigrateArgs, MigrateCmd,
-    OutputFormat, RunArgs, TaskAction, TaskdefAction, VarArgs,
+    OutputFormat, RunArgs, SetChoice, TaskAction, TaskdefAction, TenantsAction, TenantsCmd, VarArgs,
 };
 use crate::db::target::{self, DbTarget};
 use crate::error::{Error, Result};
+use crate::fleet::names::Shard;
 use crate::identity;
 use crate::migrate::exec::Limits;
 use crate::migrate::plan::{DownTo, UpOptions};
+use crate::project::{self, Project, Sets};
 use crate::task::follow::FollowOptions;
 use crate::task::spec::{Overrides, Placement};
 use crate::task::view::parse_task_arn;
@@ -53,16 +55,61 @@ pub enum MigrateJob {
     Repair { version: i64, resolution: Resolution },
 }
 
+/// A tenant fleet: the tenant set, how to find the tenants, and how to run them.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Connection and runner settings; `source` is the tenant set, `schema` the master schema.
+    pub db: MigrateConfig,
+    pub tenants_query: String,
+    pub provision_sql: String,
+    /// Workers, already capped so workers + 1 control connection fit `--max-connections`.
+    pub concurrency: usize,
+    pub canary: usize,
+    pub only: Vec<String>,
+    pub fail_fast: bool,
+    pub shard: Option<Shard>,
+}
+
+/// One validated fleet command.
+#[derive(Debug, Clone)]
+pub enum FleetJob {
+    Up(UpOptions),
+    Down(DownTo),
+    Status,
+    Verify { at_least: i64 },
+    Provision { name: String },
+}
+
 /// Everything `main` can be asked to do.
 #[derive(Debug, Clone)]
 pub enum Job {
     Migrate(Box<MigrateConfig>, MigrateJob),
-    NewMigration { dir: PathBuf, name: String, reversible: bool },
-    TaskdefRender { template: TemplateSource },
-    TaskdefRegister { template: TemplateSource, region: Option<String> },
+    Tenants(Box<FleetConfig>, FleetJob),
+    /// `migrate up --set all`: the master schema, then, only if it succeeded, every tenant.
+    MigrateAll {
+        master: Box<MigrateConfig>,
+        options: UpOptions,
+        fleet: Box<FleetConfig>,
+    },
+    NewMigration {
+        dir: PathBuf,
+        name: String,
+        reversible: bool,
+    },
+    TaskdefRender {
+        template: TemplateSource,
+    },
+    TaskdefRegister {
+        template: TemplateSource,
+        region: Option<String>,
+    },
     TaskRun(Box<RunConfig>),
     TaskAttach(Box<AttachConfig>),
-    TaskLogs { task: String, cluster: String, region: Option<String> },
+    TaskLogs {
+        task: String,
+        cluster: String,
+        region: Option<String>,
+    },
 }
 
 /// A template file and the values given for its placeholders (`--vars-file`, then `--var`).
@@ -130,6 +177,7 @@ pub struct AttachConfig {
 pub fn from_cli(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
     match cli.command {
         Command::Migrate(cmd) => migrate_job(cmd, env),
+        Command::Tenants(cmd) => tenants_job(cmd, env),
         Command::Taskdef(cmd) => match cmd.action {
             TaskdefAction::Render(a) => {
                 Ok(Job::TaskdefRender { template: template_source(a.template, &a.vars)? })
@@ -276,23 +324,155 @@ fn logs_job(a: LogsArgs) -> Result<Job> {
     Ok(Job::TaskLogs { task: a.task, cluster, region })
 }
 
-fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
-    let job = match cmd.action {
-        MigrateAction::New(args) => {
-            return Ok(Job::NewMigration {
-                dir: cmd.common.source,
-                name: args.name,
-                reversible: args.reversible,
-            });
+/// What `shipgate migrate` with no command does, from `MIGRATION_TYPE` (the seeds' contract).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationType {
+    /// Unset or empty: `migrate up` with the default set.
+    Default,
+    Master,
+    Tenants,
+    Provision(String),
+    RollbackMaster(DownTo),
+    RollbackTenants(DownTo),
+}
+
+pub const MIGRATION_TYPES: &str = "master, tenants, provision, rollback-master, rollback-tenants";
+
+pub fn migration_type(env: &dyn Fn(&str) -> Option<String>) -> Result<MigrationType> {
+    let set = |name: &str| env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let rollback = || -> Result<DownTo> {
+        match (set("SHIPGATE_ROLLBACK_STEPS"), set("SHIPGATE_ROLLBACK_TO")) {
+            (Some(_), Some(_)) => {
+                Err(Error::input("set SHIPGATE_ROLLBACK_STEPS or SHIPGATE_ROLLBACK_TO, not both"))
+            }
+            (Some(n), None) => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(DownTo::Steps(n)),
+                _ => Err(Error::input(format!(
+                    "SHIPGATE_ROLLBACK_STEPS=`{n}` is not a number of migrations (1 or more)"
+                ))),
+            },
+            (None, Some(v)) => match v.parse::<i64>() {
+                Ok(v) if v >= 0 => Ok(DownTo::Version(v)),
+                _ => Err(Error::input(format!("SHIPGATE_ROLLBACK_TO=`{v}` is not a migration version"))),
+            },
+            (None, None) => Ok(DownTo::LastRun),
         }
-        MigrateAction::Up(a) => MigrateJob::Up {
-            options: UpOptions {
+    };
+    let Some(kind) = set("MIGRATION_TYPE") else { return Ok(MigrationType::Default) };
+    Ok(match kind.as_str() {
+        "master" => MigrationType::Master,
+        "tenants" => MigrationType::Tenants,
+        "provision" => match set("TENANT_ID").or_else(|| set("CLERK_ORG_ID")) {
+            Some(name) => MigrationType::Provision(name),
+            None => {
+                return Err(Error::input(
+                    "MIGRATION_TYPE=provision needs the tenant: set TENANT_ID (or CLERK_ORG_ID)",
+                ));
+            }
+        },
+        "rollback-master" => MigrationType::RollbackMaster(rollback()?),
+        "rollback-tenants" => MigrationType::RollbackTenants(rollback()?),
+        other => {
+            return Err(Error::input(format!(
+                "MIGRATION_TYPE=`{}` is not a mode shipgate knows; use one of: {MIGRATION_TYPES}",
+                other.escape_debug()
+            ))
+            .hint("or unset it to apply every pending migration (`shipgate migrate up`)"));
+        }
+    })
+}
+
+/// The project file and the sets it (or `--source`) describes.
+fn project_sets(args: &MigrateArgs) -> Result<(Option<Project>, Sets)> {
+    let project = project::load(args.config.as_deref())?;
+    let sets = project::resolve_sets(
+        args.source.as_deref(),
+        args.fleet.tenant_source.as_deref(),
+        project.as_ref(),
+        &|p| p.is_dir(),
+    );
+    Ok((project, sets))
+}
+
+fn no_set(which: &str, sets: &Sets) -> Error {
+    let have = match (&sets.master, &sets.tenant) {
+        (Some(m), _) => format!("the only set is {}", m.display()),
+        (None, Some(t)) => format!("the only set is the tenant set {}", t.display()),
+        (None, None) => "no set was found".to_string(),
+    };
+    Error::input(format!("there is no {which} migration set: {have}")).hint(
+        "put the two sets in <source>/master and <source>/tenant, or name them in shipgate.toml \
+         ([migrations] master = ..., tenant = ...), or pass --tenant-source DIR",
+    )
+}
+
+fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
+    let (project, sets) = project_sets(&cmd.common)?;
+    let action = match cmd.action {
+        Some(action) => action,
+        None => {
+            return match migration_type(env)? {
+                MigrationType::Default => {
+                    up_job(cmd.common, cmd.set, UpOptions::default(), &project, &sets, env)
+                }
+                MigrationType::Master => {
+                    up_job(cmd.common, Some(SetChoice::Master), UpOptions::default(), &project, &sets, env)
+                }
+                MigrationType::Tenants => {
+                    fleet_job(cmd.common, &project, &sets, env, FleetJob::Up(UpOptions::default()))
+                }
+                MigrationType::Provision(name) => {
+                    fleet_job(cmd.common, &project, &sets, env, FleetJob::Provision { name })
+                }
+                MigrationType::RollbackMaster(to) => {
+                    let source = sets.master.clone().ok_or_else(|| no_set("master", &sets))?;
+                    let cfg = migrate_config(&cmd.common, source, env)?;
+                    Ok(Job::Migrate(Box::new(cfg), MigrateJob::Down { to, dry_run: false }))
+                }
+                MigrationType::RollbackTenants(to) => {
+                    fleet_job(cmd.common, &project, &sets, env, FleetJob::Down(to))
+                }
+            };
+        }
+    };
+    let job = match action {
+        MigrateAction::New(args) => {
+            let dir = match cmd.set {
+                Some(SetChoice::Tenant) => sets.tenant.clone().ok_or_else(|| no_set("tenant", &sets))?,
+                Some(SetChoice::All) => {
+                    return Err(Error::input(
+                        "--set all: `migrate new` writes to one set (master or tenant)",
+                    ));
+                }
+                _ => sets.master.clone().or(sets.tenant.clone()).ok_or_else(|| no_set("master", &sets))?,
+            };
+            return Ok(Job::NewMigration { dir, name: args.name, reversible: args.reversible });
+        }
+        MigrateAction::Up(a) => {
+            let options = UpOptions {
                 target: a.target,
                 strict_order: a.strict_order,
                 ignore_missing: a.ignore_missing,
-            },
-            dry_run: a.dry_run,
-        },
+            };
+            if a.dry_run {
+                // A plan is for one schema; `tenants status` is the fleet's.
+                let set = match cmd.set {
+                    None => Some(SetChoice::Master),
+                    Some(SetChoice::Tenant) if cmd.common.schema.is_some() => Some(SetChoice::Tenant),
+                    Some(SetChoice::Master) => Some(SetChoice::Master),
+                    Some(_) => {
+                        return Err(Error::input(
+                            "--dry-run plans one schema: use --set master, or --set tenant --schema NAME",
+                        )
+                        .hint("`shipgate tenants status` shows what every tenant has pending"));
+                    }
+                };
+                let (source, _) = single_set(set, &sets, cmd.common.schema.is_some())?;
+                let cfg = migrate_config(&cmd.common, source, env)?;
+                return Ok(Job::Migrate(Box::new(cfg), MigrateJob::Up { options, dry_run: true }));
+            }
+            return up_job(cmd.common, cmd.set, options, &project, &sets, env);
+        }
         MigrateAction::Down(a) => {
             let to = match (a.to, a.steps, a.last_run) {
                 (Some(v), None, false) if v >= 0 => DownTo::Version(v),
@@ -312,21 +492,169 @@ fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<
             resolution: if a.mark_applied { Resolution::MarkApplied } else { Resolution::Remove },
         },
     };
-    Ok(Job::Migrate(Box::new(migrate_config(cmd.common, env)?), job))
+    let (source, _) = single_set(cmd.set, &sets, cmd.common.schema.is_some())?;
+    Ok(Job::Migrate(Box::new(migrate_config(&cmd.common, source, env)?), job))
 }
 
-fn migrate_config(args: MigrateArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<MigrateConfig> {
+/// The one set a single-schema command works on: master by default; tenant only for the
+/// tenant schema named by `--schema`.
+fn single_set(choice: Option<SetChoice>, sets: &Sets, schema_given: bool) -> Result<(PathBuf, SetChoice)> {
+    let choice = choice.unwrap_or(if sets.master.is_some() { SetChoice::Master } else { SetChoice::Tenant });
+    match choice {
+        SetChoice::Master => Ok((sets.master.clone().ok_or_else(|| no_set("master", sets))?, choice)),
+        SetChoice::Tenant if !schema_given => {
+            Err(Error::input("this command works on one schema: name the tenant with --schema NAME")
+                .hint("for the whole fleet use `shipgate tenants status|verify|down`"))
+        }
+        SetChoice::Tenant => Ok((sets.tenant.clone().ok_or_else(|| no_set("tenant", sets))?, choice)),
+        SetChoice::All => Err(Error::input("--set all is for `migrate up`; other commands take one set")
+            .hint("use --set master, or `shipgate tenants ...` for the tenants")),
+    }
+}
+
+fn up_job(
+    args: MigrateArgs,
+    choice: Option<SetChoice>,
+    options: UpOptions,
+    project: &Option<Project>,
+    sets: &Sets,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Job> {
+    let choice = choice.unwrap_or(match (&sets.master, &sets.tenant) {
+        (Some(_), Some(_)) => SetChoice::All,
+        (Some(_), None) => SetChoice::Master,
+        (None, _) => SetChoice::Tenant,
+    });
+    match choice {
+        SetChoice::Tenant if args.schema.is_none() => {
+            fleet_job(args, project, sets, env, FleetJob::Up(options))
+        }
+        SetChoice::Master | SetChoice::Tenant => {
+            let (source, _) = single_set(Some(choice), sets, args.schema.is_some())?;
+            let cfg = migrate_config(&args, source, env)?;
+            Ok(Job::Migrate(Box::new(cfg), MigrateJob::Up { options, dry_run: false }))
+        }
+        SetChoice::All => {
+            if options.target.is_some() {
+                return Err(Error::input(
+                    "--target names a version of one set: add --set master or --set tenant",
+                ));
+            }
+            let master_dir = sets.master.clone().ok_or_else(|| no_set("master", sets))?;
+            if sets.tenant.is_none() {
+                return Err(no_set("tenant", sets));
+            }
+            let master = migrate_config(&args, master_dir, env)?;
+            let Job::Tenants(mut fleet, _) =
+                fleet_job(args, project, sets, env, FleetJob::Up(options.clone()))?
+            else {
+                unreachable!("fleet_job returns a tenants job")
+            };
+            // One run, one id in every history row it writes.
+            fleet.db.run_id = master.run_id.clone();
+            fleet.db.application_name = master.application_name.clone();
+            Ok(Job::MigrateAll { master: Box::new(master), options, fleet })
+        }
+    }
+}
+
+fn tenants_job(cmd: TenantsCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
+    let (project, sets) = project_sets(&cmd.common)?;
+    let job = match cmd.action {
+        TenantsAction::Up(a) => FleetJob::Up(UpOptions {
+            target: a.target,
+            strict_order: a.strict_order,
+            ignore_missing: a.ignore_missing,
+        }),
+        TenantsAction::Down(a) => FleetJob::Down(match (a.to, a.steps) {
+            (Some(v), _) if v < 0 => {
+                return Err(Error::input(format!("--to {v}: versions are not negative")));
+            }
+            (Some(v), _) => DownTo::Version(v),
+            (None, Some(n)) => DownTo::Steps(n as usize),
+            (None, None) => DownTo::LastRun,
+        }),
+        TenantsAction::Status => FleetJob::Status,
+        TenantsAction::Verify(a) => FleetJob::Verify { at_least: a.at_least },
+        TenantsAction::Provision(a) => FleetJob::Provision { name: a.name },
+    };
+    fleet_job(cmd.common, &project, &sets, env, job)
+}
+
+fn fleet_job(
+    args: MigrateArgs,
+    project: &Option<Project>,
+    sets: &Sets,
+    env: &dyn Fn(&str) -> Option<String>,
+    job: FleetJob,
+) -> Result<Job> {
+    let tenant_dir = sets.tenant.clone().ok_or_else(|| no_set("tenant", sets))?;
+    let section = project.as_ref().map(|p| p.file.migrations.clone()).unwrap_or_default();
+    let tenants_query = args
+        .fleet
+        .tenants_query
+        .clone()
+        .or(section.tenants_query)
+        .unwrap_or_else(|| project::DEFAULT_TENANTS_QUERY.to_string());
+    let provision_sql = args
+        .fleet
+        .provision_sql
+        .clone()
+        .or(section.provision_sql)
+        .unwrap_or_else(|| project::DEFAULT_PROVISION_SQL.to_string());
+    let shard = match &args.fleet.shard {
+        Some(text) => Some(Shard::parse(text).map_err(|e| Error::input(format!("--shard {e}")))?),
+        None => None,
+    };
+    let concurrency = worker_budget(args.fleet.concurrency, args.fleet.max_connections);
+    let fleet = &args.fleet;
+    let (canary, only, fail_fast) = (fleet.canary as usize, fleet.only.clone(), fleet.fail_fast);
+    let only: Vec<String> =
+        only.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+    Ok(Job::Tenants(
+        Box::new(FleetConfig {
+            db: migrate_config(&args, tenant_dir, env)?,
+            tenants_query,
+            provision_sql,
+            concurrency,
+            canary,
+            only,
+            fail_fast,
+            shard,
+        }),
+        job,
+    ))
+}
+
+/// Workers for a fleet run: `--concurrency`, but never more than the connection budget
+/// leaves after the control connection.
+pub fn worker_budget(concurrency: u32, max_connections: u32) -> usize {
+    let workers = concurrency.min(max_connections.saturating_sub(1)).max(1);
+    if workers < concurrency {
+        tracing::info!(
+            "--concurrency {concurrency} needs {} connections; --max-connections {max_connections} allows {workers} workers",
+            concurrency + 1
+        );
+    }
+    workers as usize
+}
+
+fn migrate_config(
+    args: &MigrateArgs,
+    source: PathBuf,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<MigrateConfig> {
     let target = target::resolve(args.database_url.as_deref(), env)?;
     if let Some(schema) = &args.schema {
         validate_schema(schema)?;
     }
     let run_id =
-        args.run_id.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| identity::default_run_id(env));
+        args.run_id.clone().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| identity::default_run_id(env));
     let application_name = identity::application_name(&run_id);
     Ok(MigrateConfig {
-        source: args.source,
+        source,
         target,
-        schema: args.schema,
+        schema: args.schema.clone(),
         connect_timeout: args.connect_timeout,
         lock_timeout: args.lock_timeout,
         limits: Limits {

@@ -12,10 +12,12 @@ pub mod config;
 pub mod db;
 pub mod duration;
 pub mod error;
+pub mod fleet;
 pub mod identity;
 pub mod logging;
 pub mod migrate;
 pub mod output;
+pub mod project;
 pub mod redact;
 pub mod shutdown;
 pub mod task;
@@ -51,6 +53,11 @@ pub fn main(cli: Cli) -> u8 {
 pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result<()> {
     match job {
         Job::Migrate(cfg, job) => commands::migrate::run(&cfg, &job, shutdown, out).await,
+        Job::Tenants(cfg, job) => commands::tenants::run(&cfg, &job, shutdown, out).await,
+        Job::MigrateAll { master, options, fleet } => {
+            commands::migrate::up::run(&master, &options, false, shutdown, out).await?;
+            commands::tenants::up::run(&fleet, &options, shutdown, out).await
+        }
         Job::NewMigration { dir, name, reversible } => {
             commands::migrate::new::run(&dir, &name, reversible, out)
         }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::cli::OutputFormat;
+use crate::fleet::state::{Outcome, Tally};
 use crate::redact;
 
 /// One step of a plan, for `--dry-run`.
@@ -19,6 +20,14 @@ pub struct PlanItem {
     pub lock_timeout: String,
     pub statement_timeout: String,
     pub late: bool,
+}
+
+/// One failed tenant in a fleet summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantFailure {
+    pub tenant: String,
+    pub version: Option<i64>,
+    pub reason: String,
 }
 
 /// Everything a migrate command reports.
@@ -94,6 +103,23 @@ pub enum Event {
         stopped_reason: Option<String>,
         lines: u64,
         streams: usize,
+    },
+    /// What a fleet run did to one tenant.
+    Tenant {
+        command: &'static str,
+        tenant: String,
+        #[serde(flatten)]
+        outcome: Outcome,
+        duration_ms: u128,
+    },
+    /// The end of a fleet run: counts, and every failed tenant with its reason.
+    FleetSummary {
+        command: &'static str,
+        #[serde(flatten)]
+        tally: Tally,
+        failures: Vec<TenantFailure>,
+        duration_ms: u128,
+        message: String,
     },
     Error {
         exit_code: u8,
@@ -184,6 +210,12 @@ fn ms(d: u128) -> String {
     if d < 1000 { format!("{d} ms") } else { format!("{:.1} s", d as f64 / 1000.0) }
 }
 
+/// An error's message on one line, without its hint (summaries list many of them).
+fn without_hint(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().take_while(|l| !l.starts_with("  hint: ")).map(str::trim).collect();
+    lines.join(" ")
+}
+
 fn text(event: &Event) -> Option<String> {
     Some(match event {
         Event::Plan { schema, direction, dry_run, migrations } => {
@@ -249,6 +281,29 @@ fn text(event: &Event) -> Option<String> {
         }
         // Progress and verdicts go to stderr in text mode, so stdout carries only the logs.
         Event::TaskStarted { .. } | Event::TaskStopped { .. } => return None,
+        Event::Tenant { command, tenant, outcome, duration_ms } => match outcome {
+            Outcome::Changed { to, count, .. } => format!(
+                "{} {tenant}: {count} migration{}, now at {} ({})",
+                if *command == "down" { "reverted" } else { "migrated" },
+                if *count == 1 { "" } else { "s" },
+                to.map_or("no migration".to_string(), |v| v.to_string()),
+                ms(*duration_ms)
+            ),
+            // Thousands of these would drown the ones that matter; JSON has them all.
+            Outcome::Current { .. } => return None,
+            Outcome::Failed { reason, .. } => format!("FAILED {tenant}: {}", reason.replace('\n', "\n    ")),
+            Outcome::Skipped { reason } => {
+                format!("skipped `{}`: {reason}", crate::fleet::names::shown(tenant))
+            }
+            Outcome::NotAttempted { .. } => return None,
+        },
+        Event::FleetSummary { message, failures, .. } => {
+            let mut s = message.clone();
+            for f in failures {
+                s.push_str(&format!("\n  {}: {}", f.tenant, without_hint(&f.reason)));
+            }
+            s
+        }
         Event::Summary { message, .. } => message.clone(),
         // Errors go to stderr in text mode (main prints them).
         Event::Error { .. } => return None,

@@ -3,3 +3,4 @@
 pub mod migrate;
 pub mod task;
 pub mod taskdef;
+pub mod tenants;

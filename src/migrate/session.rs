@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection};
 
 use crate::config::MigrateConfig;
 use crate::db::{self, ConnectSpec};
@@ -137,46 +137,12 @@ impl Session {
         shutdown: &Shutdown,
     ) -> Result<Duration> {
         let Session { worker, worker_pid, guard, table, .. } = self;
-        let work = exec::run(worker, table, m, direction, limits, by, last);
-        tokio::pin!(work);
-        let signal = tokio::select! {
-            result = &mut work => return result,
-            signal = shutdown.wait() => signal,
+        let canceller = match guard.as_mut() {
+            Some(g) => Canceller::Own(g),
+            None => Canceller::None,
         };
-        tracing::warn!("cancelling migration {} ({}) after {}", m.version, m.description, signal.name());
-        if let Some(guard) = guard.as_mut() {
-            let _ = sqlx::query("SELECT pg_cancel_backend($1)").bind(*worker_pid).execute(&mut *guard).await;
-        }
-        let finished = match tokio::time::timeout(Duration::from_secs(5), &mut work).await {
-            Ok(result) => Some(result),
-            Err(_) => {
-                // The cancel did not land (e.g. the statement ignores interrupts): ending the
-                // backend rolls its transaction back all the same.
-                if let Some(guard) = guard.as_mut() {
-                    let _ = sqlx::query("SELECT pg_terminate_backend($1)")
-                        .bind(*worker_pid)
-                        .execute(&mut *guard)
-                        .await;
-                }
-                None
-            }
-        };
-        let outcome = match finished {
-            // The COMMIT won the race: the migration is applied and recorded.
-            Some(Ok(_)) => {
-                format!("migration {} had already committed; stopping before the next one", m.version)
-            }
-            _ if direction.script(m).directives.no_transaction => format!(
-                "migration {} ran without a transaction and was interrupted; it is recorded as failed, \
-                 check the schema and use `shipgate migrate repair --version {}`",
-                m.version, m.version
-            ),
-            _ => format!(
-                "migration {} ({}) was cancelled and rolled back; nothing was recorded",
-                m.version, m.description
-            ),
-        };
-        Err(Error::interrupted(signal, format!("interrupted by {}: {outcome}", signal.name())))
+        let step = Run { table, m, direction, limits, by, last };
+        execute(worker, *worker_pid, canceller, &step, shutdown).await
     }
 
     /// Release the lock and close both sessions. Safe to call on every path.
@@ -195,4 +161,85 @@ impl Session {
         }
         let _ = worker.close().await;
     }
+}
+
+/// Another session that can cancel the worker's statement: the lock session of a single-schema
+/// run, or the control session a tenant fleet's workers share.
+pub enum Canceller<'a> {
+    Own(&'a mut PgConnection),
+    Shared(&'a tokio::sync::Mutex<PgConnection>),
+    None,
+}
+
+impl Canceller<'_> {
+    async fn signal(&mut self, pid: i32, function: &str) {
+        let sql = format!("SELECT {function}($1)");
+        let result = match self {
+            Canceller::Own(conn) => sqlx::query(AssertSqlSafe(sql)).bind(pid).execute(&mut **conn).await,
+            Canceller::Shared(conn) => {
+                sqlx::query(AssertSqlSafe(sql)).bind(pid).execute(&mut *conn.lock().await).await
+            }
+            Canceller::None => return,
+        };
+        if let Err(e) = result {
+            tracing::debug!("{function}({pid}) failed: {e}");
+        }
+    }
+}
+
+/// One migration to run on a worker connection.
+pub struct Run<'a> {
+    pub table: &'a HistoryTable,
+    pub m: &'a Migration,
+    pub direction: Direction,
+    pub limits: &'a Limits,
+    pub by: &'a Writer<'a>,
+    /// The final migration of a run, whose commit must make the whole run durable.
+    pub last: bool,
+}
+
+/// Run one migration on `worker` (backend `worker_pid`); when a signal arrives, cancel its
+/// statement through `canceller` (terminate the backend if the cancel does not land) and
+/// report what became of the migration.
+pub async fn execute(
+    worker: &mut PgConnection,
+    worker_pid: i32,
+    mut canceller: Canceller<'_>,
+    step: &Run<'_>,
+    shutdown: &Shutdown,
+) -> Result<Duration> {
+    let Run { table, m, direction, limits, by, last } = *step;
+    let work = exec::run(worker, table, m, direction, limits, by, last);
+    tokio::pin!(work);
+    let signal = tokio::select! {
+        result = &mut work => return result,
+        signal = shutdown.wait() => signal,
+    };
+    tracing::warn!("cancelling migration {} ({}) after {}", m.version, m.description, signal.name());
+    canceller.signal(worker_pid, "pg_cancel_backend").await;
+    let finished = match tokio::time::timeout(Duration::from_secs(5), &mut work).await {
+        Ok(result) => Some(result),
+        Err(_) => {
+            // The cancel did not land (e.g. the statement ignores interrupts): ending the
+            // backend rolls its transaction back all the same.
+            canceller.signal(worker_pid, "pg_terminate_backend").await;
+            None
+        }
+    };
+    let outcome = match finished {
+        // The COMMIT won the race: the migration is applied and recorded.
+        Some(Ok(_)) => {
+            format!("migration {} had already committed; stopping before the next one", m.version)
+        }
+        _ if direction.script(m).directives.no_transaction => format!(
+            "migration {} ran without a transaction and was interrupted; it is recorded as failed, \
+             check the schema and use `shipgate migrate repair --version {}`",
+            m.version, m.version
+        ),
+        _ => format!(
+            "migration {} ({}) was cancelled and rolled back; nothing was recorded",
+            m.version, m.description
+        ),
+    };
+    Err(Error::interrupted(signal, format!("interrupted by {}: {outcome}", signal.name())))
 }

@@ -7,3 +7,4 @@ mod migrate_safety;
 mod support;
 mod task_mocks;
 mod task_moto;
+mod tenants;

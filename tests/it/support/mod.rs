@@ -31,6 +31,22 @@ const HOST_DB_VARS: &[&str] = &[
     "SHIPGATE_SCHEMA",
     "SHIPGATE_OUTPUT",
     "SHIPGATE_RUN_ID",
+    "SHIPGATE_CONFIG",
+    "SHIPGATE_SET",
+    "SHIPGATE_TENANT_SOURCE",
+    "SHIPGATE_TENANTS_QUERY",
+    "SHIPGATE_PROVISION_SQL",
+    "SHIPGATE_CONCURRENCY",
+    "SHIPGATE_MAX_CONNECTIONS",
+    "SHIPGATE_CANARY",
+    "SHIPGATE_ONLY_TENANTS",
+    "SHIPGATE_FAIL_FAST",
+    "SHIPGATE_SHARD",
+    "SHIPGATE_ROLLBACK_STEPS",
+    "SHIPGATE_ROLLBACK_TO",
+    "MIGRATION_TYPE",
+    "TENANT_ID",
+    "CLERK_ORG_ID",
     "GITHUB_RUN_ID",
     "GITHUB_RUN_ATTEMPT",
     "ECS_CONTAINER_METADATA_URI_V4",
@@ -42,7 +58,8 @@ pub fn shipgate(args: &[&str]) -> Command {
     for var in HOST_DB_VARS {
         cmd.env_remove(var);
     }
-    cmd.args(args).stdin(Stdio::null());
+    // Away from the repository's own shipgate.toml; a test that wants one passes --config.
+    cmd.args(args).stdin(Stdio::null()).current_dir(std::env::temp_dir());
     cmd
 }
 
@@ -165,6 +182,18 @@ impl Dir {
         let dir = Dir { _tmp: tmp, path };
         for (name, body) in files {
             dir.write(name, body);
+        }
+        dir
+    }
+
+    /// A `migrations/` folder holding a `master/` and a `tenant/` set.
+    pub fn sets(master: &[(&str, &str)], tenant: &[(&str, &str)]) -> Dir {
+        let dir = Dir::new(&[]);
+        for (sub, files) in [("master", master), ("tenant", tenant)] {
+            std::fs::create_dir(dir.path.join(sub)).expect("mkdir");
+            for (name, body) in files {
+                dir.write(&format!("{sub}/{name}"), body);
+            }
         }
         dir
     }

@@ -1,0 +1,203 @@
+//! `shipgate tenants status`: where every tenant stands, from a read-only session, in a few
+//! statements for the whole fleet (histories are read 500 tenants per statement).
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Control, Roster, recorded_failures};
+use crate::config::FleetConfig;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::fleet::db::{self as fleet_db, Failure};
+use crate::fleet::state::{Standing, histogram};
+use crate::migrate::source::{self, MigrationSet};
+use crate::output::Reporter;
+use crate::shutdown::Shutdown;
+
+/// One tenant as status sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    pub tenant: String,
+    pub schema_exists: bool,
+    #[serde(flatten)]
+    pub standing: Standing,
+    /// What the last run that failed on it recorded (cleared by its next success).
+    pub last_failure: Option<Failure>,
+}
+
+impl View {
+    /// Every problem, worst first; empty when the tenant is current.
+    pub fn problems(&self) -> Vec<&'static str> {
+        let s = &self.standing;
+        let mut p = Vec::new();
+        if !self.schema_exists {
+            p.push("no_schema");
+        }
+        if self.last_failure.is_some() {
+            p.push("failed");
+        }
+        if !s.dirty.is_empty() {
+            p.push("dirty");
+        }
+        if !s.modified.is_empty() || !s.missing.is_empty() {
+            p.push("drift");
+        }
+        if self.schema_exists && !s.pending.is_empty() {
+            p.push("behind");
+        }
+        p
+    }
+}
+
+/// The fleet, read once.
+pub struct Survey {
+    pub scope: String,
+    pub set: MigrationSet,
+    pub views: Vec<View>,
+    pub invalid: Vec<(String, String)>,
+}
+
+pub async fn survey(cfg: &FleetConfig, shutdown: &Shutdown) -> Result<Survey> {
+    let set = source::load(&cfg.db.source)?;
+    let mut control = Control::open(cfg, true, shutdown).await?;
+    let result = async {
+        let roster = Roster::load(&mut control, cfg).await?;
+        let with_history: Vec<&str> = roster.with_history.iter().map(String::as_str).collect();
+        let mut facts = fleet_db::facts(control.conn(), &with_history).await.map_err(|e| {
+            Error::failed(format!("could not read the tenants' histories: {}", db::error_text(&e)))
+        })?;
+        let mut failures = recorded_failures(&mut control).await?;
+        let views = roster
+            .tenants
+            .iter()
+            .map(|t| View {
+                tenant: t.clone(),
+                schema_exists: roster.existing.contains(t),
+                standing: Standing::of(&set, facts.remove(t).as_deref().unwrap_or_default()),
+                last_failure: failures.remove(t),
+            })
+            .collect();
+        Ok(Survey { scope: control.describe(cfg), set, views, invalid: roster.invalid })
+    }
+    .await;
+    control.close().await;
+    result
+}
+
+pub async fn run(cfg: &FleetConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
+    let survey = survey(cfg, shutdown).await?;
+    let latest = survey.set.migrations.last().map(|m| m.version);
+    let versions = histogram(survey.views.iter().filter(|v| v.schema_exists).map(|v| v.standing.version));
+    let count = |problem: &str| survey.views.iter().filter(|v| v.problems().contains(&problem)).count();
+    let current = survey.views.iter().filter(|v| v.problems().is_empty()).count();
+    let summary = json!({
+        "tenants": survey.views.len(),
+        "current": current,
+        "behind": count("behind"),
+        "failed": count("failed"),
+        "dirty": count("dirty"),
+        "drift": count("drift"),
+        "no_schema": count("no_schema"),
+        "invalid": survey.invalid.len(),
+    });
+    let doc = json!({
+        "scope": survey.scope,
+        "tenant_set": survey.set.dir.display().to_string(),
+        "latest_version": latest,
+        "versions": versions.iter().map(|(v, n)| json!({"version": v, "tenants": n})).collect::<Vec<_>>(),
+        "tenants": survey.views.iter().map(|v| {
+            let mut row = serde_json::to_value(v).expect("views serialize");
+            row["state"] = json!(v.problems().first().copied().unwrap_or("current"));
+            row["problems"] = json!(v.problems());
+            row
+        }).collect::<Vec<_>>(),
+        "invalid": survey.invalid.iter().map(|(n, r)| json!({"name": n, "reason": r})).collect::<Vec<_>>(),
+        "summary": summary,
+    });
+    out.document(&doc, &render_text(&survey, latest, &versions, current));
+    Ok(())
+}
+
+/// One tenant's line under a problem heading.
+fn problem_line(problem: &str, v: &View) -> String {
+    let st = &v.standing;
+    match problem {
+        "failed" => {
+            let f = v.last_failure.as_ref().expect("failed views have a failure");
+            let at = f.version.map(|m| format!(" at migration {m}")).unwrap_or_default();
+            let reason = f.reason.lines().next().unwrap_or_default();
+            format!("{}{at} ({}, run {}): {reason}", v.tenant, f.failed_at, f.run_id)
+        }
+        "dirty" => format!(
+            "{}: {:?}; check it, then `shipgate migrate repair --set tenant --schema {} --version V`",
+            v.tenant, st.dirty, v.tenant
+        ),
+        "drift" => format!("{}: modified {:?}, missing {:?}", v.tenant, st.modified, st.missing),
+        "behind" => {
+            let at = st.version.map_or("nothing applied".into(), |x| format!("at {x}"));
+            format!("{}: {at}, {} pending", v.tenant, st.pending.len())
+        }
+        _ => format!("{} (`shipgate tenants provision {}` creates it)", v.tenant, v.tenant),
+    }
+}
+
+/// At most this many tenants are named per problem in text; JSON names them all.
+const SHOWN: usize = 20;
+
+fn render_text(
+    survey: &Survey,
+    latest: Option<i64>,
+    versions: &[(Option<i64>, usize)],
+    current: usize,
+) -> String {
+    let mut s = format!(
+        "tenant fleet of {}: {} tenant{}, tenant set {} (latest version {})\n",
+        survey.scope,
+        survey.views.len(),
+        if survey.views.len() == 1 { "" } else { "s" },
+        survey.set.dir.display(),
+        latest.map_or("none".into(), |v| v.to_string())
+    );
+    for (version, n) in versions {
+        let label = match version {
+            Some(v) if Some(*v) == latest => format!("version {v} (latest)"),
+            Some(v) => format!("version {v}"),
+            None => "nothing applied".into(),
+        };
+        s.push_str(&format!("  {label:<32} {n:>6} tenant{}\n", if *n == 1 { "" } else { "s" }));
+    }
+    let sections = [
+        ("failed", "failed in their last run"),
+        ("dirty", "dirty (a no-transaction migration did not finish)"),
+        ("drift", "drifted from the files (modified or missing migrations)"),
+        ("behind", "behind"),
+        ("no_schema", "listed by tenants_query but without a schema"),
+    ];
+    for (key, title) in sections {
+        let hits: Vec<&View> = survey.views.iter().filter(|v| v.problems().contains(&key)).collect();
+        if hits.is_empty() {
+            continue;
+        }
+        s.push_str(&format!("{} {title}:\n", hits.len()));
+        for v in hits.iter().take(SHOWN) {
+            s.push_str(&format!("  {}\n", problem_line(key, v)));
+        }
+        if hits.len() > SHOWN {
+            s.push_str(&format!(
+                "  ... and {} more (--output json lists every tenant)\n",
+                hits.len() - SHOWN
+            ));
+        }
+    }
+    if !survey.invalid.is_empty() {
+        s.push_str(&format!(
+            "{} rows of tenants_query are not valid schema names (skipped by every run):\n",
+            survey.invalid.len()
+        ));
+        for (_, reason) in survey.invalid.iter().take(SHOWN) {
+            s.push_str(&format!("  {reason}\n"));
+        }
+    }
+    s.push_str(&format!("{current} of {} tenants current", survey.views.len()));
+    s
+}

@@ -1,0 +1,7 @@
+//! Multi-tenant databases: a master schema plus one schema per tenant, each with its own
+//! history and lock. `names` and `state` decide, `db` reads and records, `run` migrates.
+
+pub mod db;
+pub mod names;
+pub mod run;
+pub mod state;

@@ -1,0 +1,388 @@
+//! Applying (or reverting) the tenant set across many tenant schemas at once.
+//!
+//! N workers, each with one connection, take tenants from a shared queue. For each tenant a
+//! worker points `search_path` at the schema, takes that schema's own advisory lock (on the
+//! same connection: the lock is polled, never waited on, so holding it there is safe), runs
+//! the plan with the runner's transaction discipline, and releases the lock. Connections stay
+//! open from tenant to tenant, so a fleet of thousands costs N connects, not thousands.
+//!
+//! One control connection (which holds the fleet lock) cancels in-flight statements when a
+//! signal arrives; the budget is therefore N + 1 connections. All of it runs on one task:
+//! the work happens in PostgreSQL, and one task means no locking around the queue.
+//!
+//! Every migration commits with its history row, so a run killed at any moment is resumed by
+//! the next one: each tenant's plan is recomputed from its own history.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgConnection;
+
+use crate::config::MigrateConfig;
+use crate::db::{self, ConnectSpec, quote_ident};
+use crate::error::{Error, Kind, Result};
+use crate::fleet::db as fleet_db;
+use crate::fleet::state::Outcome;
+use crate::migrate::exec::Direction;
+use crate::migrate::history::{self, HistoryTable, Writer};
+use crate::migrate::lock;
+use crate::migrate::plan::{self, DownTo, UpOptions};
+use crate::migrate::session::{self, Canceller};
+use crate::migrate::source::{Migration, MigrationSet};
+use crate::output::{Event, Reporter};
+use crate::shutdown::Shutdown;
+
+/// What the run does to each tenant.
+#[derive(Debug, Clone)]
+pub enum Work {
+    Up(UpOptions),
+    Down(DownTo),
+}
+
+impl Work {
+    pub fn command(&self) -> &'static str {
+        match self {
+            Work::Up(_) => "up",
+            Work::Down(_) => "down",
+        }
+    }
+
+    pub fn direction(&self) -> Direction {
+        match self {
+            Work::Up(_) => Direction::Up,
+            Work::Down(_) => Direction::Down,
+        }
+    }
+}
+
+/// A tenant to work on.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: String,
+    /// The last run recorded a failure for it (cleared when it succeeds).
+    pub failed_before: bool,
+}
+
+/// Everything a fleet run needs besides the tenants.
+pub struct Fleet<'a> {
+    pub cfg: &'a MigrateConfig,
+    pub set: &'a MigrationSet,
+    pub database: &'a str,
+    pub master: &'a str,
+    pub work: Work,
+    pub concurrency: usize,
+    pub canary: usize,
+    pub fail_fast: bool,
+    pub by: Writer<'a>,
+}
+
+/// Shared by the workers of one run (one task, so plain cells).
+struct Board {
+    queue: RefCell<VecDeque<Tenant>>,
+    results: RefCell<Vec<(String, Outcome)>>,
+    /// Why no further tenant may start (`--fail-fast` tripped, a signal).
+    halt: RefCell<Option<String>>,
+    failed: Cell<usize>,
+}
+
+/// Run the fleet: canaries first (if any), then the rest. Returns every tenant's outcome in
+/// the order they finished, plus the signal that interrupted the run, if one did.
+pub async fn run(
+    fleet: &Fleet<'_>,
+    tenants: Vec<Tenant>,
+    control: &tokio::sync::Mutex<PgConnection>,
+    shutdown: &Shutdown,
+    out: &Reporter,
+) -> Result<(Vec<(String, Outcome)>, Option<Error>)> {
+    let (canaries, rest) = crate::fleet::state::split_canaries(tenants, fleet.canary);
+    let workers = fleet.concurrency.min(canaries.len().max(rest.len())).max(1);
+    let spec = ConnectSpec {
+        target: &fleet.cfg.target,
+        application_name: &fleet.cfg.application_name,
+        read_only: false,
+        timeout: fleet.cfg.connect_timeout,
+    };
+    let mut conns =
+        futures_util::future::try_join_all((0..workers).map(|_| db::connect(&spec, shutdown))).await?;
+    let board = Board {
+        queue: RefCell::new(VecDeque::new()),
+        results: RefCell::new(Vec::new()),
+        halt: RefCell::new(None),
+        failed: Cell::new(0),
+    };
+    let total = canaries.len() + rest.len();
+    if !canaries.is_empty() {
+        tracing::info!(
+            "migrating {} canary tenant{} first",
+            canaries.len(),
+            if canaries.len() == 1 { "" } else { "s" }
+        );
+        board.queue.borrow_mut().extend(canaries);
+        phase(fleet, &board, &mut conns, &spec, control, shutdown, out, total).await;
+        if board.failed.get() > 0 && board.halt.borrow().is_none() {
+            *board.halt.borrow_mut() = Some("a canary tenant failed".into());
+        }
+    }
+    board.queue.borrow_mut().extend(rest);
+    if board.halt.borrow().is_none() {
+        phase(fleet, &board, &mut conns, &spec, control, shutdown, out, total).await;
+    }
+    let reason = board.halt.borrow().clone().unwrap_or_else(|| "the run stopped".into());
+    for t in board.queue.borrow_mut().drain(..) {
+        let outcome = Outcome::NotAttempted { reason: reason.clone() };
+        out.emit(&Event::Tenant {
+            command: fleet.work.command(),
+            tenant: t.name.clone(),
+            outcome: outcome.clone(),
+            duration_ms: 0,
+        });
+        board.results.borrow_mut().push((t.name, outcome));
+    }
+    for conn in conns {
+        let _ = sqlx::Connection::close(conn).await;
+    }
+    let interrupted = shutdown.requested().map(|signal| {
+        Error::interrupted(
+            signal,
+            format!("interrupted by {}; the tenants in flight were rolled back", signal.name()),
+        )
+    });
+    Ok((board.results.into_inner(), interrupted))
+}
+
+/// Drain the queue with every worker, reporting progress every few seconds.
+#[allow(clippy::too_many_arguments)]
+async fn phase(
+    fleet: &Fleet<'_>,
+    board: &Board,
+    conns: &mut [PgConnection],
+    spec: &ConnectSpec<'_>,
+    control: &tokio::sync::Mutex<PgConnection>,
+    shutdown: &Shutdown,
+    out: &Reporter,
+    total: usize,
+) {
+    let started = Instant::now();
+    let workers =
+        join_all(conns.iter_mut().map(|conn| worker(fleet, board, conn, spec, control, shutdown, out)));
+    tokio::pin!(workers);
+    loop {
+        tokio::select! {
+            _ = &mut workers => break,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                let done = board.results.borrow().len();
+                tracing::info!(
+                    "tenants: {done} of {total} done ({} failed), {:.0}s",
+                    board.failed.get(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+}
+
+async fn worker(
+    fleet: &Fleet<'_>,
+    board: &Board,
+    conn: &mut PgConnection,
+    spec: &ConnectSpec<'_>,
+    control: &tokio::sync::Mutex<PgConnection>,
+    shutdown: &Shutdown,
+    out: &Reporter,
+) {
+    let mut pid = backend_pid(conn).await;
+    loop {
+        if let Some(signal) = shutdown.requested() {
+            board.halt.borrow_mut().get_or_insert_with(|| format!("interrupted by {}", signal.name()));
+        }
+        if board.halt.borrow().is_some() {
+            return;
+        }
+        let Some(tenant) = board.queue.borrow_mut().pop_front() else { return };
+        let started = Instant::now();
+        let outcome = match pid {
+            Some(pid) => one(fleet, conn, pid, &tenant.name, control, shutdown).await,
+            None => {
+                Outcome::Failed { version: None, at: None, reason: "lost the database connection".into() }
+            }
+        };
+        if let Outcome::Failed { version, reason, .. } = &outcome {
+            board.failed.set(board.failed.get() + 1);
+            if fleet.fail_fast {
+                board
+                    .halt
+                    .borrow_mut()
+                    .get_or_insert_with(|| format!("--fail-fast: tenant `{}` failed", tenant.name));
+            }
+            // A failure can be the connection itself (a terminated backend): start afresh.
+            if !alive(conn).await {
+                pid = reconnect(conn, spec, shutdown).await;
+            }
+            if pid.is_some() {
+                let recorded = fleet_db::record_failure(
+                    conn,
+                    fleet.master,
+                    &tenant.name,
+                    fleet.work.command(),
+                    *version,
+                    reason,
+                    &fleet.by,
+                );
+                if let Err(e) = recorded.await {
+                    tracing::warn!(
+                        "could not record the failure of tenant `{}`: {}",
+                        tenant.name,
+                        db::error_text(&e)
+                    );
+                }
+            }
+        } else if tenant.failed_before
+            && let Err(e) = fleet_db::clear_failure(conn, fleet.master, &tenant.name).await
+        {
+            tracing::warn!(
+                "could not clear the earlier failure of `{}`: {}",
+                tenant.name,
+                db::error_text(&e)
+            );
+        }
+        out.emit(&Event::Tenant {
+            command: fleet.work.command(),
+            tenant: tenant.name.clone(),
+            outcome: outcome.clone(),
+            duration_ms: started.elapsed().as_millis(),
+        });
+        board.results.borrow_mut().push((tenant.name, outcome));
+    }
+}
+
+async fn backend_pid(conn: &mut PgConnection) -> Option<i32> {
+    sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await.ok()
+}
+
+async fn alive(conn: &mut PgConnection) -> bool {
+    sqlx::raw_sql("SELECT 1").execute(conn).await.is_ok()
+}
+
+async fn reconnect(conn: &mut PgConnection, spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Option<i32> {
+    match db::connect(spec, shutdown).await {
+        Ok(fresh) => {
+            let old = std::mem::replace(conn, fresh);
+            drop(old);
+            backend_pid(conn).await
+        }
+        Err(e) => {
+            tracing::warn!("a tenant worker lost its connection and could not reconnect: {e}");
+            None
+        }
+    }
+}
+
+/// Migrate one tenant on `conn`: search_path, lock, plan, run, unlock.
+async fn one(
+    fleet: &Fleet<'_>,
+    conn: &mut PgConnection,
+    pid: i32,
+    name: &str,
+    control: &tokio::sync::Mutex<PgConnection>,
+    shutdown: &Shutdown,
+) -> Outcome {
+    let table = HistoryTable::new(name);
+    let set_path = format!("SET search_path TO {}", quote_ident(name));
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(set_path)).execute(&mut *conn).await {
+        return failed(None, None, format!("could not set search_path: {}", db::error_text(&e)));
+    }
+    let key = lock::key(fleet.database, &table);
+    let what = format!("tenant `{name}`");
+    if let Err(e) = lock::acquire(conn, key, &what, fleet.cfg.lock_timeout, shutdown).await {
+        return failed(None, None, e.to_string());
+    }
+    let outcome = locked(fleet, conn, pid, &table, control, shutdown).await;
+    if let Err(e) = lock::release(conn, key).await {
+        // The connection is gone, and the lock with it.
+        tracing::debug!("unlocking {what} failed ({e}); the session's end released it");
+    }
+    outcome
+}
+
+async fn locked(
+    fleet: &Fleet<'_>,
+    conn: &mut PgConnection,
+    pid: i32,
+    table: &HistoryTable,
+    control: &tokio::sync::Mutex<PgConnection>,
+    shutdown: &Shutdown,
+) -> Outcome {
+    let dir = fleet.set.dir.display().to_string();
+    if matches!(fleet.work, Work::Up(_))
+        && let Err(e) = history::ensure(conn, table).await
+    {
+        return failed(None, None, format!("could not create {}: {}", table.qualified(), db::error_text(&e)));
+    }
+    let rows = match history::load(conn, table).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            return failed(
+                None,
+                None,
+                format!("could not read {}: {}", table.qualified(), db::error_text(&e)),
+            );
+        }
+    };
+    let from = crate::commands::migrate::current_version(&rows);
+    let entries = plan::reconcile(fleet.set, &rows);
+    let planned = match &fleet.work {
+        Work::Up(opts) => plan::plan_up(&entries, &dir, opts),
+        Work::Down(to) => plan::plan_down(&entries, &dir, *to),
+    };
+    // A refusal (dirty, modified, missing) is this tenant's failure, not the fleet's.
+    let todo: Vec<&Migration> = match planned {
+        Ok(todo) => todo,
+        Err(e) => return failed(None, from, e.to_string()),
+    };
+    if todo.is_empty() {
+        return Outcome::Current { version: from };
+    }
+    let direction = fleet.work.direction();
+    let mut at = from;
+    for (i, m) in todo.iter().enumerate() {
+        if let Some(signal) = shutdown.requested() {
+            return failed(
+                None,
+                at,
+                format!("interrupted by {} before migration {}", signal.name(), m.version),
+            );
+        }
+        let step = session::Run {
+            table,
+            m,
+            direction,
+            limits: &fleet.cfg.limits,
+            by: &fleet.by,
+            last: i + 1 == todo.len(),
+        };
+        match session::execute(conn, pid, Canceller::Shared(control), &step, shutdown).await {
+            Ok(_) => {
+                at = match direction {
+                    Direction::Up => at.max(Some(m.version)),
+                    Direction::Down => entries
+                        .iter()
+                        .filter(|e| e.applied.is_some_and(|r| r.success) && e.version < m.version)
+                        .map(|e| e.version)
+                        .max(),
+                };
+            }
+            Err(e) if matches!(e.kind(), Kind::Interrupted(_)) => {
+                return failed(Some(m.version), at, e.message().to_string());
+            }
+            Err(e) => return failed(Some(m.version), at, e.to_string()),
+        }
+    }
+    Outcome::Changed { from, to: at, count: todo.len() }
+}
+
+fn failed(version: Option<i64>, at: Option<i64>, reason: String) -> Outcome {
+    Outcome::Failed { version, at, reason }
+}

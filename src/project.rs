@@ -1,0 +1,189 @@
+//! The project file, `shipgate.toml`, and where a project's migration sets live.
+//!
+//! The file is optional: a project with `migrations/*.sql` needs none. It is found in the
+//! current directory or given with `--config`; its paths are relative to the file itself, so
+//! the same file works from a laptop at the repo root and in CI. Unknown keys are errors, not
+//! warnings: a typo in `tenants_query` must not silently migrate every tenant.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const FILE_NAME: &str = "shipgate.toml";
+
+/// The default `tenants_query`: every row of a `tenants` table in the master schema.
+pub const DEFAULT_TENANTS_QUERY: &str = "SELECT schema_name FROM tenants";
+
+/// The default `provision_sql`; `$1` is the new tenant's schema name.
+pub const DEFAULT_PROVISION_SQL: &str =
+    "INSERT INTO tenants (schema_name) VALUES ($1) ON CONFLICT DO NOTHING";
+
+/// `shipgate.toml`, as written.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    #[serde(default)]
+    pub migrations: MigrationsSection,
+}
+
+/// `[migrations]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationsSection {
+    /// The master schema's migrations folder.
+    pub master: Option<PathBuf>,
+    /// The migrations folder applied to every tenant schema.
+    pub tenant: Option<PathBuf>,
+    /// Returns one column: the tenant schema names.
+    pub tenants_query: Option<String>,
+    /// Registers a new tenant; `$1` is its schema name.
+    pub provision_sql: Option<String>,
+}
+
+/// A loaded project file and the folder its paths are relative to.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub path: PathBuf,
+    pub file: ProjectFile,
+}
+
+impl Project {
+    fn base(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// Parse the text of a project file; `path` is only for messages.
+pub fn parse(text: &str, path: &Path) -> Result<ProjectFile> {
+    toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(":{line}:{col}")
+        });
+        Error::input(format!("{}{}: {}", path.display(), at.unwrap_or_default(), e.message().trim_end()))
+            .hint("the keys of [migrations] are master, tenant, tenants_query and provision_sql (see the README)")
+    })
+}
+
+/// Load `--config FILE`, or `./shipgate.toml` when it exists.
+pub fn load(explicit: Option<&Path>) -> Result<Option<Project>> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(FILE_NAME).is_file() => PathBuf::from(FILE_NAME),
+        None => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::input(format!("cannot read the project file {}: {e}", path.display()))
+            .hint("check the --config path (or SHIPGATE_CONFIG)")
+    })?;
+    Ok(Some(Project { file: parse(&text, &path)?, path }))
+}
+
+/// The project's migration folders. Either may be absent; at least one is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sets {
+    pub master: Option<PathBuf>,
+    pub tenant: Option<PathBuf>,
+}
+
+/// Which folders hold the master and tenant sets.
+///
+/// An explicit `--source DIR` (or `SHIPGATE_SOURCE`) wins over the project file: a folder with
+/// `master/` and/or `tenant/` inside holds two sets, any other folder is the one (master) set.
+/// Without it, the project file's `master`/`tenant` keys decide, and without those,
+/// `./migrations` is read the same way as `--source`. `--tenant-source` overrides the tenant
+/// folder in every case.
+pub fn resolve_sets(
+    source: Option<&Path>,
+    tenant_source: Option<&Path>,
+    project: Option<&Project>,
+    is_dir: &dyn Fn(&Path) -> bool,
+) -> Sets {
+    let split = |dir: &Path| {
+        let (master, tenant) = (dir.join("master"), dir.join("tenant"));
+        if is_dir(&master) || is_dir(&tenant) {
+            Sets { master: is_dir(&master).then_some(master), tenant: is_dir(&tenant).then_some(tenant) }
+        } else {
+            Sets { master: Some(dir.to_path_buf()), tenant: None }
+        }
+    };
+    let configured =
+        project.filter(|p| p.file.migrations.master.is_some() || p.file.migrations.tenant.is_some());
+    let mut sets = match (source, configured) {
+        (Some(dir), _) => split(dir),
+        (None, Some(p)) => Sets {
+            master: p.file.migrations.master.as_ref().map(|m| p.base().join(m)),
+            tenant: p.file.migrations.tenant.as_ref().map(|t| p.base().join(t)),
+        },
+        (None, None) => split(Path::new("migrations")),
+    };
+    if let Some(t) = tenant_source {
+        sets.tenant = Some(t.to_path_buf());
+    }
+    sets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_keys_parse_and_unknown_ones_are_located() {
+        let ok = "[migrations]\nmaster = \"migrations/master\"\ntenant = \"migrations/tenant\"\n\
+                  tenants_query = \"SELECT schema_name FROM tenants WHERE status = 'active'\"\n";
+        let file = parse(ok, Path::new("shipgate.toml")).unwrap();
+        assert_eq!(file.migrations.tenant.as_deref(), Some(Path::new("migrations/tenant")));
+        assert_eq!(file.migrations.provision_sql, None);
+        assert_eq!(parse("", Path::new("x")).unwrap(), ProjectFile::default());
+
+        let cases = [
+            ("[migrations]\ntenant_query = \"x\"\n", "shipgate.toml:2:1: unknown field `tenant_query`"),
+            ("[migration]\n", "shipgate.toml:1:2: unknown field `migration`"),
+            ("[migrations]\nmaster = 3\n", "shipgate.toml:2:10: invalid type: integer `3`"),
+            ("[migrations\n", "shipgate.toml:1:12:"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text, Path::new("shipgate.toml")).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.message().starts_with(expected), "{text:?} gave: {}", err.message());
+        }
+    }
+
+    #[test]
+    fn sets_come_from_source_then_file_then_the_default_folder() {
+        let dirs = ["migrations/master", "migrations/tenant", "flat", "db/tenant", "conf/m", "conf/t"];
+        let is_dir = |p: &Path| dirs.iter().any(|d| Path::new(d) == p);
+        let project = Project {
+            path: PathBuf::from("conf/shipgate.toml"),
+            file: parse("[migrations]\nmaster = \"m\"\ntenant = \"t\"\n", Path::new("x")).unwrap(),
+        };
+        let queries_only = Project {
+            path: PathBuf::from("shipgate.toml"),
+            file: parse("[migrations]\ntenants_query = \"SELECT 1\"\n", Path::new("x")).unwrap(),
+        };
+        let p = |s: &str| Some(PathBuf::from(s));
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a Project>, Sets);
+        let cases: [Case; 7] = [
+            (None, None, None, Sets { master: p("migrations/master"), tenant: p("migrations/tenant") }),
+            (Some("flat"), None, None, Sets { master: p("flat"), tenant: None }),
+            (Some("db"), None, None, Sets { master: None, tenant: p("db/tenant") }),
+            (None, None, Some(&project), Sets { master: p("conf/m"), tenant: p("conf/t") }),
+            (Some("flat"), None, Some(&project), Sets { master: p("flat"), tenant: None }),
+            (Some("flat"), Some("x/t"), None, Sets { master: p("flat"), tenant: p("x/t") }),
+            (
+                None,
+                None,
+                Some(&queries_only),
+                Sets { master: p("migrations/master"), tenant: p("migrations/tenant") },
+            ),
+        ];
+        for (source, tenant, project, expected) in cases {
+            let got = resolve_sets(source.map(Path::new), tenant.map(Path::new), project, &is_dir);
+            assert_eq!(got, expected, "{source:?} {tenant:?}");
+        }
+    }
+}
