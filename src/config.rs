@@ -722,10 +722,19 @@ mod tests {
 
     #[test]
     fn flags_reach_the_config() {
-        let Job::Migrate(cfg, _) =
-            job(&["migrate", "up", "--lock-timeout", "2s", "--ddl-lock-timeout", "250ms", "--run-id", "r-1"])
-                .unwrap()
-        else {
+        let Job::Migrate(cfg, _) = job(&[
+            "migrate",
+            "up",
+            "--set",
+            "master",
+            "--lock-timeout",
+            "2s",
+            "--ddl-lock-timeout",
+            "250ms",
+            "--run-id",
+            "r-1",
+        ])
+        .unwrap() else {
             panic!()
         };
         assert_eq!(cfg.lock_timeout, Duration::from_secs(2));
@@ -733,6 +742,96 @@ mod tests {
         assert_eq!(cfg.run_id, "r-1");
         assert!(cfg.application_name.starts_with("shipgate ") && cfg.application_name.ends_with(" r-1"));
         assert_eq!(cfg.target.host(), "db.example");
+    }
+
+    #[test]
+    fn migration_type_modes() {
+        let env_of = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string())
+        };
+        type Case = (&'static [(&'static str, &'static str)], Option<MigrationType>);
+        let cases: [Case; 11] = [
+            (&[], Some(MigrationType::Default)),
+            (&[("MIGRATION_TYPE", " ")], Some(MigrationType::Default)),
+            (&[("MIGRATION_TYPE", "master")], Some(MigrationType::Master)),
+            (&[("MIGRATION_TYPE", "tenants")], Some(MigrationType::Tenants)),
+            (
+                &[("MIGRATION_TYPE", "provision"), ("TENANT_ID", "t1"), ("CLERK_ORG_ID", "org")],
+                Some(MigrationType::Provision("t1".into())),
+            ),
+            (
+                &[("MIGRATION_TYPE", "provision"), ("CLERK_ORG_ID", "org_2x")],
+                Some(MigrationType::Provision("org_2x".into())),
+            ),
+            (&[("MIGRATION_TYPE", "provision")], None),
+            (&[("MIGRATION_TYPE", "rollback-master")], Some(MigrationType::RollbackMaster(DownTo::LastRun))),
+            (
+                &[("MIGRATION_TYPE", "rollback-tenants"), ("SHIPGATE_ROLLBACK_TO", "20240101000000")],
+                Some(MigrationType::RollbackTenants(DownTo::Version(20240101000000))),
+            ),
+            (&[("MIGRATION_TYPE", "rollback-master"), ("SHIPGATE_ROLLBACK_STEPS", "0")], None),
+            (&[("MIGRATION_TYPE", "Master")], None),
+        ];
+        for (pairs, expected) in cases {
+            let got = migration_type(&env_of(pairs));
+            match expected {
+                Some(mode) => assert_eq!(got.unwrap(), mode, "{pairs:?}"),
+                None => assert_eq!(got.unwrap_err().exit_code(), 2, "{pairs:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn one_set_per_command_and_the_fleet_for_tenants() {
+        let both = Sets { master: Some("m".into()), tenant: Some("t".into()) };
+        let master_only = Sets { master: Some("m".into()), tenant: None };
+        let cases = [
+            (None, &both, false, Ok(("m", SetChoice::Master))),
+            (Some(SetChoice::Tenant), &both, true, Ok(("t", SetChoice::Tenant))),
+            (Some(SetChoice::Tenant), &both, false, Err(2)),
+            (Some(SetChoice::Tenant), &master_only, true, Err(2)),
+            (Some(SetChoice::All), &both, false, Err(2)),
+        ];
+        for (choice, sets, schema, expected) in cases {
+            let got = single_set(choice, sets, schema).map(|(p, c)| (p.display().to_string(), c));
+            match expected {
+                Ok((path, c)) => assert_eq!(got.unwrap(), (path.to_string(), c)),
+                Err(code) => assert_eq!(got.unwrap_err().exit_code(), code, "{choice:?} {sets:?}"),
+            }
+        }
+        for (concurrency, max, workers) in [(8, 10, 8), (8, 5, 4), (1, 2, 1), (20, 10, 9)] {
+            assert_eq!(worker_budget(concurrency, max), workers);
+        }
+    }
+
+    #[test]
+    fn tenants_flags_become_one_fleet_config() {
+        let Job::Tenants(cfg, FleetJob::Up(_)) = job(&[
+            "tenants",
+            "up",
+            "--tenant-source",
+            "db/tenant",
+            "--concurrency",
+            "16",
+            "--canary",
+            "3",
+            "--only",
+            "a, b",
+            "--shard",
+            "2/4",
+            "--fail-fast",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!((cfg.concurrency, cfg.canary, cfg.fail_fast), (9, 3, true));
+        assert_eq!(cfg.only, ["a", "b"]);
+        assert_eq!(cfg.shard, Some(Shard { index: 2, count: 4 }));
+        assert_eq!(cfg.db.source, PathBuf::from("db/tenant"));
+        let bad = ["--shard", "5/4"];
+        let args: Vec<&str> =
+            ["tenants", "up", "--tenant-source", "t"].iter().chain(bad.iter()).copied().collect();
+        assert_eq!(job(&args).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -431,3 +431,37 @@ async fn the_project_file_configures_sets_and_queries_and_typos_are_refused() {
     let elsewhere = run(in_root(&["migrate", "status", "--config", "nope.toml"])).await.expect(2);
     assert!(elsewhere.stderr.contains("cannot read the project file nope.toml"), "{}", elsewhere.stderr);
 }
+
+#[tokio::test]
+async fn sigterm_cancels_the_tenants_in_flight_and_reports_the_fleet() {
+    let db = TestDb::new().await;
+    let mut migrations = ten_migrations()[..3].to_vec();
+    migrations[1].1.push_str(
+        " DO $$ BEGIN IF current_schema() = 'tenant_003' THEN PERFORM pg_sleep(30); END IF; END $$;",
+    );
+    let dir = project(&migrations);
+    let mut conn = fleet(&db, &dir, 8).await;
+    let query = "SELECT schema_name FROM tenants ORDER BY schema_name";
+    let child = spawn(cmd(&db, &dir, &["tenants", "up", "--concurrency", "1", "--tenants-query", query]));
+    let started = Instant::now();
+    let sleeping = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                    AND wait_event = 'PgSleep')";
+    while !scalar::<bool>(&mut conn, sleeping).await {
+        assert!(started.elapsed() < Duration::from_secs(30), "tenant_003 never reached its slow migration");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = Instant::now();
+    signal(&child, "TERM");
+    let stopped = finish(child, Duration::from_secs(30)).await.expect(143);
+    assert!(signalled.elapsed() < Duration::from_secs(10), "took {:?}", signalled.elapsed());
+    assert!(
+        stopped
+            .stdout
+            .contains("8 tenants: 2 migrated (6 migrations), 0 already current, 1 failed, 5 not attempted"),
+        "{}",
+        stopped.stdout
+    );
+    assert!(stopped.stdout.contains("migration 2 (t2) was cancelled and rolled back"), "{}", stopped.stdout);
+    let t3: i64 = scalar(&mut conn, "SELECT count(*) FROM tenant_003.shipgate_migrations").await;
+    assert_eq!(t3, 1, "tenant_003 keeps migration 1; migration 2 was rolled back");
+}
