@@ -210,8 +210,9 @@ pub struct MigrateArgs {
     #[arg(long, env = "SHIPGATE_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Schema that holds the history table and receives unqualified names
-    /// [default: the first schema of the connection's search_path].
+    /// Schema that holds the history table and receives unqualified names; for fleet runs
+    /// (tenants commands, --set all) the master schema [default: the first schema of the
+    /// connection's search_path].
     #[arg(long, env = "SHIPGATE_SCHEMA", global = true, value_name = "NAME")]
     pub schema: Option<String>,
 

@@ -97,6 +97,9 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<(Vec<(String, Outcome)>, Option<Error>)> {
+    if tenants.is_empty() {
+        return Ok((Vec::new(), None));
+    }
     let (canaries, rest) = crate::fleet::state::split_canaries(tenants, fleet.canary);
     let workers = fleet.concurrency.min(canaries.len().max(rest.len())).max(1);
     let spec = ConnectSpec {
@@ -129,6 +132,9 @@ pub async fn run(
     board.queue.borrow_mut().extend(rest);
     if board.halt.borrow().is_none() {
         phase(fleet, &board, &mut conns, &spec, control, shutdown, out, total).await;
+    }
+    if !board.queue.borrow().is_empty() && board.halt.borrow().is_none() {
+        *board.halt.borrow_mut() = Some("every worker lost its database connection".into());
     }
     let reason = board.halt.borrow().clone().unwrap_or_else(|| "the run stopped".into());
     for t in board.queue.borrow_mut().drain(..) {

@@ -278,6 +278,13 @@ pub fn finish(
     if let Some(e) = interrupted {
         return Err(e);
     }
+    if failures.is_empty() && tally.not_attempted > 0 {
+        return Err(Error::unavailable(format!(
+            "{} of {} tenants were not attempted: the database connections were lost",
+            tally.not_attempted, tally.tenants
+        ))
+        .hint("run again when the database is reachable; only what is pending runs"));
+    }
     if !failures.is_empty() {
         let names: Vec<&str> = failures.iter().take(10).map(|f| f.tenant.as_str()).collect();
         let more =
