@@ -35,8 +35,8 @@ const [url, dir] = process.argv.slice(2);
 """
 
 
-def timed(cmd, env, cwd=None):
-    """Run a command; return (seconds, peak RSS in MB)."""
+def timed(cmd, env, cwd):
+    """Run a command in `cwd` (away from the repository's shipgate.toml); return (seconds, peak RSS in MB)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -114,16 +114,16 @@ def main():
         rss = []
         for _ in range(args.runs):
             env = fresh_fleet()
-            t, m = timed([shipgate, "tenants", "up", "--quiet"], env); results["default"].append(t); rss.append(m)
-            t, m = timed([shipgate, "tenants", "status", "--quiet"], env); results["status"].append(t); rss.append(m)
-            t, m = timed([shipgate, "tenants", "up", "--quiet"], env); results["noop"].append(t); rss.append(m)
+            t, m = timed([shipgate, "tenants", "up", "--quiet"], env, work); results["default"].append(t); rss.append(m)
+            t, m = timed([shipgate, "tenants", "status", "--quiet"], env, work); results["status"].append(t); rss.append(m)
+            t, m = timed([shipgate, "tenants", "up", "--quiet"], env, work); results["noop"].append(t); rss.append(m)
             env = fresh_fleet()
-            t, m = timed([shipgate, "tenants", "up", "--quiet", "--concurrency", "1"], env)
+            t, m = timed([shipgate, "tenants", "up", "--quiet", "--concurrency", "1"], env, work)
             results["c1"].append(t); rss.append(m)
             if knex_home:
                 env = fresh_fleet()
                 kenv = {**env, "NODE_PATH": os.path.join(knex_home, "node_modules")}
-                t, _ = timed(["node", loop, env["DATABASE_URL"], knex_dir], kenv); results["knex"].append(t)
+                t, _ = timed(["node", loop, env["DATABASE_URL"], knex_dir], kenv, work); results["knex"].append(t)
 
         fleet = f"{args.tenants} tenants x {args.migrations} migrations"
         print(f"shipgate tenants, {fleet}, {args.runs} run(s), PostgreSQL from scripts/throwaway-pg (fsync on), {os.cpu_count()} cores")
