@@ -207,14 +207,11 @@ async fn worker(
         if board.halt.borrow().is_some() {
             return;
         }
+        // Without a connection this worker stops; the others take the rest of the queue.
+        let Some(backend) = pid else { return };
         let Some(tenant) = board.queue.borrow_mut().pop_front() else { return };
         let started = Instant::now();
-        let outcome = match pid {
-            Some(pid) => one(fleet, conn, pid, &tenant.name, control, shutdown).await,
-            None => {
-                Outcome::Failed { version: None, at: None, reason: "lost the database connection".into() }
-            }
-        };
+        let outcome = one(fleet, conn, backend, &tenant.name, control, shutdown).await;
         if let Outcome::Failed { version, reason, .. } = &outcome {
             board.failed.set(board.failed.get() + 1);
             if fleet.fail_fast {
