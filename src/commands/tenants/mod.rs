@@ -199,9 +199,7 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
             ))
             .hint("the database user needs CREATE on the master schema")
         })?;
-        let failed_before = fleet_db::failures(control.conn(), &master).await.map_err(|e| {
-            Error::failed(format!("could not read the earlier failures: {}", db::error_text(&e)))
-        })?;
+        let failed_before = recorded_failures(&mut control).await?;
         let skipped = roster.skipped();
         for (name, outcome) in &skipped {
             out.emit(&Event::Tenant {
