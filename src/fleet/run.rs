@@ -272,8 +272,7 @@ async fn alive(conn: &mut PgConnection) -> bool {
 async fn reconnect(conn: &mut PgConnection, spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Option<i32> {
     match db::connect(spec, shutdown).await {
         Ok(fresh) => {
-            let old = std::mem::replace(conn, fresh);
-            drop(old);
+            *conn = fresh;
             backend_pid(conn).await
         }
         Err(e) => {
