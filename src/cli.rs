@@ -43,6 +43,9 @@ pub enum Command {
 
     /// Run a task on ECS/Fargate and follow it to the end, with its complete logs.
     Task(TaskCmd),
+
+    /// Check the database connection: credentials, TLS, server, migration history.
+    Db(DbCmd),
 }
 
 impl Cli {
@@ -51,6 +54,7 @@ impl Cli {
         match &self.command {
             Command::Migrate(c) => c.common.output,
             Command::Tenants(c) => c.common.output,
+            Command::Db(c) => c.common.output,
             Command::Taskdef(c) => match &c.action {
                 TaskdefAction::Render(_) => OutputFormat::Text,
                 TaskdefAction::Register(a) => a.aws.output,
@@ -103,6 +107,26 @@ pub struct TenantsCmd {
 
     #[command(subcommand)]
     pub action: TenantsAction,
+}
+
+#[derive(Debug, Args)]
+pub struct DbCmd {
+    #[command(flatten)]
+    pub common: MigrateArgs,
+
+    #[command(subcommand)]
+    pub action: DbAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbAction {
+    /// Pre-flight: resolve the credentials, connect (with the retry policy), and report the
+    /// server version, TLS in use, and the migration history (exit 0, or 3 when unreachable).
+    #[command(after_help = "Examples:\n  \
+        shipgate db check\n  \
+        DB_SECRET_ID=prod/db DB_HOST=db.example.internal shipgate db check --output json\n  \
+        shipgate db check --sslmode verify-full --ssl-root-cert ca.pem")]
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,9 +221,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Options every `migrate` command takes.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// PostgreSQL URL. Without it: DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME, then PGHOST/PGPORT/...
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true, value_name = "URL")]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 
     /// Folder of migration files; with master/ and tenant/ inside, the two sets
     /// [default: shipgate.toml's [migrations], else ./migrations].
@@ -246,6 +269,32 @@ pub struct MigrateArgs {
 
     #[command(flatten)]
     pub fleet: FleetArgs,
+}
+
+/// Where the database is and how to reach it. The variables are read in `db::target`, not by
+/// clap, because the precedence between flags and variables is ours to define (and test).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Database")]
+pub struct DbArgs {
+    /// PostgreSQL URL [env: DATABASE_URL]. Without a URL or a secret: DB_HOST/DB_PORT/DB_USER/
+    /// DB_PASSWORD/DB_NAME over PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE.
+    #[arg(long, global = true, value_name = "URL", conflicts_with = "db_secret")]
+    pub database_url: Option<String>,
+
+    /// AWS Secrets Manager secret holding the credentials, as NAME or ARN, optionally
+    /// :VERSION-STAGE [env: DB_SECRET_ID]. RDS format, {"url": ...} or a plain URL; DB_* override its fields.
+    #[arg(long, global = true, value_name = "ID")]
+    pub db_secret: Option<String>,
+
+    /// TLS mode: disable, allow, prefer, require, verify-ca, verify-full [env: PGSSLMODE, or
+    /// DB_SSL=true|false] [default: verify-full for *.rds.amazonaws.com, else prefer].
+    #[arg(long, global = true, value_name = "MODE")]
+    pub sslmode: Option<String>,
+
+    /// CA certificates (PEM) that verify the server [env: DB_SSL_CERT_PATH, PGSSLROOTCERT]
+    /// [default: the built-in Amazon RDS CAs for RDS hosts, else the public web roots].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ssl_root_cert: Option<PathBuf>,
 }
 
 /// How the tenant set is found and run across the fleet.

@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{
-    AttachArgs, Cli, Command, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction, MigrateArgs, MigrateCmd,
-    OutputFormat, RunArgs, SetChoice, TaskAction, TaskdefAction, TenantsAction, TenantsCmd, VarArgs,
+    AttachArgs, Cli, Command, DbAction, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction, MigrateArgs,
+    MigrateCmd, OutputFormat, RunArgs, SetChoice, TaskAction, TaskdefAction, TenantsAction, TenantsCmd,
+    VarArgs,
 };
-use crate::db::target::{self, DbTarget};
+use crate::db::Credentials;
+use crate::db::target;
 use crate::error::{Error, Result};
 use crate::fleet::names::Shard;
 use crate::identity;
@@ -27,7 +29,7 @@ use crate::taskdef::{self, template};
 #[derive(Debug, Clone)]
 pub struct MigrateConfig {
     pub source: PathBuf,
-    pub target: DbTarget,
+    pub credentials: Credentials,
     pub schema: Option<String>,
     pub connect_timeout: Duration,
     pub lock_timeout: Duration,
@@ -110,6 +112,11 @@ pub enum Job {
         cluster: String,
         region: Option<String>,
     },
+    /// `db check`; `source` is the set whose pending count is reported, when there is one.
+    DbCheck {
+        cfg: Box<MigrateConfig>,
+        source: Option<PathBuf>,
+    },
 }
 
 /// A template file and the values given for its placeholders (`--vars-file`, then `--var`).
@@ -178,6 +185,9 @@ pub fn from_cli(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
     match cli.command {
         Command::Migrate(cmd) => migrate_job(cmd, env),
         Command::Tenants(cmd) => tenants_job(cmd, env),
+        Command::Db(cmd) => match cmd.action {
+            DbAction::Check => db_check_job(cmd.common, env),
+        },
         Command::Taskdef(cmd) => match cmd.action {
             TaskdefAction::Render(a) => {
                 Ok(Job::TaskdefRender { template: template_source(a.template, &a.vars)? })
@@ -550,7 +560,8 @@ fn up_job(
             else {
                 unreachable!("fleet_job returns a tenants job")
             };
-            // One run, one id in every history row it writes.
+            // One run, one id in every history row it writes, one read of the secret.
+            fleet.db.credentials = master.credentials.clone();
             fleet.db.run_id = master.run_id.clone();
             fleet.db.application_name = master.application_name.clone();
             Ok(Job::MigrateAll { master: Box::new(master), options, fleet })
@@ -626,6 +637,15 @@ fn fleet_job(
     ))
 }
 
+/// `db check` reports on the master set (or the only one); without any, it checks the
+/// connection alone.
+fn db_check_job(args: MigrateArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
+    let (_, sets) = project_sets(&args)?;
+    let source = single_set(None, &sets, args.schema.is_some()).ok().map(|(dir, _)| dir);
+    let cfg = migrate_config(&args, source.clone().unwrap_or_default(), env)?;
+    Ok(Job::DbCheck { cfg: Box::new(cfg), source })
+}
+
 /// Workers for a fleet run: `--concurrency`, but never more than the connection budget
 /// leaves after the control connection.
 pub fn worker_budget(concurrency: u32, max_connections: u32) -> usize {
@@ -644,7 +664,13 @@ fn migrate_config(
     source: PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<MigrateConfig> {
-    let target = target::resolve(args.database_url.as_deref(), env)?;
+    let flags = target::Flags {
+        database_url: args.db.database_url.clone(),
+        db_secret: args.db.db_secret.clone(),
+        sslmode: args.db.sslmode.clone(),
+        ssl_root_cert: args.db.ssl_root_cert.clone(),
+    };
+    let credentials = Credentials::new(target::settings(&flags, env)?);
     if let Some(schema) = &args.schema {
         validate_schema(schema)?;
     }
@@ -653,7 +679,7 @@ fn migrate_config(
     let application_name = identity::application_name(&run_id);
     Ok(MigrateConfig {
         source,
-        target,
+        credentials,
         schema: args.schema.clone(),
         connect_timeout: args.connect_timeout,
         lock_timeout: args.lock_timeout,
@@ -741,7 +767,7 @@ mod tests {
         assert_eq!(cfg.limits.lock_timeout, Duration::from_millis(250));
         assert_eq!(cfg.run_id, "r-1");
         assert!(cfg.application_name.starts_with("shipgate ") && cfg.application_name.ends_with(" r-1"));
-        assert_eq!(cfg.target.host(), "db.example");
+        assert_eq!(cfg.credentials.settings().fields.host.as_deref(), Some("db.example"));
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result
         Job::TaskLogs { task, cluster, region } => {
             commands::task::logs::run(&task, &cluster, region.as_deref(), out).await
         }
+        Job::DbCheck { cfg, source } => {
+            commands::db::check::run(&cfg, source.as_deref(), shutdown, out).await
+        }
     }
 }
 

@@ -4,12 +4,14 @@
 //!
 //! Credentials come from the default chain (environment, profile, SSO, web identity for
 //! GitHub OIDC, container and instance roles). `AWS_ENDPOINT_URL` and the per-service
-//! `AWS_ENDPOINT_URL_ECS` / `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` are honoured by the SDK itself,
+//! `AWS_ENDPOINT_URL_ECS` / `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` / `AWS_ENDPOINT_URL_SECRETS_MANAGER`
+//! are honoured by the SDK itself,
 //! which is how the tests point the real binary at an emulator.
 
 pub mod ecs;
 pub mod error;
 pub mod logs;
+pub mod secrets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,29 @@ pub fn http_client() -> aws_sdk_ecs::config::SharedHttpClient {
         .build_https()
 }
 
+/// The standard configuration (environment, profile, SSO, web identity, container role),
+/// with our HTTP client, timeouts and retry policy. `region` wins over the environment.
+pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).http_client(http_client()).timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                // A hung connection must become a retried attempt, not a follower stuck forever.
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        );
+    if std::env::var_os("AWS_RETRY_MODE").is_none() && std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+        // Adaptive: throttling slows the client down instead of failing the deploy.
+        loader = loader.retry_config(
+            RetryConfig::adaptive().with_max_attempts(8).with_max_backoff(Duration::from_secs(20)),
+        );
+    }
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_string()));
+    }
+    loader.load().await
+}
+
 /// Clients for one run. Logs clients are per region, because a container's `awslogs-region`
 /// may differ from the cluster's.
 #[derive(Clone)]
@@ -44,24 +69,7 @@ impl Aws {
     /// Load the standard configuration. `region` (from `--region`) wins over the environment
     /// and profile; without any, the error says how to set one.
     pub async fn load(region: Option<&str>) -> Result<Aws> {
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).http_client(http_client()).timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    // A hung connection must become a retried attempt, not a follower stuck forever.
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .build(),
-            );
-        if std::env::var_os("AWS_RETRY_MODE").is_none() && std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
-            // Adaptive: throttling slows the client down instead of failing the deploy.
-            loader = loader.retry_config(
-                RetryConfig::adaptive().with_max_attempts(8).with_max_backoff(Duration::from_secs(20)),
-            );
-        }
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region.to_string()));
-        }
-        let config = loader.load().await;
+        let config = sdk_config(region).await;
         let Some(region) = config.region().map(|r| r.to_string()) else {
             return Err(Error::input("no AWS region is configured")
                 .hint("pass --region, set AWS_REGION, or set `region` in your AWS profile"));

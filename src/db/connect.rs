@@ -1,13 +1,17 @@
 //! Opening a connection, patiently: a Fargate task often starts before its database is
 //! reachable (security group propagation, DNS, an RDS instance still booting), so transient
-//! failures are retried with backoff until `--connect-timeout`; anything else fails at once.
+//! failures are retried with backoff until `--connect-timeout`; anything else fails at once,
+//! except a rejected password that came from a secret: the secret is read once more (it may
+//! have just been rotated) and the connection retried with the new version.
 
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
+use crate::db::credentials::Credentials;
 use crate::db::target::DbTarget;
+use crate::db::tls;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::shutdown::Shutdown;
@@ -15,7 +19,7 @@ use crate::shutdown::Shutdown;
 /// How to open one connection.
 #[derive(Debug, Clone)]
 pub struct ConnectSpec<'a> {
-    pub target: &'a DbTarget,
+    pub credentials: &'a Credentials,
     /// `application_name`, so `pg_stat_activity` shows who holds a lock.
     pub application_name: &'a str,
     /// `default_transaction_read_only=on`, for dry runs and status.
@@ -49,35 +53,65 @@ pub fn classify(sqlstate: Option<&str>, io: Option<std::io::ErrorKind>) -> Attem
     }
 }
 
-fn describe(err: &sqlx::Error) -> (String, Attempt) {
-    match err {
+/// A failed attempt: what happened, whether to retry, what to do, and whether the server
+/// rejected the password.
+struct Failure {
+    reason: String,
+    attempt: Attempt,
+    hint: Option<String>,
+    auth: bool,
+}
+
+fn describe(err: &sqlx::Error, target: &DbTarget) -> Failure {
+    if let Some(problem) = tls::problem(err) {
+        let host = target.host();
+        return Failure {
+            reason: problem.describe(&host, &target.tls),
+            attempt: Attempt::Fatal,
+            hint: Some(problem.hint(&host, &target.tls)),
+            auth: false,
+        };
+    }
+    let (reason, attempt) = match err {
         sqlx::Error::Database(db) => (super::error_text(err), classify(db.code().as_deref(), None)),
         sqlx::Error::Io(io) => (io.to_string(), classify(None, Some(io.kind()))),
-        sqlx::Error::Tls(e) => (format!("TLS error: {e}"), Attempt::Fatal),
         sqlx::Error::Configuration(e) => (format!("configuration error: {e}"), Attempt::Fatal),
         other => (other.to_string(), Attempt::Fatal),
-    }
+    };
+    let auth = err.as_database_error().and_then(|db| db.code()).is_some_and(|c| c == "28P01");
+    Failure { hint: Some(hint_for(&reason, target)), reason, attempt, auth }
 }
 
-fn hint_for(reason: &str) -> &'static str {
-    if reason.contains("password authentication failed")
-        || reason.contains("28P01")
-        || reason.contains("28000")
-    {
-        "check the user and password (DATABASE_URL, DB_USER/DB_PASSWORD or PGUSER/PGPASSWORD)"
-    } else if reason.contains("3D000") {
-        "the database does not exist: check DB_NAME / PGDATABASE / the URL path"
-    } else if reason.contains("TLS") {
-        "check the TLS settings (sslmode, DB_SSL, DB_SSL_CERT_PATH) against what the server offers"
-    } else {
-        "check that the host and port are reachable from here (security groups, VPC routes, DNS) \
-         and that the database is running; --connect-timeout sets how long to keep trying"
+fn hint_for(reason: &str, target: &DbTarget) -> String {
+    if reason.contains("28P01") || reason.contains("28000") {
+        if target.password_from_secret {
+            let reread = if target.generation > 0 {
+                "and so was the newer version read after it"
+            } else {
+                "and reading the secret again found no newer version"
+            };
+            return format!(
+                "the password from {} was rejected, {reread}: check that the secret matches the \
+                 database user's password (a failed rotation leaves them apart: aws secretsmanager \
+                 describe-secret)",
+                target.origin
+            );
+        }
+        return "check the user and password (DATABASE_URL, DB_USER/DB_PASSWORD, PGUSER/PGPASSWORD \
+                or the secret named by DB_SECRET_ID)"
+            .to_string();
     }
+    if reason.contains("3D000") {
+        return "the database does not exist: check DB_NAME / PGDATABASE / the URL path / the secret's dbname"
+            .to_string();
+    }
+    "check that the host and port are reachable from here (security groups, VPC routes, DNS) \
+     and that the database is running; --connect-timeout sets how long to keep trying"
+        .to_string()
 }
 
-fn options_for(spec: &ConnectSpec<'_>) -> PgConnectOptions {
-    let mut options = spec
-        .target
+fn options_for(spec: &ConnectSpec<'_>, target: &DbTarget) -> PgConnectOptions {
+    let mut options = target
         .options()
         .clone()
         .application_name(spec.application_name)
@@ -93,7 +127,17 @@ fn options_for(spec: &ConnectSpec<'_>) -> PgConnectOptions {
 
 /// Connect, retrying transient failures with backoff until `spec.timeout`.
 pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgConnection> {
-    let options = options_for(spec);
+    let interrupted = |signal: crate::shutdown::Signal| {
+        Error::interrupted(
+            signal,
+            format!("interrupted by {} while connecting; nothing changed", signal.name()),
+        )
+    };
+    let mut target = tokio::select! {
+        t = spec.credentials.target() => t?,
+        signal = shutdown.wait() => return Err(interrupted(signal)),
+    };
+    let mut options = options_for(spec, &target);
     let started = Instant::now();
     let deadline = started + spec.timeout;
     let mut delay = Duration::from_millis(250);
@@ -106,11 +150,9 @@ pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgCo
         let attempt = tokio::time::timeout(per_attempt, PgConnection::connect_with(&options));
         let outcome = tokio::select! {
             r = attempt => r,
-            signal = shutdown.wait() => {
-                return Err(Error::interrupted(signal, format!("interrupted by {} while connecting; nothing changed", signal.name())));
-            }
+            signal = shutdown.wait() => return Err(interrupted(signal)),
         };
-        let (reason, kind) = match outcome {
+        let failure = match outcome {
             Ok(Ok(conn)) => {
                 if attempts > 1 {
                     tracing::info!(
@@ -120,30 +162,45 @@ pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgCo
                 }
                 return Ok(conn);
             }
-            Ok(Err(e)) => describe(&e),
-            Err(_) => (format!("no answer within {}", duration::human(per_attempt)), Attempt::Transient),
+            Ok(Err(e)) => describe(&e, &target),
+            Err(_) => Failure {
+                reason: format!("no answer within {}", duration::human(per_attempt)),
+                attempt: Attempt::Transient,
+                hint: Some(hint_for("", &target)),
+                auth: false,
+            },
         };
+        if failure.auth
+            && let Some(fresh) = spec.credentials.after_auth_failure(&target).await?
+        {
+            target = fresh;
+            options = options_for(spec, &target);
+            continue;
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        if kind == Attempt::Fatal || remaining.is_zero() {
-            let when = if kind == Attempt::Fatal {
+        if failure.attempt == Attempt::Fatal || remaining.is_zero() {
+            let when = if failure.attempt == Attempt::Fatal {
                 String::new()
             } else {
                 format!(" within {} ({attempts} attempts)", duration::human(spec.timeout))
             };
-            return Err(Error::unavailable(format!("could not connect to {}{when}: {reason}", spec.target))
-                .hint(hint_for(&reason)));
+            let error =
+                Error::unavailable(format!("could not connect to {target}{when}: {}", failure.reason));
+            return Err(match failure.hint {
+                Some(hint) => error.hint(hint),
+                None => error,
+            });
         }
         let wait = jitter(delay).min(remaining);
         tracing::warn!(
-            "database not reachable yet ({reason}); retrying in {}, {} left",
+            "database not reachable yet ({}); retrying in {}, {} left",
+            failure.reason,
             duration::human(wait),
             duration::human(remaining)
         );
         tokio::select! {
             _ = tokio::time::sleep(wait) => {},
-            signal = shutdown.wait() => {
-                return Err(Error::interrupted(signal, format!("interrupted by {} while connecting; nothing changed", signal.name())));
-            }
+            signal = shutdown.wait() => return Err(interrupted(signal)),
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }

@@ -1,9 +1,14 @@
-//! The PostgreSQL edge: where credentials are resolved and connections are opened.
+//! The PostgreSQL edge: where credentials are resolved (flags, variables, Secrets Manager),
+//! how TLS is set up, and how connections are opened.
 
 pub mod connect;
+pub mod credentials;
+pub mod secret;
 pub mod target;
+pub mod tls;
 
 pub use connect::{ConnectSpec, connect};
+pub use credentials::Credentials;
 pub use target::DbTarget;
 
 /// A database error as an operator should read it: the server's message and SQLSTATE.

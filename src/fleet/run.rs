@@ -103,7 +103,7 @@ pub async fn run(
     let (canaries, rest) = crate::fleet::state::split_canaries(tenants, fleet.canary);
     let workers = fleet.concurrency.min(canaries.len().max(rest.len())).max(1);
     let spec = ConnectSpec {
-        target: &fleet.cfg.target,
+        credentials: &fleet.cfg.credentials,
         application_name: &fleet.cfg.application_name,
         read_only: false,
         timeout: fleet.cfg.connect_timeout,

@@ -48,7 +48,7 @@ impl Session {
     /// Connect (both sessions at once, to keep a no-op deploy fast) and resolve the schema.
     pub async fn open(cfg: &MigrateConfig, mode: Mode, shutdown: &Shutdown) -> Result<Session> {
         let spec = ConnectSpec {
-            target: &cfg.target,
+            credentials: &cfg.credentials,
             application_name: &cfg.application_name,
             read_only: mode == Mode::ReadOnly,
             timeout: cfg.connect_timeout,
@@ -79,7 +79,7 @@ impl Session {
             (None, None) => {
                 return Err(Error::input(format!(
                     "no schema in the search_path of {} exists, so there is nowhere to keep the history table",
-                    cfg.target
+                    cfg.credentials
                 ))
                 .hint("pass --schema NAME (or SHIPGATE_SCHEMA)"));
             }

@@ -49,7 +49,7 @@ pub struct Control {
 impl Control {
     pub async fn open(cfg: &FleetConfig, read_only: bool, shutdown: &Shutdown) -> Result<Control> {
         let spec = ConnectSpec {
-            target: &cfg.db.target,
+            credentials: &cfg.db.credentials,
             application_name: &cfg.db.application_name,
             read_only,
             timeout: cfg.db.connect_timeout,
@@ -72,7 +72,7 @@ impl Control {
         let master = master.ok_or_else(|| {
             Error::input(format!(
                 "no schema in the search_path of {} exists to be the master schema",
-                cfg.db.target
+                cfg.db.credentials
             ))
             .hint("pass --schema NAME (or SHIPGATE_SCHEMA) to name the master schema")
         })?;

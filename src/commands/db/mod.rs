@@ -1,0 +1,3 @@
+//! `shipgate db …`: the database connection itself, before any migration runs.
+
+pub mod check;
