@@ -3,6 +3,7 @@
 //! The value is returned as text and never logged; what it means is `db::secret`'s business.
 
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 
 use crate::db::secret::SecretRef;
 use crate::error::{Error, Kind};
@@ -53,16 +54,21 @@ pub async fn get(
     })
 }
 
-fn describe<E, R>(secret: &SecretRef, err: &SdkError<E, R>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
+fn describe<R: std::fmt::Debug>(secret: &SecretRef, err: &SdkError<GetSecretValueError, R>) -> Error {
     let SdkError::ServiceError(service) = err else {
         return super::error::describe("secretsmanager:GetSecretValue", err);
     };
-    let code = service.err().code().unwrap_or("UnknownError");
-    let message = service.err().message().unwrap_or("no message");
+    let e = service.err();
+    // The modeled errors carry their code in the type, not always in the metadata.
+    let code = match e {
+        GetSecretValueError::ResourceNotFoundException(_) => "ResourceNotFoundException",
+        GetSecretValueError::DecryptionFailure(_) => "DecryptionFailure",
+        GetSecretValueError::InvalidRequestException(_) => "InvalidRequestException",
+        GetSecretValueError::InvalidParameterException(_) => "InvalidParameterException",
+        GetSecretValueError::InternalServiceError(_) => "InternalServiceError",
+        _ => e.code().unwrap_or("UnknownError"),
+    };
+    let message = e.message().unwrap_or("no message");
     let (kind, text, hint) = classify(code, secret);
     Error::new(kind, format!("{text} ({code}: {message})")).hint(hint)
 }

@@ -116,6 +116,7 @@ pub fn parse(text: &str, what: &str) -> Result<SecretCreds> {
     let trimmed = text.trim();
     if trimmed.starts_with('{') {
         let value: Value = serde_json::from_str(trimmed).map_err(|e| {
+            register_loose_values(trimmed);
             // serde_json's syntax errors give a position, never the text around it.
             Error::input(format!("secret {what} is not valid JSON ({e})"))
                 .hint("store a JSON object such as {\"username\":…,\"password\":…,\"host\":…,\"port\":5432,\"dbname\":…}, or a postgres:// URL")
@@ -132,6 +133,36 @@ pub fn parse(text: &str, what: &str) -> Result<SecretCreds> {
     redact::register(trimmed);
     Err(Error::input(format!("secret {what} holds neither a JSON object nor a postgres:// URL"))
         .hint("store the RDS format ({\"username\",\"password\",\"host\",\"port\",\"dbname\"}), {\"url\": \"postgres://…\"}, or the URL itself"))
+}
+
+/// For text that failed to parse as JSON: mask every quoted value after a `:` anyway, since a
+/// later message (ours or a library's) might still quote one.
+fn register_loose_values(text: &str) {
+    let mut rest = text;
+    while let Some(colon) = rest.find(':') {
+        let is_password = rest[..colon].trim_end().ends_with("\"password\"");
+        rest = &rest[colon + 1..];
+        let after = rest.trim_start();
+        let Some(body) = after.strip_prefix('"') else { continue };
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match (c, escaped) {
+                ('\\', false) => escaped = true,
+                ('"', false) => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let value = &body[..end.unwrap_or(body.len())];
+        // As for parsed secrets: short values would mask ordinary words, except a password.
+        if is_password || value.len() >= 6 {
+            redact::register(value);
+        }
+        rest = &body[end.map_or(body.len(), |e| e + 1)..];
+    }
 }
 
 fn register_secret_values(map: &serde_json::Map<String, Value>) {
@@ -341,5 +372,8 @@ mod tests {
                 assert!(!shown.contains(value), "{text} echoed a value: {shown}");
             }
         }
+        // Text that is not JSON still has its values masked, in case anything quotes them.
+        assert!(parse(r#"{"user":"x","password":"pw-broken-42","#, "`s`").is_err());
+        assert_eq!(redact::redact("pw-broken-42"), redact::MASK);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod moto;
 pub mod pg;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 /// Variables that would leak the developer's own database settings into a test.
 const HOST_DB_VARS: &[&str] = &[
     "DATABASE_URL",
+    "DB_SECRET_ID",
     "DB_HOST",
     "DB_PORT",
     "DB_USER",
@@ -25,6 +27,7 @@ const HOST_DB_VARS: &[&str] = &[
     "PGPASSWORD",
     "PGDATABASE",
     "PGSSLMODE",
+    "PGSSLROOTCERT",
     "PGSERVICE",
     "SHIPGATE_LOG",
     "SHIPGATE_SOURCE",

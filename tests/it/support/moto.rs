@@ -19,6 +19,7 @@ pub struct Moto {
     control: PathBuf,
     pub ecs: aws_sdk_ecs::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 /// Environment variables that would send the binary to a real account.
@@ -52,6 +53,7 @@ pub async fn moto(test: &str) -> Option<Moto> {
     Some(Moto {
         ecs: aws_sdk_ecs::Client::new(&conf),
         logs: aws_sdk_cloudwatchlogs::Client::new(&conf),
+        secrets: aws_sdk_secretsmanager::Client::new(&conf),
         endpoint,
         control: PathBuf::from(control),
     })
@@ -78,6 +80,29 @@ impl Moto {
             // moto answers HTTP 500 to a few malformed requests; fail fast instead of retrying.
             .env("AWS_MAX_ATTEMPTS", "2");
         cmd
+    }
+
+    /// Create a secret (a name no other test uses) holding `value`; returns its name and ARN.
+    pub async fn create_secret(&self, value: &str) -> (String, String) {
+        let name = unique("it/db");
+        let out = self
+            .secrets
+            .create_secret()
+            .name(&name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create secret");
+        (name, out.arn().expect("secret ARN").to_string())
+    }
+
+    /// A new version of the secret, labelled `stages` (AWSCURRENT when empty).
+    pub async fn put_secret(&self, name: &str, value: &str, stages: &[&str]) {
+        let mut put = self.secrets.put_secret_value().secret_id(name).secret_string(value);
+        for stage in stages {
+            put = put.version_stages(*stage);
+        }
+        put.send().await.expect("put secret value");
     }
 
     pub async fn create_cluster(&self, name: &str) {

@@ -28,39 +28,50 @@ fn server() -> &'static Server {
         {
             return Server { admin_url: url };
         }
-        let base = tempfile::Builder::new().prefix("shipgate-pg-").tempdir().expect("tempdir").keep();
-        // The server may run as the `postgres` account (when we are root): let it in.
-        std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-        let dir = base.join("pg");
-        let script = repo_root().join("scripts/throwaway-pg");
-        let out =
-            Command::new(&script).arg("start").arg(&dir).arg("--fast").output().expect("run throwaway-pg");
-        assert!(
-            out.status.success(),
-            "could not start a throwaway PostgreSQL: {}\n(set DATABASE_URL to use an existing server)",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let admin_url = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
-        let watchdog = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' stop '{dir}'; rmdir '{base}'",
-            pid = std::process::id(),
-            script = script.display(),
-            dir = dir.display(),
-            base = base.display(),
-        );
-        // `setsid --fork` detaches the watchdog into its own session (Ctrl-C on the test run
-        // does not reach it) and returns at once.
-        let started = Command::new("setsid")
-            .args(["--fork", "sh", "-c", &watchdog])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("start the server watchdog");
-        assert!(started.success(), "could not start the server watchdog");
-        eprintln!("test PostgreSQL started in {} (stopped when the tests end)", dir.display());
-        Server { admin_url }
+        Server { admin_url: start_server(&[]) }
     })
+}
+
+/// Start a throwaway server with `scripts/throwaway-pg start DIR --fast EXTRA...` and return
+/// its superuser URL.
+pub fn start_server(extra: &[&str]) -> String {
+    let base = tempfile::Builder::new().prefix("shipgate-pg-").tempdir().expect("tempdir").keep();
+    // The server may run as the `postgres` account (when we are root): let it in.
+    std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let dir = base.join("pg");
+    let script = repo_root().join("scripts/throwaway-pg");
+    let out = Command::new(&script)
+        .arg("start")
+        .arg(&dir)
+        .arg("--fast")
+        .args(extra)
+        .output()
+        .expect("run throwaway-pg");
+    assert!(
+        out.status.success(),
+        "could not start a throwaway PostgreSQL: {}\n(set DATABASE_URL to use an existing server)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin_url = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' stop '{dir}'; rmdir '{base}'",
+        pid = std::process::id(),
+        script = script.display(),
+        dir = dir.display(),
+        base = base.display(),
+    );
+    // `setsid --fork` detaches the watchdog into its own session (Ctrl-C on the test run
+    // does not reach it) and returns at once.
+    let started = Command::new("setsid")
+        .args(["--fork", "sh", "-c", &watchdog])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("start the server watchdog");
+    assert!(started.success(), "could not start the server watchdog");
+    eprintln!("test PostgreSQL started in {} (stopped when the tests end)", dir.display());
+    admin_url
 }
 
 /// A fresh, empty database for one test; dropped when the test ends.

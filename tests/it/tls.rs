@@ -1,0 +1,208 @@
+//! TLS against a real PostgreSQL that serves a certificate from a CA the test makes (openssl)
+//! and accepts TCP connections only over TLS: verification succeeds with the right CA and
+//! fails, saying why, with the wrong CA, the wrong host name, or no TLS at all.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::{Dir, pg, run, shipgate};
+
+pub struct TlsServer {
+    /// The superuser URL, host 127.0.0.1 (the name in the certificate), no sslmode.
+    pub url: String,
+    pub certs: PathBuf,
+}
+
+impl TlsServer {
+    pub fn ca(&self) -> String {
+        self.certs.join("ca.crt").display().to_string()
+    }
+
+    pub fn other_ca(&self) -> String {
+        self.certs.join("other-ca.crt").display().to_string()
+    }
+
+    /// The same server under a name the certificate does not carry.
+    pub fn url_via_localhost(&self) -> String {
+        self.url.replace("@127.0.0.1:", "@localhost:")
+    }
+}
+
+static SERVER: OnceLock<TlsServer> = OnceLock::new();
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, a server certificate it signs for IP 127.0.0.1, and an unrelated CA.
+fn make_certs(dir: &Path) {
+    let ca_ext =
+        ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"];
+    for (name, cn) in [("ca", "shipgate test CA"), ("other-ca", "some other CA")] {
+        let mut args = vec!["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3"];
+        let (key, crt, subj) = (format!("{name}.key"), format!("{name}.crt"), format!("/CN={cn}"));
+        args.extend(["-keyout", &key, "-out", &crt, "-subj", &subj]);
+        args.extend(ca_ext);
+        openssl(dir, &args);
+    }
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+}
+
+pub fn server() -> &'static TlsServer {
+    SERVER.get_or_init(|| {
+        let certs = tempfile::Builder::new().prefix("shipgate-tls-").tempdir().unwrap().keep();
+        std::fs::set_permissions(&certs, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        make_certs(&certs);
+        let url = pg::start_server(&["--tls", certs.to_str().unwrap()]);
+        TlsServer { url, certs }
+    })
+}
+
+fn check(url: &str, args: &[&str]) -> Command {
+    let mut cmd = shipgate(&["db", "check", "--connect-timeout", "5s"]);
+    cmd.args(args).env("DATABASE_URL", url).env("SHIPGATE_SOURCE", "no-migrations-here");
+    cmd
+}
+
+#[tokio::test]
+async fn verify_full_with_the_right_ca_reports_the_session() {
+    let s = server();
+    let out = run(check(&s.url, &["--sslmode", "verify-full", "--ssl-root-cert", &s.ca()])).await.expect(0);
+    for needle in [
+        "certificate chain and hostname verified",
+        &format!("against the CA file {} (from --ssl-root-cert)", s.ca()),
+        "sslmode     verify-full (from --sslmode)",
+        "pending     unknown: no migrations folder at no-migrations-here",
+    ] {
+        assert!(out.stdout.contains(needle), "missing {needle}:\n{}", out.stdout);
+    }
+    assert!(out.stdout.contains("TLSv1.3") || out.stdout.contains("TLSv1.2"), "{}", out.stdout);
+
+    // The same through seed 000's variables, and as JSON.
+    let u = url::Url::parse(&s.url).unwrap();
+    let mut cmd = shipgate(&["db", "check", "--output", "json"]);
+    cmd.env("DB_HOST", "127.0.0.1")
+        .env("DB_PORT", u.port().unwrap().to_string())
+        .env("DB_USER", u.username())
+        .env("DB_PASSWORD", u.password().unwrap())
+        .env("DB_NAME", "postgres")
+        .env("DB_SSL", "true")
+        .env("DB_SSL_CERT_PATH", s.ca());
+    let out = run(cmd).await.expect(0);
+    let doc: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(doc["tls"]["in_use"], true, "{doc}");
+    assert_eq!(doc["tls"]["verified"], true, "{doc}");
+    assert_eq!(doc["tls"]["hostname_verified"], true, "{doc}");
+    assert_eq!(doc["tls"]["sslmode_from"], "DB_SSL=true", "{doc}");
+    assert_eq!(doc["history_table_exists"], false, "{doc}");
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_a_chain_failure() {
+    let s = server();
+    let started = Instant::now();
+    let out =
+        run(check(&s.url, &["--sslmode", "verify-full", "--ssl-root-cert", &s.other_ca()])).await.expect(3);
+    assert!(started.elapsed() < Duration::from_secs(5), "a chain failure is not retried");
+    let needle =
+        format!("certificate chain is not trusted by the CA file {} (from --ssl-root-cert)", s.other_ca());
+    assert!(out.stderr.contains(&needle), "{}", out.stderr);
+    assert!(out.stderr.contains("hint: pass the CA that signed the server's certificate"), "{}", out.stderr);
+
+    // Without any CA file, the public roots do not know a private CA either.
+    let out = run(check(&s.url, &["--sslmode", "verify-ca"])).await.expect(3);
+    assert!(
+        out.stderr.contains("certificate chain is not trusted by the public web roots"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn the_wrong_host_name_is_a_hostname_failure_and_verify_ca_accepts_it() {
+    let s = server();
+    let url = s.url_via_localhost();
+    let out = run(check(&url, &["--sslmode", "verify-full", "--ssl-root-cert", &s.ca()])).await.expect(3);
+    assert!(out.stderr.contains("not valid for the host name `localhost`"), "{}", out.stderr);
+    assert!(out.stderr.contains("--sslmode verify-ca to check the chain only"), "{}", out.stderr);
+    let out = run(check(&url, &["--sslmode", "verify-ca", "--ssl-root-cert", &s.ca()])).await.expect(0);
+    assert!(out.stdout.contains("certificate chain verified, hostname not checked"), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn require_encrypts_without_a_ca_and_the_url_can_say_so() {
+    let s = server();
+    let out = run(check(&s.url, &["--sslmode", "require"])).await.expect(0);
+    assert!(out.stdout.contains("not verified (encrypted only)"), "{}", out.stdout);
+    let out = run(check(&format!("{}?sslmode=require", s.url), &[])).await.expect(0);
+    assert!(out.stdout.contains("require (from sslmode in the URL)"), "{}", out.stdout);
+    // DB_SSL_REJECT_UNAUTHORIZED=false is node-postgres's way of saying the same.
+    let mut cmd = check(&s.url, &[]);
+    cmd.env("DB_SSL", "true").env("DB_SSL_REJECT_UNAUTHORIZED", "false");
+    let out = run(cmd).await.expect(0);
+    assert!(out.stdout.contains("require (from DB_SSL_REJECT_UNAUTHORIZED=false)"), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn no_tls_against_a_server_that_requires_it_says_so() {
+    let s = server();
+    for (args, env) in [(&["--sslmode", "disable"][..], None), (&[][..], Some(("DB_SSL", "false")))] {
+        let mut cmd = check(&s.url, args);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = run(cmd).await.expect(3);
+        assert!(out.stderr.contains("the server accepts only TLS connections"), "{}", out.stderr);
+        assert!(out.stderr.contains("hint: use --sslmode require"), "{}", out.stderr);
+    }
+    // And migrations run over TLS like anywhere else.
+    let dir = Dir::new(&[("1_a.sql", "CREATE TABLE tls_a (id int);")]);
+    let mut up = shipgate(&["migrate", "up", "--source", dir.arg(), "--schema", "tls_it"]);
+    let db = format!("{}?sslmode=verify-full&sslrootcert={}", s.url, s.ca());
+    up.env("DATABASE_URL", &db);
+    let mut admin = pg::connect_url(&s.url).await;
+    pg::exec(&mut admin, "DROP SCHEMA IF EXISTS tls_it CASCADE; CREATE SCHEMA tls_it").await;
+    run(up).await.expect(0);
+}
