@@ -15,10 +15,11 @@ Exit codes:
   1    a migration (task, deploy) ran and failed, a task never started or timed out, or a
        pre-flight check refused to run (modified, missing or failed migrations;
        `migrate verify` found a difference)
-  2    usage, configuration or bad input (malformed migration files or templates, bad flags,
-       unknown cluster or task definition); nothing changed
-  3    could not reach the database or AWS (connection, credentials, permissions), could not
-       take the migration lock in time, or another migration task is running; nothing changed
+  2    usage, configuration or bad input (malformed migration files, templates or secrets,
+       bad flags, unknown cluster, task definition or secret); nothing changed
+  3    could not reach the database or AWS (connection, TLS, credentials, permissions), could
+       not take the migration lock in time, or another migration task is running; nothing
+       changed
   130  interrupted by SIGINT; the statement in flight was cancelled and rolled back (a
        followed task was stopped)
   143  interrupted by SIGTERM (ECS StopTask); as for 130

@@ -70,7 +70,7 @@ impl Aws {
     /// and profile; without any, the error says how to set one.
     pub async fn load(region: Option<&str>) -> Result<Aws> {
         let config = sdk_config(region).await;
-        let Some(region) = config.region().map(|r| r.to_string()) else {
+        let Some(region) = config.region().map(|r| r.to_string()).filter(|r| !r.trim().is_empty()) else {
             return Err(Error::input("no AWS region is configured")
                 .hint("pass --region, set AWS_REGION, or set `region` in your AWS profile"));
         };

@@ -24,7 +24,7 @@ impl std::fmt::Debug for SecretValue {
 /// A client for the secret's region: the ARN's region when it names one, else the default.
 pub async fn client(secret: &SecretRef) -> crate::error::Result<aws_sdk_secretsmanager::Client> {
     let config = super::sdk_config(secret.region()).await;
-    if config.region().is_none() {
+    if config.region().is_none_or(|r| r.as_ref().trim().is_empty()) {
         return Err(Error::input(format!("no AWS region is configured to read secret {secret} from"))
             .hint("set AWS_REGION, or give the secret's full ARN (it names the region)"));
     }
