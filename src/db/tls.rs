@@ -245,6 +245,9 @@ impl Problem {
                                 (or DB_SSL_CERT_PATH, PGSSLROOTCERT); --sslmode require encrypts without \
                                 verifying"
                     .to_string();
+                if tls.mode_from == "DB_SSL=true" {
+                    hint.push_str(", as DB_SSL_REJECT_UNAUTHORIZED=false does");
+                }
                 if is_rds_host(host) {
                     match (&tls.roots, rds_region(host)) {
                         (Roots::File { .. }, _) => hint.push_str(
