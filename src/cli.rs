@@ -286,8 +286,8 @@ pub struct DbArgs {
     #[arg(long, global = true, value_name = "ID")]
     pub db_secret: Option<String>,
 
-    /// TLS mode: disable, allow, prefer, require, verify-ca, verify-full [env: PGSSLMODE, or
-    /// DB_SSL=true|false] [default: verify-full for *.rds.amazonaws.com, else prefer].
+    /// TLS mode: disable, allow (connects without TLS), prefer, require, verify-ca, verify-full
+    /// [env: PGSSLMODE, or DB_SSL=true|false] [default: verify-full for *.rds.amazonaws.com, else prefer].
     #[arg(long, global = true, value_name = "MODE")]
     pub sslmode: Option<String>,
 
