@@ -121,7 +121,7 @@ pub struct DbCmd {
 #[derive(Debug, Subcommand)]
 pub enum DbAction {
     /// Pre-flight: resolve the credentials, connect (with the retry policy), and report the
-    /// server version, TLS in use, and the migration history (exit 0, or 3 when unreachable).
+    /// server version, TLS in use, and the migration history (exit 0; 2 for bad settings; 3 when unreachable).
     #[command(after_help = "Examples:\n  \
         shipgate db check\n  \
         DB_SECRET_ID=prod/db DB_HOST=db.example.internal shipgate db check --output json\n  \
