@@ -84,7 +84,7 @@ fn describe(err: &sqlx::Error, target: &DbTarget) -> Failure {
 
 fn hint_for(reason: &str, target: &DbTarget) -> String {
     if reason.contains("28P01") || reason.contains("28000") {
-        if target.password_from_secret {
+        if reason.contains("28P01") && target.password_from_secret {
             let reread = if target.generation > 0 {
                 "and so was the newer version read after it"
             } else {
@@ -170,12 +170,16 @@ pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgCo
                 auth: false,
             },
         };
-        if failure.auth
-            && let Some(fresh) = spec.credentials.after_auth_failure(&target).await?
-        {
-            target = fresh;
-            options = options_for(spec, &target);
-            continue;
+        if failure.auth {
+            let fresh = tokio::select! {
+                f = spec.credentials.after_auth_failure(&target) => f?,
+                signal = shutdown.wait() => return Err(interrupted(signal)),
+            };
+            if let Some(fresh) = fresh {
+                target = fresh;
+                options = options_for(spec, &target);
+                continue;
+            }
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if failure.attempt == Attempt::Fatal || remaining.is_zero() {

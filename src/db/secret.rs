@@ -182,7 +182,8 @@ fn register_secret_values(map: &serde_json::Map<String, Value>) {
     }
 }
 
-fn register_url_password(url: &str) {
+/// Mask a URL's password, as written and percent-decoded.
+pub fn register_url_password(url: &str) {
     if let Ok(parsed) = url::Url::parse(url)
         && let Some(password) = parsed.password()
     {

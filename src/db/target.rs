@@ -33,7 +33,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::db::secret::{SecretCreds, SecretRef};
+use crate::db::secret::{SecretCreds, SecretRef, register_url_password};
 use crate::db::tls::{self, Roots, SslMode, TlsChoice};
 use crate::error::{Error, Result};
 use crate::redact;
@@ -373,23 +373,14 @@ pub fn resolve(
 }
 
 fn secret_fields(creds: &SecretCreds) -> PgConnectOptions {
-    let mut options = PgConnectOptions::new();
-    if let Some(host) = &creds.host {
-        options = options.host(host);
-    }
-    if let Some(port) = creds.port {
-        options = options.port(port);
-    }
-    if let Some(user) = &creds.username {
-        options = options.username(user);
-    }
-    if let Some(password) = &creds.password {
-        options = options.password(password);
-    }
-    if let Some(name) = &creds.dbname {
-        options = options.database(name);
-    }
-    options
+    let fields = DbFields {
+        host: creds.host.clone(),
+        port: creds.port,
+        user: creds.username.clone(),
+        password: creds.password.clone(),
+        name: creds.dbname.clone(),
+    };
+    fields.apply(PgConnectOptions::new())
 }
 
 /// The TLS mode and roots, layer by layer (see the module header). Pure.
@@ -455,15 +446,6 @@ fn apply_tls(options: PgConnectOptions, tls: &TlsChoice) -> Result<PgConnectOpti
             options.ssl_root_cert_from_pem(pem)
         }
     })
-}
-
-fn register_url_password(text: &str) {
-    if let Ok(parsed) = url::Url::parse(text)
-        && let Some(password) = parsed.password()
-    {
-        redact::register(password);
-        redact::register(&percent_encoding::percent_decode_str(password).decode_utf8_lossy());
-    }
 }
 
 fn parse_url(text: &str, from: &str) -> Result<(PgConnectOptions, UrlTls)> {
