@@ -46,6 +46,32 @@ pub enum Command {
 
     /// Check the database connection: credentials, TLS, server, migration history.
     Db(DbCmd),
+
+    /// Deploy one environment of shipgate.toml: register task definitions that changed, run the
+    /// migration task(s), and only if they succeeded roll the services out and follow them.
+    #[command(after_help = "Examples:\n  \
+        shipgate deploy --env production --var IMAGE_TAG=$GITHUB_SHA\n  \
+        shipgate deploy --env staging --vars-file aws/staging.vars --dry-run\n  \
+        shipgate deploy --env production --var IMAGE_TAG=$GITHUB_SHA --rollback-on-failure --output json\n\n\
+        Exit 0 when every migration task succeeded and every rollout completed; 1 when a migration failed\n\
+        (no service was touched) or a rollout failed, was rolled back or is stuck; 2 for a bad\n\
+        shipgate.toml, template or variable (found before any AWS call); 3 when AWS is unreachable or\n\
+        another migration task is running.")]
+    Deploy(Box<DeployArgs>),
+
+    /// The emergency path: optionally stop the services, revert migrations with the migration
+    /// task, and put the services back on an earlier task definition revision.
+    #[command(
+        group(ArgGroup::new("revision").required(true).args(["to_revision", "previous"])),
+        group(ArgGroup::new("how_far").required(true).args(["steps", "to"])),
+        after_help = "Examples:\n  \
+        shipgate rollback --env staging --previous --steps 1 --stop-services\n  \
+        shipgate rollback --env production --to-revision 41 --to 20240301000000 --yes"
+    )]
+    Rollback(Box<RollbackArgs>),
+
+    /// Check shipgate.toml, its templates and variables offline (no AWS call).
+    Config(ConfigCmd),
 }
 
 impl Cli {
@@ -64,6 +90,9 @@ impl Cli {
                 TaskAction::Attach(a) => a.aws.output,
                 TaskAction::Logs(a) => a.aws.output,
             },
+            Command::Deploy(a) => a.aws.output,
+            Command::Rollback(a) => a.aws.output,
+            Command::Config(_) => OutputFormat::Text,
         }
     }
 }
@@ -714,6 +743,123 @@ pub struct LogsArgs {
 
     #[command(flatten)]
     pub aws: AwsArgs,
+}
+
+/// Which environment of which project file, and the template variables.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The environment: a `[env.NAME]` section of shipgate.toml.
+    #[arg(long, env = "SHIPGATE_ENV", value_name = "NAME")]
+    pub env: String,
+
+    /// The project file [default: ./shipgate.toml].
+    #[arg(long, env = "SHIPGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+
+    /// Print the plan (task definitions registered or reused, with diffs; tasks; service
+    /// updates) using only read-only AWS calls.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// When a service rollout fails, put every service updated by this deploy back on its
+    /// previous task definition (migrations are never reverted automatically).
+    #[arg(long)]
+    pub rollback_on_failure: bool,
+
+    /// A rollout still in progress after this long is a failure.
+    #[arg(long, default_value = "30min", value_parser = parse_duration, value_name = "DURATION")]
+    pub service_timeout: Duration,
+
+    /// Services updated and followed at once.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: u32,
+
+    /// Time between DescribeTasks / DescribeServices calls.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub poll_interval: Duration,
+
+    /// `startedBy` of the migration tasks; the concurrency guard looks for tasks with it.
+    #[arg(long, default_value = "shipgate", value_name = "TEXT")]
+    pub started_by: String,
+
+    /// Identifier of this deploy, part of the idempotency tokens [default: GitHub run id and attempt].
+    #[arg(long, env = "SHIPGATE_RUN_ID", value_name = "ID")]
+    pub run_id: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+
+    /// Put the services on this revision of their task definition family.
+    #[arg(long, value_name = "N")]
+    pub to_revision: Option<u32>,
+
+    /// Put the services on the revision before the one they run now.
+    #[arg(long)]
+    pub previous: bool,
+
+    /// Revert the newest N applied migrations (MIGRATION_TYPE=rollback-*, SHIPGATE_ROLLBACK_STEPS).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: Option<u32>,
+
+    /// Revert every applied migration above this version (SHIPGATE_ROLLBACK_TO).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i64>,
+
+    /// Scale the services to zero before reverting, and back afterwards (no old code writes
+    /// to a schema being changed under it).
+    #[arg(long)]
+    pub stop_services: bool,
+
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// A rollout still in progress after this long is a failure.
+    #[arg(long, default_value = "30min", value_parser = parse_duration, value_name = "DURATION")]
+    pub service_timeout: Duration,
+
+    /// Time between DescribeTasks / DescribeServices calls.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub poll_interval: Duration,
+
+    /// `startedBy` of the migration tasks.
+    #[arg(long, default_value = "shipgate", value_name = "TEXT")]
+    pub started_by: String,
+
+    /// Identifier of this run [default: GitHub run id and attempt].
+    #[arg(long, env = "SHIPGATE_RUN_ID", value_name = "ID")]
+    pub run_id: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigCmd {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate an environment offline: keys, network, templates rendered with the variables.
+    #[command(after_help = "Example:\n  shipgate config check --env production --var IMAGE_TAG=test")]
+    Check(EnvArgs),
 }
 
 #[cfg(test)]

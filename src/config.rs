@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod deploy;
+
 use crate::cli::{
-    AttachArgs, Cli, Command, DbAction, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction, MigrateArgs,
-    MigrateCmd, OutputFormat, RunArgs, SetChoice, TaskAction, TaskdefAction, TenantsAction, TenantsCmd,
-    VarArgs,
+    AttachArgs, Cli, Command, ConfigAction, DbAction, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction,
+    MigrateArgs, MigrateCmd, OutputFormat, RunArgs, SetChoice, TaskAction, TaskdefAction, TenantsAction,
+    TenantsCmd, VarArgs,
 };
 use crate::db::Credentials;
 use crate::db::target;
@@ -117,13 +119,19 @@ pub enum Job {
         cfg: Box<MigrateConfig>,
         source: Option<PathBuf>,
     },
+    Deploy(Box<deploy::DeployConfig>),
+    Rollback(Box<deploy::RollbackConfig>),
+    ConfigCheck(Box<deploy::EnvConfig>),
 }
 
-/// A template file and the values given for its placeholders (`--vars-file`, then `--var`).
+/// A template file and the values given for its placeholders: `vars` (`--var` over
+/// `--vars-file`) win over the process environment, which wins over `defaults` (an
+/// environment's `vars` in shipgate.toml).
 #[derive(Debug, Clone)]
 pub struct TemplateSource {
     pub path: PathBuf,
     pub vars: BTreeMap<String, String>,
+    pub defaults: BTreeMap<String, String>,
 }
 
 /// What `task run` runs.
@@ -168,6 +176,8 @@ pub struct RunConfig {
     pub start_retries: u32,
     pub wait_for_running: bool,
     pub run_id: String,
+    /// Tasks of this run started together (tagged with it; the guard lets them be).
+    pub group: Option<String>,
     pub follow: FollowConfig,
 }
 
@@ -202,6 +212,11 @@ pub fn from_cli(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
             TaskAction::Attach(a) => Ok(Job::TaskAttach(Box::new(attach_config(a, env)?))),
             TaskAction::Logs(a) => logs_job(a),
         },
+        Command::Deploy(a) => Ok(Job::Deploy(Box::new(deploy::deploy_config(*a, env)?))),
+        Command::Rollback(a) => Ok(Job::Rollback(Box::new(deploy::rollback_config(*a, env)?))),
+        Command::Config(cmd) => match cmd.action {
+            ConfigAction::Check(a) => Ok(Job::ConfigCheck(Box::new(deploy::env_config(&a)?))),
+        },
     }
 }
 
@@ -215,7 +230,7 @@ fn template_source(path: PathBuf, args: &VarArgs) -> Result<TemplateSource> {
             template::parse_assignment(assignment).map_err(|e| Error::input(format!("--var {e}")))?;
         vars.insert(name, value);
     }
-    Ok(TemplateSource { path, vars })
+    Ok(TemplateSource { path, vars, defaults: BTreeMap::new() })
 }
 
 fn pairs(flag: &str, values: &[String]) -> Result<Vec<(String, String)>> {
@@ -310,6 +325,7 @@ fn run_config(a: RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunCon
         start_retries: a.start_retries,
         wait_for_running: a.wait_for_running,
         run_id,
+        group: None,
         follow: follow_config(a.follow, env)?,
     })
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod deploy;
 pub mod duration;
 pub mod error;
 pub mod fleet;
@@ -17,6 +18,7 @@ pub mod identity;
 pub mod logging;
 pub mod migrate;
 pub mod output;
+pub mod progress;
 pub mod project;
 pub mod redact;
 pub mod shutdown;
@@ -73,6 +75,9 @@ pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result
         Job::DbCheck { cfg, source } => {
             commands::db::check::run(&cfg, source.as_deref(), shutdown, out).await
         }
+        Job::Deploy(cfg) => commands::deploy::run(&cfg, shutdown, out).await,
+        Job::Rollback(cfg) => commands::rollback::run(&cfg, shutdown, out).await,
+        Job::ConfigCheck(env) => commands::config::check::run(&env, out),
     }
 }
 

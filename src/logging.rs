@@ -40,7 +40,7 @@ impl Write for Line {
         // tracing-subscriber formats a whole event into one buffer and writes it at once,
         // so a secret is never split across two calls.
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(redact::redact(&text).as_bytes())?;
+        crate::progress::suspend(|| std::io::stderr().write_all(redact::redact(&text).as_bytes()))?;
         Ok(buf.len())
     }
 

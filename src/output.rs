@@ -126,6 +126,33 @@ pub enum Event {
         message: String,
         hint: Option<String>,
     },
+    /// A deploy phase started or ended (`state`: started, succeeded, failed, skipped).
+    Phase {
+        phase: String,
+        state: &'static str,
+        message: String,
+    },
+    /// `deploy --dry-run`: one thing the deploy would do (`action`: register, reuse, run,
+    /// update, unchanged), with the task definition diff for `register`.
+    Planned {
+        action: &'static str,
+        target: String,
+        detail: Option<String>,
+    },
+    /// A service rollout changed state.
+    Rollout {
+        service: String,
+        deployment_id: Option<String>,
+        state: String,
+        message: String,
+    },
+    /// A new service event, or the stopped reason of one of the new deployment's tasks.
+    ServiceMessage {
+        service: String,
+        message: String,
+    },
+    /// The end of a deploy or rollback.
+    DeploySummary(crate::deploy::report::DeployRecord),
 }
 
 /// Where results go: stdout, or (in tests) a list of lines.
@@ -133,17 +160,35 @@ pub enum Event {
 pub struct Reporter {
     format: OutputFormat,
     captured: Option<Arc<Mutex<Vec<String>>>>,
+    /// Put before every log line's container (a shard of a tenant run: `tenants 2/4`).
+    prefix: Option<String>,
 }
 
 impl Reporter {
     pub fn new(format: OutputFormat) -> Self {
-        Reporter { format, captured: None }
+        Reporter { format, captured: None, prefix: None }
     }
 
     /// A reporter that keeps its lines instead of printing them.
     pub fn capturing(format: OutputFormat) -> (Self, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
-        (Reporter { format, captured: Some(lines.clone()) }, lines)
+        (Reporter { format, captured: Some(lines.clone()), prefix: None }, lines)
+    }
+
+    /// The same reporter, labelling log lines with `prefix` (tasks followed side by side).
+    pub fn prefixed(&self, prefix: &str) -> Reporter {
+        Reporter { prefix: Some(prefix.to_string()), ..self.clone() }
+    }
+
+    /// A line printed as is: a CI workflow command. On stdout in text mode; on stderr with
+    /// `--output json`, so stdout stays one JSON object per line.
+    pub fn raw(&self, line: &str) {
+        if self.format == OutputFormat::Json && self.captured.is_none() {
+            let line = redact::redact(line);
+            crate::progress::suspend(|| eprintln!("{line}"));
+        } else {
+            self.print_line(line);
+        }
     }
 
     pub fn format(&self) -> OutputFormat {
@@ -169,13 +214,15 @@ impl Reporter {
         if lines.is_empty() {
             return;
         }
+        let label = match (&self.prefix, container) {
+            (Some(p), Some(c)) => Some(format!("{p} {c}")),
+            (Some(p), None) => Some(p.clone()),
+            (None, c) => c.map(str::to_string),
+        };
         let mut batch = String::new();
         for (timestamp, message) in lines {
-            let event = Event::Log {
-                container: container.map(str::to_string),
-                timestamp: *timestamp,
-                message: message.clone(),
-            };
+            let event =
+                Event::Log { container: label.clone(), timestamp: *timestamp, message: message.clone() };
             if let Some(line) = self.format_event(&event) {
                 batch.push_str(&line);
                 batch.push('\n');
@@ -199,10 +246,12 @@ impl Reporter {
             lines.extend(line.lines().map(str::to_string));
             return;
         }
-        let mut out = std::io::stdout().lock();
-        // A closed pipe (`| head`) is not our failure; nothing useful to do about it.
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        crate::progress::suspend(|| {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not our failure; nothing useful to do about it.
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        });
     }
 }
 
@@ -307,5 +356,16 @@ fn text(event: &Event) -> Option<String> {
         Event::Summary { message, .. } => message.clone(),
         // Errors go to stderr in text mode (main prints them).
         Event::Error { .. } => return None,
+        // Progress goes to stderr in text mode, like a task's.
+        Event::Phase { .. } | Event::Rollout { .. } | Event::ServiceMessage { .. } => return None,
+        Event::Planned { action, target, detail } => {
+            let mut s = format!("{action:<10} {target}");
+            if let Some(detail) = detail {
+                s.push('\n');
+                s.push_str(detail.trim_end());
+            }
+            s
+        }
+        Event::DeploySummary(record) => crate::deploy::report::text_summary(record),
     })
 }

@@ -5,6 +5,7 @@
 //! the same file works from a laptop at the repo root and in CI. Unknown keys are errors, not
 //! warnings: a typo in `tenants_query` must not silently migrate every tenant.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -26,6 +27,55 @@ pub const DEFAULT_PROVISION_SQL: &str =
 pub struct ProjectFile {
     #[serde(default)]
     pub migrations: MigrationsSection,
+    /// Deploy environments: `[env.staging]`, `[env.production]`.
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvSection>,
+}
+
+/// `[env.NAME]`: where and what `shipgate deploy --env NAME` deploys.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSection {
+    /// AWS region [default: the environment's or profile's].
+    pub region: Option<String>,
+    pub cluster: Option<String>,
+    /// Copy the migration task's network (and capacity) from this service.
+    pub network_from_service: Option<String>,
+    pub subnets: Option<Vec<String>>,
+    pub security_groups: Option<Vec<String>>,
+    pub assign_public_ip: Option<bool>,
+    /// Run the migration task on this capacity provider (e.g. FARGATE_SPOT).
+    pub capacity_provider: Option<String>,
+    pub platform_version: Option<String>,
+    pub migration_task: Option<MigrationTaskSection>,
+    #[serde(default)]
+    pub services: Vec<ServiceSection>,
+    /// Fargate tasks the tenant migration is split across.
+    pub tenant_shards: Option<u32>,
+    /// Whether a tenant run follows the master one [default: when the project has a tenant set].
+    pub tenants: Option<bool>,
+    /// Template variables for this environment (`--vars-file` and `--var` win).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// `migration_task = { template = "...", container = "..." }`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationTaskSection {
+    pub template: PathBuf,
+    /// The container whose exit decides [default: the only essential one].
+    pub container: Option<String>,
+    /// Stop a migration task after this long (e.g. "2h") [default: no limit].
+    pub timeout: Option<String>,
+}
+
+/// One entry of `services = [...]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    pub name: String,
+    pub template: PathBuf,
 }
 
 /// `[migrations]`.
@@ -50,7 +100,8 @@ pub struct Project {
 }
 
 impl Project {
-    fn base(&self) -> &Path {
+    /// The folder the file's paths are relative to.
+    pub fn base(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
     }
 }
@@ -65,7 +116,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ProjectFile> {
             format!(":{line}:{col}")
         });
         Error::input(format!("{}{}: {}", path.display(), at.unwrap_or_default(), e.message().trim_end()))
-            .hint("the keys of [migrations] are master, tenant, tenants_query and provision_sql (see the README)")
+            .hint("see the README's shipgate.toml reference for the keys of [migrations] and [env.NAME]")
     })
 }
 

@@ -23,6 +23,7 @@ use aws_smithy_types::body::SdkBody;
 use serde_json::Value;
 
 use super::error::{Failure, describe, failure};
+use crate::deploy::view::{DeploymentView, ServiceEvent, ServiceView};
 use crate::error::{Error, Result};
 use crate::task::spec::{Placement, RunSpec};
 use crate::task::view::{ContainerView, TaskView};
@@ -171,12 +172,23 @@ pub async fn stop_task(ecs: &Client, cluster: &str, arn: &str, reason: &str) -> 
 
 /// Tasks in the cluster started with `started_by` that are still meant to run.
 pub async fn in_flight(ecs: &Client, cluster: &str, started_by: &str) -> Result<Vec<TaskView>> {
+    tasks_started_by(ecs, cluster, started_by, DesiredStatus::Running).await
+}
+
+/// Tasks in the cluster started with `started_by` (a service's tasks carry their deployment
+/// id) with the given desired status.
+pub async fn tasks_started_by(
+    ecs: &Client,
+    cluster: &str,
+    started_by: &str,
+    status: DesiredStatus,
+) -> Result<Vec<TaskView>> {
     let mut arns = Vec::new();
     let mut pages = ecs
         .list_tasks()
         .cluster(cluster)
         .started_by(started_by)
-        .desired_status(DesiredStatus::Running)
+        .desired_status(status)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
@@ -335,4 +347,134 @@ pub async fn service_placement(ecs: &Client, cluster: &str, service: &str) -> Re
             .collect(),
         platform_version: s.platform_version().filter(|v| *v != "LATEST").map(str::to_string),
     })
+}
+
+/// Copy a described service into plain data.
+pub fn service_view(s: &aws_sdk_ecs::types::Service) -> ServiceView {
+    ServiceView {
+        name: s.service_name().unwrap_or_default().to_string(),
+        arn: s.service_arn().unwrap_or_default().to_string(),
+        status: s.status().unwrap_or_default().to_string(),
+        task_definition: s.task_definition().unwrap_or_default().to_string(),
+        desired: s.desired_count(),
+        running: s.running_count(),
+        deployments: s
+            .deployments()
+            .iter()
+            .map(|d| DeploymentView {
+                id: d.id().unwrap_or_default().to_string(),
+                status: d.status().unwrap_or_default().to_string(),
+                task_definition: d.task_definition().unwrap_or_default().to_string(),
+                rollout_state: d.rollout_state().map(|r| r.as_str().to_string()),
+                rollout_state_reason: d.rollout_state_reason().map(str::to_string),
+                desired: d.desired_count(),
+                running: d.running_count(),
+                pending: d.pending_count(),
+                failed_tasks: d.failed_tasks(),
+                created_at: time(d.created_at()),
+            })
+            .collect(),
+        events: s
+            .events()
+            .iter()
+            .map(|e| ServiceEvent {
+                id: e.id().unwrap_or_default().to_string(),
+                at: time(e.created_at()),
+                message: e.message().unwrap_or_default().to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// `DescribeServices` for one service; `None` when the cluster has no such service.
+pub async fn describe_service(
+    ecs: &Client,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<ServiceView>, Failure> {
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(name)
+        .send()
+        .await
+        .map_err(|e| failure("ecs:DescribeServices", &e))?;
+    Ok(out.services().iter().find(|s| s.status() != Some("INACTIVE")).map(service_view))
+}
+
+/// `UpdateService`: a new task definition and/or desired count; returns the service as
+/// updated (its PRIMARY deployment is the one this call started).
+pub async fn update_service(
+    ecs: &Client,
+    cluster: &str,
+    name: &str,
+    task_definition: Option<&str>,
+    desired: Option<i32>,
+) -> Result<ServiceView> {
+    let out = ecs
+        .update_service()
+        .cluster(cluster)
+        .service(name)
+        .set_task_definition(task_definition.map(str::to_string))
+        .set_desired_count(desired)
+        .send()
+        .await
+        .map_err(|e| describe("ecs:UpdateService", &e))?;
+    out.service()
+        .map(service_view)
+        .ok_or_else(|| Error::failed(format!("ecs:UpdateService returned no service for `{name}`")))
+}
+
+/// The newest service deployment of a service created at or after `since`
+/// (`ListServiceDeployments`); `None` when there is none yet.
+pub async fn service_deployment_since(
+    ecs: &Client,
+    cluster: &str,
+    service: &str,
+    since: SystemTime,
+) -> Result<Option<String>, Failure> {
+    let created = aws_sdk_ecs::types::CreatedAt::builder().after(DateTime::from(since)).build();
+    let out = ecs
+        .list_service_deployments()
+        .cluster(cluster)
+        .service(service)
+        .created_at(created)
+        .send()
+        .await
+        .map_err(|e| failure("ecs:ListServiceDeployments", &e))?;
+    let newest =
+        out.service_deployments().iter().max_by_key(|d| d.created_at().map(|t| (t.secs(), t.subsec_nanos())));
+    Ok(newest.and_then(|d| d.service_deployment_arn()).map(str::to_string))
+}
+
+/// The status of a service deployment (`DescribeServiceDeployments`), e.g. ROLLBACK_IN_PROGRESS.
+pub async fn service_deployment_status(ecs: &Client, arn: &str) -> Result<Option<String>, Failure> {
+    let out = ecs
+        .describe_service_deployments()
+        .service_deployment_arns(arn)
+        .send()
+        .await
+        .map_err(|e| failure("ecs:DescribeServiceDeployments", &e))?;
+    Ok(out.service_deployments().first().and_then(|d| d.status()).map(|s| s.as_str().to_string()))
+}
+
+/// The ACTIVE revisions of a task definition family, newest first.
+pub async fn revisions(ecs: &Client, family: &str) -> Result<Vec<String>> {
+    let mut arns = Vec::new();
+    let mut pages = ecs
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .sort(aws_sdk_ecs::types::SortOrder::Desc)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| describe("ecs:ListTaskDefinitions", &e))?;
+        arns.extend(page.task_definition_arns().iter().cloned());
+    }
+    // The prefix matches other families too (`api` and `api-worker`).
+    arns.retain(|a| crate::task::view::family_of(a) == family);
+    // Emulators ignore `sort`; the revision number decides.
+    arns.sort_by_key(|a| std::cmp::Reverse(a.rsplit(':').next().and_then(|r| r.parse::<u32>().ok())));
+    Ok(arns)
 }

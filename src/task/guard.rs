@@ -14,6 +14,9 @@ use super::view::TaskView;
 pub const TOKEN_TAG: &str = "shipgate:client-token";
 /// Tag that carries the run id (GitHub run and attempt, or `--run-id`).
 pub const RUN_ID_TAG: &str = "shipgate:run-id";
+/// Tag shared by the tasks one deploy starts together (the shards of a tenant run): they
+/// are siblings, not a concurrent deploy.
+pub const GROUP_TAG: &str = "shipgate:group";
 
 /// What the in-flight tasks mean for a new run.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +31,14 @@ pub enum Guard<'a> {
 
 /// Decide from the tasks `ListTasks(startedBy, desiredStatus=RUNNING)` returned.
 /// `cluster` is a name or an ARN; `ListTasks` filters by it, but emulators match loosely.
-pub fn check<'a>(in_flight: &'a [TaskView], cluster: &str, family: &str, token: &str) -> Guard<'a> {
+/// Tasks tagged with `group` (when given) are this run's siblings and ignored.
+pub fn check<'a>(
+    in_flight: &'a [TaskView],
+    cluster: &str,
+    family: &str,
+    token: &str,
+    group: Option<&str>,
+) -> Guard<'a> {
     let cluster_name = cluster.rsplit('/').next().unwrap_or(cluster);
     let tasks: Vec<&TaskView> = in_flight
         .iter()
@@ -36,6 +46,7 @@ pub fn check<'a>(in_flight: &'a [TaskView], cluster: &str, family: &str, token: 
             t.family() == family
                 && !t.stopped()
                 && (t.cluster_arn.is_empty() || t.cluster_arn.rsplit('/').next() == Some(cluster_name))
+                && (group.is_none() || t.tag(GROUP_TAG) != group || t.tag(TOKEN_TAG) == Some(token))
         })
         .collect();
     if let Some(ours) = tasks.iter().find(|t| t.tag(TOKEN_TAG) == Some(token)) {
@@ -81,14 +92,19 @@ mod tests {
         let app = task("t/app", "api", "RUNNING", "prod", None);
         let done = task("t/done", "migrate", "STOPPED", "prod", None);
         let elsewhere = task("t/else", "migrate", "RUNNING", "prod-eu", None);
-        let cases: Vec<(Vec<TaskView>, &str)> = vec![
-            (vec![], "clear"),
-            (vec![app.clone(), done.clone(), elsewhere.clone()], "clear"),
-            (vec![other.clone()], "busy t/other"),
-            (vec![other.clone(), ours.clone()], "ours t/ours"),
+        let mut sibling = task("t/sibling", "migrate", "RUNNING", "prod", Some("tok-c"));
+        sibling.tags.push((GROUP_TAG.into(), "gh-1-1/tenants".into()));
+        let cases: Vec<(Vec<TaskView>, Option<&str>, &str)> = vec![
+            (vec![], None, "clear"),
+            (vec![app.clone(), done.clone(), elsewhere.clone()], None, "clear"),
+            (vec![other.clone()], None, "busy t/other"),
+            (vec![other.clone(), ours.clone()], None, "ours t/ours"),
+            (vec![sibling.clone()], Some("gh-1-1/tenants"), "clear"),
+            (vec![sibling.clone()], Some("gh-1-2/tenants"), "busy t/sibling"),
+            (vec![sibling.clone()], None, "busy t/sibling"),
         ];
-        for (tasks, expected) in cases {
-            let got = match check(&tasks, "prod", "migrate", "tok-a") {
+        for (tasks, group, expected) in cases {
+            let got = match check(&tasks, "prod", "migrate", "tok-a", group) {
                 Guard::Clear => "clear".to_string(),
                 Guard::Ours(t) => format!("ours {}", t.arn),
                 Guard::Busy(t) => format!("busy {}", t.arn),

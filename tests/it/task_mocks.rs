@@ -43,6 +43,7 @@ fn config() -> RunConfig {
         start_retries: 0,
         wait_for_running: false,
         run_id: "test-run".into(),
+        group: None,
         follow: FollowConfig {
             container: None,
             options: FollowOptions {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 use crate::task::follow::{self, FollowOptions};
-use crate::task::guard::{self, Guard, RUN_ID_TAG, TOKEN_TAG};
+use crate::task::guard::{self, GROUP_TAG, Guard, RUN_ID_TAG, TOKEN_TAG};
 use crate::task::spec::{Placement, RunSpec};
 use crate::task::view::{TaskView, family_of};
 use crate::taskdef::{self, ContainerInfo};
@@ -50,7 +50,51 @@ pub async fn run_with(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let watched = super::watched_container(containers, cfg.follow.container.as_deref(), td_arn)?;
+    run_followed(aws, cfg, td_arn, containers, shutdown, out).await.result
+}
+
+/// A run's result and the last task it followed (none when no task was started).
+#[derive(Debug)]
+pub struct Launch {
+    pub task: Option<TaskView>,
+    pub watched: Option<String>,
+    pub result: Result<()>,
+}
+
+/// [`run_with`], keeping the task for the caller's record (`deploy`'s summary).
+pub async fn run_followed(
+    aws: &Aws,
+    cfg: &RunConfig,
+    td_arn: &str,
+    containers: &[ContainerInfo],
+    shutdown: &Shutdown,
+    out: &Reporter,
+) -> Launch {
+    let mut last = None;
+    let (watched, result) =
+        match super::watched_container(containers, cfg.follow.container.as_deref(), td_arn) {
+            Ok(w) => {
+                let result =
+                    start_and_follow(aws, cfg, td_arn, containers, &w, shutdown, out, &mut last).await;
+                (Some(w), result)
+            }
+            Err(e) => (None, Err(e)),
+        };
+    Launch { task: last, watched, result }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_and_follow(
+    aws: &Aws,
+    cfg: &RunConfig,
+    td_arn: &str,
+    containers: &[ContainerInfo],
+    watched: &str,
+    shutdown: &Shutdown,
+    out: &Reporter,
+    last: &mut Option<TaskView>,
+) -> Result<()> {
+    let watched = watched.to_string();
     let mut overrides = cfg.overrides.clone();
     overrides.container = watched.clone();
     let placement = placement(aws, cfg).await?;
@@ -59,7 +103,7 @@ pub async fn run_with(
     let token = |attempt| guard::client_token(td_arn, &overrides.fingerprint(), &cfg.run_id, attempt);
 
     let in_flight = ecs::in_flight(&aws.ecs, &cfg.cluster, &cfg.started_by).await?;
-    match guard::check(&in_flight, &cfg.cluster, family, &token(0)) {
+    match guard::check(&in_flight, &cfg.cluster, family, &token(0), cfg.group.as_deref()) {
         Guard::Clear => {}
         Guard::Ours(task) => {
             tracing::info!(
@@ -67,7 +111,10 @@ pub async fn run_with(
                 cfg.run_id,
                 task.arn
             );
-            return follow_to_verdict(aws, cfg, &task.arn, containers, &watched, shutdown, out).await;
+            let followed =
+                follow::follow(aws, &cfg.cluster, &task.arn, containers, opts, shutdown, out).await?;
+            *last = Some(followed.task.clone());
+            return super::verdict(&followed, &watched, cfg.follow.exit_code, opts.timeout, out);
         }
         Guard::Busy(task) if cfg.wait_for_running => {
             tracing::warn!(
@@ -124,6 +171,7 @@ pub async fn run_with(
             return Ok(());
         }
         let followed = follow::follow(aws, &cfg.cluster, &task.arn, containers, opts, shutdown, out).await?;
+        *last = Some(followed.task.clone());
         if let Some(outcome) = super::retry_start(&followed, &watched)
             && attempt < cfg.start_retries
         {
@@ -138,20 +186,6 @@ pub async fn run_with(
         }
         return super::verdict(&followed, &watched, cfg.follow.exit_code, opts.timeout, out);
     }
-}
-
-async fn follow_to_verdict(
-    aws: &Aws,
-    cfg: &RunConfig,
-    arn: &str,
-    containers: &[ContainerInfo],
-    watched: &str,
-    shutdown: &Shutdown,
-    out: &Reporter,
-) -> Result<()> {
-    let followed =
-        follow::follow(aws, &cfg.cluster, arn, containers, &cfg.follow.options, shutdown, out).await?;
-    super::verdict(&followed, watched, cfg.follow.exit_code, cfg.follow.options.timeout, out)
 }
 
 fn busy(task: &TaskView, cluster: &str) -> Error {
@@ -173,6 +207,9 @@ fn tags(cfg: &RunConfig, token: &str) -> Vec<(String, String)> {
     let mut tags = cfg.tags.clone();
     tags.push((TOKEN_TAG.into(), token.into()));
     tags.push((RUN_ID_TAG.into(), cfg.run_id.clone()));
+    if let Some(group) = &cfg.group {
+        tags.push((GROUP_TAG.into(), group.clone()));
+    }
     tags
 }
 

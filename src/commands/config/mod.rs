@@ -1,0 +1,3 @@
+//! `shipgate config …`: checks of shipgate.toml that need no AWS.
+
+pub mod check;

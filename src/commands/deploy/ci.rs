@@ -1,0 +1,100 @@
+//! Where a deploy reports besides stdout: GitHub Actions workflow commands (log groups,
+//! masks, the error annotation), the step summary and step outputs, and the terminal spinner.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::config::deploy::{CiConfig, EnvConfig, secret_like};
+use crate::deploy::report::{self, DeployRecord};
+use crate::error::Result;
+use crate::output::{Event, Reporter};
+use crate::progress;
+
+pub struct Ci {
+    cfg: CiConfig,
+    out: Reporter,
+    started: Instant,
+}
+
+impl Ci {
+    pub fn new(cfg: &CiConfig, out: &Reporter) -> Ci {
+        Ci { cfg: cfg.clone(), out: out.clone(), started: Instant::now() }
+    }
+
+    /// Mask every secret-looking template variable in the CI log before anything is printed.
+    pub fn mask_variables(&self, env: &EnvConfig) {
+        for (_, source) in env.templates() {
+            for (name, value) in source.vars.iter().chain(&source.defaults) {
+                if secret_like(name) && !value.is_empty() {
+                    crate::redact::register(value);
+                    if self.cfg.github {
+                        // Printed as is: the runner must see the value to mask it.
+                        for line in value.lines() {
+                            println!("::add-mask::{line}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A phase starts: a collapsible log group in Actions, the spinner on a terminal.
+    pub fn group(&self, title: &str) {
+        if self.cfg.github {
+            self.out.raw(&format!("::group::{title}"));
+        }
+        if self.cfg.progress {
+            progress::phase(title);
+        }
+        self.out.emit(&Event::Phase { phase: title.to_string(), state: "started", message: String::new() });
+        tracing::info!("── {title}");
+    }
+
+    pub fn end_group(&self, title: &str, ok: bool, message: &str) {
+        if self.cfg.github {
+            self.out.raw("::endgroup::");
+        }
+        progress::clear();
+        let state = if ok { "succeeded" } else { "failed" };
+        self.out.emit(&Event::Phase { phase: title.to_string(), state, message: message.to_string() });
+    }
+
+    /// The end: the summary event, the step summary and outputs, and the error annotation.
+    pub fn finish(&self, record: &mut DeployRecord, result: &Result<()>) {
+        progress::clear();
+        record.duration_ms = self.started.elapsed().as_millis();
+        record.succeeded = result.is_ok();
+        if let Err(e) = result {
+            record.message = e.message().to_string();
+        }
+        self.out.emit(&Event::DeploySummary(record.clone()));
+        if !self.cfg.github {
+            return;
+        }
+        if let Err(e) = result {
+            self.out.raw(&report::error_annotation(
+                &format!("shipgate {} {}", record.command, record.env),
+                &e.to_string(),
+            ));
+        }
+        if let Some(path) = &self.cfg.step_summary {
+            append(path, &crate::redact::redact(&report::step_summary(record)), "GITHUB_STEP_SUMMARY");
+        }
+        if let Some(path) = &self.cfg.outputs {
+            append(path, &report::output_lines(&report::outputs(record)), "GITHUB_OUTPUT");
+        }
+    }
+}
+
+/// Append to a file the runner reads; failing to is worth a warning, not a failed deploy.
+fn append(path: &Path, text: &str, what: &str) {
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!("cannot write {what} ({}): {e}", path.display());
+    }
+}

@@ -1,0 +1,346 @@
+//! What a deploy tells CI: the record of each phase, GitHub Actions workflow commands, the
+//! step summary (Markdown), step outputs, and AWS console links. Pure text; the command
+//! writes it where `GITHUB_STEP_SUMMARY` / `GITHUB_OUTPUT` point.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::view::revision_name;
+
+/// A task definition this deploy registered or reused.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskDefRecord {
+    /// `migration`, or the service name.
+    pub role: String,
+    pub family: String,
+    pub task_definition_arn: String,
+    pub new: bool,
+}
+
+/// One migration task (master, tenants, or one shard of tenants).
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    pub phase: String,
+    pub task_arn: Option<String>,
+    pub succeeded: bool,
+    pub outcome: String,
+    pub exit_code: Option<i32>,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    pub duration_ms: Option<u128>,
+    /// (group, stream, region) of the watched container's log.
+    pub log: Option<(String, String, String)>,
+}
+
+/// One service rollout.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceRecord {
+    pub service: String,
+    pub task_definition_arn: String,
+    pub previous_task_definition_arn: String,
+    pub deployment_id: Option<String>,
+    pub succeeded: bool,
+    pub result: String,
+    pub duration_ms: u128,
+}
+
+/// Everything a deploy did, for the summary, the outputs and `--output json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeployRecord {
+    pub command: &'static str,
+    pub env: String,
+    pub cluster: String,
+    pub region: String,
+    pub dry_run: bool,
+    pub task_definitions: Vec<TaskDefRecord>,
+    pub tasks: Vec<TaskRecord>,
+    pub services: Vec<ServiceRecord>,
+    /// Services put back on their previous task definition after a failure.
+    pub rollbacks: Vec<ServiceRecord>,
+    pub succeeded: bool,
+    pub message: String,
+    pub duration_ms: u128,
+}
+
+/// Escape a workflow command's message (GitHub's rules: `%`, CR and LF).
+pub fn escape(text: &str) -> String {
+    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// `::error title=...::message`.
+pub fn error_annotation(title: &str, message: &str) -> String {
+    let title = escape(title).replace(':', "%3A").replace(',', "%2C");
+    format!("::error title={title}::{}", escape(message))
+}
+
+/// The console page of a task.
+pub fn task_url(region: &str, cluster: &str, task_arn: &str) -> String {
+    let cluster = cluster.rsplit('/').next().unwrap_or(cluster);
+    let id = task_arn.rsplit('/').next().unwrap_or(task_arn);
+    format!("https://{region}.console.aws.amazon.com/ecs/v2/clusters/{cluster}/tasks/{id}?region={region}")
+}
+
+/// The console page of a log stream. The console double-encodes path parts (`/` is `$252F`).
+pub fn log_url(region: &str, group: &str, stream: &str) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+            .replace('%', "$25")
+    };
+    format!(
+        "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/{}/log-events/{}",
+        enc(group),
+        enc(stream)
+    )
+}
+
+/// A measured duration: `12.3s`, `4m05s`.
+pub fn elapsed(ms: u128) -> String {
+    if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+fn ms(d: Option<u128>) -> String {
+    d.map_or("–".into(), elapsed)
+}
+
+/// The closing lines of a deploy in text mode.
+pub fn text_summary(r: &DeployRecord) -> String {
+    let mut s = format!(
+        "{} {} {} in {}: {}",
+        r.command,
+        r.env,
+        if r.succeeded { "succeeded" } else { "FAILED" },
+        elapsed(r.duration_ms),
+        r.message
+    );
+    for t in &r.tasks {
+        let task = t
+            .task_arn
+            .as_deref()
+            .map_or("not started".to_string(), |a| format!("task {}", a.rsplit('/').next().unwrap_or(a)));
+        s.push_str(&format!("\n  migration {:<14} {} ({task}, {})", t.phase, t.outcome, ms(t.duration_ms)));
+    }
+    for (what, list) in [("service", &r.services), ("rolled back", &r.rollbacks)] {
+        for v in list {
+            s.push_str(&format!(
+                "\n  {what} {:<12} {} ({} -> {}{}, {})",
+                v.service,
+                v.result,
+                revision_name(&v.previous_task_definition_arn),
+                revision_name(&v.task_definition_arn),
+                v.deployment_id.as_deref().map_or(String::new(), |d| format!(", deployment {d}")),
+                elapsed(v.duration_ms)
+            ));
+        }
+    }
+    s
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The Markdown written to `$GITHUB_STEP_SUMMARY`.
+pub fn step_summary(r: &DeployRecord) -> String {
+    let mut s = format!(
+        "## shipgate {} `{}` {}\n\n{}\n\n",
+        r.command,
+        r.env,
+        if r.succeeded { "✅" } else { "❌" },
+        cell(&r.message)
+    );
+    s.push_str(&format!(
+        "Cluster `{}` in `{}`, {} in all.\n\n",
+        r.cluster,
+        r.region,
+        ms(Some(r.duration_ms))
+    ));
+    if !r.task_definitions.is_empty() {
+        s.push_str("### Task definitions\n\n| for | task definition | |\n|---|---|---|\n");
+        for t in &r.task_definitions {
+            let what = if t.new { "registered" } else { "unchanged, reused" };
+            s.push_str(&format!("| {} | `{}` | {what} |\n", t.role, revision_name(&t.task_definition_arn)));
+        }
+        s.push('\n');
+    }
+    if !r.tasks.is_empty() {
+        s.push_str(
+            "### Migrations\n\n| phase | task | duration | exit code | result | stop reason | logs |\n",
+        );
+        s.push_str("|---|---|---|---|---|---|---|\n");
+        for t in &r.tasks {
+            let task = match &t.task_arn {
+                Some(arn) => format!(
+                    "[{}]({})",
+                    arn.rsplit('/').next().unwrap_or(arn),
+                    task_url(&r.region, &r.cluster, arn)
+                ),
+                None => "not started".into(),
+            };
+            let logs = match &t.log {
+                Some((group, stream, region)) => format!("[log stream]({})", log_url(region, group, stream)),
+                None => "–".into(),
+            };
+            s.push_str(&format!(
+                "| {} | {task} | {} | {} | {} {} | {} | {logs} |\n",
+                t.phase,
+                ms(t.duration_ms),
+                t.exit_code.map_or("–".into(), |c| c.to_string()),
+                if t.succeeded { "✅" } else { "❌" },
+                cell(&t.outcome),
+                cell(t.stopped_reason.as_deref().unwrap_or("–")),
+            ));
+        }
+        s.push('\n');
+    }
+    for (title, list) in [("Service rollouts", &r.services), ("Rolled back", &r.rollbacks)] {
+        if list.is_empty() {
+            continue;
+        }
+        s.push_str(&format!(
+            "### {title}\n\n| service | task definition | deployment | duration | result |\n"
+        ));
+        s.push_str("|---|---|---|---|---|\n");
+        for v in list {
+            s.push_str(&format!(
+                "| {} | `{}` → `{}` | {} | {} | {} {} |\n",
+                v.service,
+                revision_name(&v.previous_task_definition_arn),
+                revision_name(&v.task_definition_arn),
+                v.deployment_id.as_deref().map_or("–".to_string(), |d| format!("`{d}`")),
+                ms(Some(v.duration_ms)),
+                if v.succeeded { "✅" } else { "❌" },
+                cell(&v.result),
+            ));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The step outputs (`$GITHUB_OUTPUT`), in a stable order.
+pub fn outputs(r: &DeployRecord) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(first) = r.tasks.first() {
+        out.push(("migration-task-arn".into(), first.task_arn.clone().unwrap_or_default()));
+        // The exit code of the first failed task, else of the first task.
+        let decisive = r.tasks.iter().find(|t| !t.succeeded).unwrap_or(first);
+        out.push(("migration-exit-code".into(), decisive.exit_code.map_or(String::new(), |c| c.to_string())));
+        let all: Vec<&str> = r.tasks.iter().filter_map(|t| t.task_arn.as_deref()).collect();
+        out.push(("migration-task-arns".into(), all.join(",")));
+    }
+    for t in &r.task_definitions {
+        let name = if t.role == "migration" {
+            "migration-task-definition-arn".to_string()
+        } else {
+            format!("task-definition-arn-{}", output_name(&t.role))
+        };
+        out.push((name, t.task_definition_arn.clone()));
+    }
+    if !r.services.is_empty() {
+        let ids: BTreeMap<&str, &str> = r
+            .services
+            .iter()
+            .filter_map(|s| Some((s.service.as_str(), s.deployment_id.as_deref()?)))
+            .collect();
+        out.push(("deployment-ids".into(), serde_json::to_string(&ids).expect("strings serialize")));
+    }
+    out.push(("result".into(), if r.succeeded { "success" } else { "failure" }.into()));
+    out
+}
+
+/// An output name GitHub accepts: letters, digits, `-` and `_`.
+fn output_name(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect()
+}
+
+/// `name=value` lines for `$GITHUB_OUTPUT`.
+pub fn output_lines(outputs: &[(String, String)]) -> String {
+    outputs.iter().map(|(k, v)| format!("{k}={}\n", v.replace('\n', " "))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflow_commands_are_escaped() {
+        assert_eq!(escape("50% done\nnext"), "50%25 done%0Anext");
+        assert_eq!(
+            error_annotation("deploy: migrations", "task abc failed\nexit 1"),
+            "::error title=deploy%3A migrations::task abc failed%0Aexit 1"
+        );
+    }
+
+    #[test]
+    fn console_links() {
+        assert_eq!(
+            task_url(
+                "eu-west-1",
+                "arn:aws:ecs:eu-west-1:1:cluster/prod",
+                "arn:aws:ecs:eu-west-1:1:task/prod/abc123"
+            ),
+            "https://eu-west-1.console.aws.amazon.com/ecs/v2/clusters/prod/tasks/abc123?region=eu-west-1"
+        );
+        assert_eq!(
+            log_url("us-east-1", "/ecs/app", "db/migrate/abc"),
+            "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logsV2:log-groups/log-group/$252Fecs$252Fapp/log-events/db$252Fmigrate$252Fabc"
+        );
+    }
+
+    #[test]
+    fn outputs_name_the_decisive_task_and_every_service() {
+        let task = |arn: &str, ok: bool, code: i32| TaskRecord {
+            phase: "x".into(),
+            task_arn: Some(arn.into()),
+            succeeded: ok,
+            outcome: String::new(),
+            exit_code: Some(code),
+            stop_code: None,
+            stopped_reason: None,
+            duration_ms: None,
+            log: None,
+        };
+        let svc = |name: &str, id: &str| ServiceRecord {
+            service: name.into(),
+            task_definition_arn: String::new(),
+            previous_task_definition_arn: String::new(),
+            deployment_id: Some(id.into()),
+            succeeded: true,
+            result: String::new(),
+            duration_ms: 0,
+        };
+        let r = DeployRecord {
+            tasks: vec![task("t/master", true, 0), task("t/s1", true, 0), task("t/s2", false, 4)],
+            task_definitions: vec![
+                TaskDefRecord {
+                    role: "migration".into(),
+                    family: "m".into(),
+                    task_definition_arn: "m:1".into(),
+                    new: true,
+                },
+                TaskDefRecord {
+                    role: "api.v2".into(),
+                    family: "a".into(),
+                    task_definition_arn: "a:3".into(),
+                    new: false,
+                },
+            ],
+            services: vec![svc("worker", "ecs-svc/2"), svc("api.v2", "ecs-svc/1")],
+            succeeded: false,
+            ..DeployRecord::default()
+        };
+        let text = output_lines(&outputs(&r));
+        assert_eq!(
+            text,
+            "migration-task-arn=t/master\nmigration-exit-code=4\nmigration-task-arns=t/master,t/s1,t/s2\n\
+             migration-task-definition-arn=m:1\ntask-definition-arn-api-v2=a:3\n\
+             deployment-ids={\"api.v2\":\"ecs-svc/1\",\"worker\":\"ecs-svc/2\"}\nresult=failure\n"
+        );
+    }
+}
