@@ -287,9 +287,9 @@ pub async fn latest_revision(ecs: &Client, family: &str) -> Result<Option<(Strin
         }
         Err(e)
             if e.as_service_error().is_some_and(|s| {
-                use aws_sdk_ecs::error::ProvideErrorMetadata;
-                s.code() == Some("ClientException")
-                    && s.message().is_some_and(|m| m.contains("Unable to describe"))
+                use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionError;
+                matches!(s, DescribeTaskDefinitionError::ClientException(c)
+                    if c.message().is_some_and(|m| m.contains("Unable to describe")))
             }) =>
         {
             Ok(None)

@@ -1,6 +1,7 @@
 //! Integration tests: the real `shipgate` binary against a real PostgreSQL.
 
 mod credentials;
+mod deploy_mocks;
 mod migrate_basics;
 mod migrate_input;
 mod migrate_safety;
