@@ -83,11 +83,9 @@ pub fn task_url(region: &str, cluster: &str, task_arn: &str) -> String {
 
 /// The console page of a log stream. The console double-encodes path parts (`/` is `$252F`).
 pub fn log_url(region: &str, group: &str, stream: &str) -> String {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-            .to_string()
-            .replace('%', "$25")
-    };
+    const PART: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, PART).to_string().replace('%', "$25");
     format!(
         "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/{}/log-events/{}",
         enc(group),

@@ -2,6 +2,7 @@
 
 mod credentials;
 mod deploy_mocks;
+mod deploy_moto;
 mod migrate_basics;
 mod migrate_input;
 mod migrate_safety;

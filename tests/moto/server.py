@@ -14,6 +14,13 @@ decide, then stop the way Fargate stops them. This launcher patches moto's ECS b
   It then reports STOPPED with desiredStatus, stopCode, stoppedReason, stoppedAt and the
   container's exitCode, as ECS does.
 * StopTask gives stopCode UserInitiated and exit code 143 (a container that handles SIGTERM).
+* Services roll out as ECS rolls them: UpdateService with a new task definition adds a
+  PRIMARY deployment (IN_PROGRESS, the full task definition ARN) and makes the old ones
+  ACTIVE. At DescribeServices the new deployment settles as the file
+  $SHIPGATE_MOTO_CONTROL/service-<name>.json says: {"rollout": "COMPLETED"} (the default,
+  one second after the update) replaces the old deployments; {"rollout": "FAILED"} trips the
+  circuit breaker (FAILED, failedTasks, a PRIMARY rollback deployment to the previous task
+  definition). Plain moto keeps one static deployment whatever UpdateService says.
 * Every ECS and CloudWatch Logs call is appended to $SHIPGATE_MOTO_CONTROL/calls.log (one
   action name per line), so benchmarks can count API calls.
 
@@ -146,6 +153,86 @@ def stop_task(self, cluster_str, task_str, reason):
     return task
 
 
+original_update_service = ecs.EC2ContainerServiceBackend.update_service
+
+
+def new_deployment(service, task_definition_arn, state="IN_PROGRESS", suffix=""):
+    deployment_id = f"ecs-svc/{int(time.time() * 1e6)}{suffix}"
+    return {
+        "createdAt": now(),
+        "updatedAt": now(),
+        "desiredCount": service.desired_count,
+        "failedTasks": 0,
+        "id": deployment_id,
+        "launchType": service.launch_type,
+        "pendingCount": service.desired_count,
+        "rolloutState": state,
+        "rolloutStateReason": f"ECS deployment {deployment_id} in progress.",
+        "runningCount": 0,
+        "platformFamily": "FARGATE",
+        "status": "PRIMARY",
+        "taskDefinition": task_definition_arn,
+        "shipgate_started": time.time(),
+    }
+
+
+def update_service(self, service_properties):
+    record("ecs:UpdateService")
+    task_definition_str = service_properties.get("task_definition")
+    service = original_update_service(self, service_properties)
+    if task_definition_str:
+        arn = original_describe_task_definition(self, task_definition_str).arn
+        service.task_definition = arn
+        primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
+        if primary is None or primary["taskDefinition"] != arn:
+            for d in service.deployments:
+                d["status"] = "ACTIVE"
+            service.deployments.insert(0, new_deployment(service, arn))
+    return service
+
+
+def settle_service(service):
+    """Decide, at DescribeServices time, how an in-progress rollout went."""
+    primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
+    if primary is None or primary.get("rolloutState") != "IN_PROGRESS" or "shipgate_started" not in primary:
+        return
+    control = os.path.join(CONTROL, f"service-{service.name}.json") if CONTROL else ""
+    spec = {}
+    if control and os.path.exists(control):
+        with open(control) as f:
+            spec = json.load(f)
+    elif time.time() - primary["shipgate_started"] < 1:
+        return
+    if spec.get("rollout") == "FAILED" and not primary["id"].endswith("r"):
+        previous = next((d for d in service.deployments if d["status"] == "ACTIVE"), None)
+        primary.update(status="ACTIVE", rolloutState="FAILED", failedTasks=spec.get("failedTasks", 3),
+                       rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.")
+        service.deployments = [primary]
+        if previous is not None:
+            service.task_definition = previous["taskDefinition"]
+            service.deployments.insert(0, new_deployment(service, previous["taskDefinition"], suffix="r"))
+        return
+    primary.update(rolloutState="COMPLETED", runningCount=service.desired_count, pendingCount=0,
+                   rolloutStateReason=f"ECS deployment {primary['id']} completed.")
+    service.deployments = [primary]
+    service.running_count = service.desired_count
+    service.events.insert(0, {"id": f"ev-{int(time.time() * 1e6)}", "createdAt": now(),
+                              "message": f"(service {service.name}) has reached a steady state."})
+
+
+original_describe_services = ecs.EC2ContainerServiceBackend.describe_services
+
+
+def describe_services(self, cluster_str, service_names_or_arns):
+    record("ecs:DescribeServices")
+    found, failures = original_describe_services(self, cluster_str, service_names_or_arns)
+    for service in found:
+        settle_service(service)
+    return found, failures
+
+
+ecs.EC2ContainerServiceBackend.update_service = update_service
+ecs.EC2ContainerServiceBackend.describe_services = describe_services
 ecs.EC2ContainerServiceBackend.run_task = run_task
 ecs.EC2ContainerServiceBackend.describe_tasks = describe_tasks
 ecs.EC2ContainerServiceBackend.stop_task = stop_task
@@ -153,7 +240,6 @@ for method, action in [
     ("list_tasks", "ecs:ListTasks"),
     ("describe_task_definition", "ecs:DescribeTaskDefinition"),
     ("register_task_definition", "ecs:RegisterTaskDefinition"),
-    ("describe_services", "ecs:DescribeServices"),
 ]:
     counted(ecs.EC2ContainerServiceBackend, method, action)
 counted(logs.LogsBackend, "get_log_events", "logs:GetLogEvents")

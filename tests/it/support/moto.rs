@@ -214,3 +214,10 @@ pub fn template(family: &str, group: &str) -> String {
 "#
     )
 }
+
+/// Register a task definition from its JSON (as `aws ecs register-task-definition
+/// --cli-input-json` would); returns its ARN.
+pub async fn register_json(moto: &Moto, json: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(json).expect("task definition JSON");
+    shipgate::aws::ecs::register(&moto.ecs, &value).await.expect("register task definition")
+}

@@ -1,0 +1,251 @@
+//! `shipgate deploy` end to end over HTTP: the real binary against moto (taught by
+//! tests/moto/server.py how tasks stop and how service rollouts progress), with the GitHub
+//! Actions step summary and outputs written to temp files.
+
+use std::path::Path;
+
+use aws_sdk_ecs::types::LaunchType;
+
+use crate::support::moto::{Moto, moto, unique};
+use crate::support::run;
+
+const MIGRATION: &str = r#"{
+  "family": "FAMILY",
+  "networkMode": "awsvpc",
+  "requiresCompatibilities": ["FARGATE"],
+  "cpu": "256",
+  "memory": "512",
+  "containerDefinitions": [{
+    "name": "migrate",
+    "image": "example.com/app:${IMAGE_TAG}",
+    "memory": 512,
+    "essential": true,
+    "environment": [{"name": "MOTO_RUN_SECONDS", "value": "0"}],
+    "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "GROUP", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "db", "mode": "blocking"}}
+  }]
+}"#;
+
+const SERVICE: &str = r#"{
+  "family": "FAMILY",
+  "networkMode": "awsvpc",
+  "requiresCompatibilities": ["FARGATE"],
+  "cpu": "256",
+  "memory": "512",
+  "containerDefinitions": [{"name": "app", "image": "example.com/app:${IMAGE_TAG}", "memory": 512, "essential": true}]
+}"#;
+
+struct Project {
+    moto: Moto,
+    dir: tempfile::TempDir,
+    cluster: String,
+    migration: String,
+    api: String,
+    worker: String,
+}
+
+impl Project {
+    async fn new(test: &str) -> Option<Project> {
+        let moto = moto(test).await?;
+        let cluster = unique("deploy");
+        moto.create_cluster(&cluster).await;
+        let (migration, api, worker) = (unique("migrate"), unique("api"), unique("worker"));
+        let group = format!("/ecs/{migration}");
+        moto.create_log_group(&group).await;
+        let subnet = moto.default_subnet().await;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |file: &str, text: String| std::fs::write(dir.path().join(file), text).unwrap();
+        write("migration.json", MIGRATION.replace("FAMILY", &migration).replace("GROUP", &group));
+        write("api.json", SERVICE.replace("FAMILY", &api));
+        write("worker.json", SERVICE.replace("FAMILY", &worker));
+        write(
+            "shipgate.toml",
+            format!(
+                "[env.it]\nregion = \"us-east-1\"\ncluster = \"{cluster}\"\nsubnets = [\"{subnet}\"]\n\
+                 security_groups = [\"sg-12345678\"]\n\
+                 migration_task = {{ template = \"migration.json\", container = \"migrate\" }}\n\
+                 services = [ {{ name = \"{api}\", template = \"api.json\" }}, {{ name = \"{worker}\", template = \"worker.json\" }} ]\n\
+                 tenants = false\n"
+            ),
+        );
+        // The services as they run before the deploy: revision 1, image tag 1.
+        for family in [&api, &worker] {
+            let td = crate::support::moto::register_json(
+                &moto,
+                &SERVICE.replace("FAMILY", family).replace("${IMAGE_TAG}", "1"),
+            )
+            .await;
+            moto.ecs
+                .create_service()
+                .cluster(&cluster)
+                .service_name(family.as_str())
+                .task_definition(td)
+                .desired_count(2)
+                .launch_type(LaunchType::Fargate)
+                .send()
+                .await
+                .expect("create service");
+        }
+        Some(Project { moto, dir, cluster, migration, api, worker })
+    }
+
+    fn deploy(&self, tag: &str, extra: &[&str]) -> std::process::Command {
+        let config = self.dir.path().join("shipgate.toml");
+        let mut args = vec![
+            "deploy",
+            "--env",
+            "it",
+            "--config",
+            config.to_str().unwrap(),
+            "--poll-interval",
+            "300ms",
+            "--run-id",
+            tag,
+        ];
+        let var = format!("IMAGE_TAG={tag}");
+        args.extend(["--var", &var]);
+        args.extend_from_slice(extra);
+        let mut cmd = self.moto.shipgate(&args);
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", self.file("summary.md"))
+            .env("GITHUB_OUTPUT", self.file("outputs"));
+        cmd
+    }
+
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn take(&self, name: &str) -> String {
+        let path = self.file(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        text
+    }
+
+    async fn revisions(&self, family: &str) -> usize {
+        let out = self.moto.ecs.list_task_definitions().family_prefix(family).send().await.unwrap();
+        out.task_definition_arns().len()
+    }
+}
+
+fn td(family: &str, rev: u32) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{family}:{rev}")
+}
+
+fn output(lines: &[&str], key: &str) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_full_deploy_of_two_services_then_an_unchanged_one() {
+    let Some(p) = Project::new("a_full_deploy_of_two_services_then_an_unchanged_one").await else { return };
+    let first = run(p.deploy("2", &[])).await.expect(0);
+    assert!(first.stderr.contains(&format!("service {}: completed", p.api)), "{}", first.stderr);
+    assert!(first.stdout.contains("::group::migrations: master"), "{}", first.stdout);
+    assert!(first.stdout.contains("::endgroup::"), "{}", first.stdout);
+
+    let outputs = p.take("outputs");
+    let lines: Vec<&str> = outputs.lines().collect();
+    let task = output(&lines, "migration-task-arn");
+    assert!(task.starts_with(&format!("arn:aws:ecs:us-east-1:123456789012:task/{}/", p.cluster)), "{task}");
+    let ids: serde_json::Value = serde_json::from_str(&output(&lines, "deployment-ids")).unwrap();
+    assert!(ids[&p.api].as_str().unwrap().starts_with("ecs-svc/"), "{ids}");
+    assert!(ids[&p.worker].as_str().unwrap().starts_with("ecs-svc/"), "{ids}");
+    assert_eq!(
+        lines,
+        [
+            format!("migration-task-arn={task}"),
+            "migration-exit-code=0".to_string(),
+            format!("migration-task-arns={task}"),
+            format!("migration-task-definition-arn={}", td(&p.migration, 1)),
+            format!("task-definition-arn-{}={}", p.api, td(&p.api, 2)),
+            format!("task-definition-arn-{}={}", p.worker, td(&p.worker, 2)),
+            format!("deployment-ids={ids}"),
+            "result=success".to_string(),
+        ]
+    );
+
+    let summary = p.take("summary.md");
+    let summary: Vec<&str> = summary.lines().collect();
+    assert_eq!(summary[0], "## shipgate deploy `it` ✅");
+    assert_eq!(summary[2], "1 migration task succeeded, 2 services rolled out");
+    assert!(
+        summary.contains(&format!("| migration | `{}:1` | registered |", p.migration).as_str()),
+        "{summary:#?}"
+    );
+    assert!(
+        summary.contains(&format!("| {} | `{}:2` | registered |", p.api, p.api).as_str()),
+        "{summary:#?}"
+    );
+    let task_id = task.rsplit('/').next().unwrap();
+    let task_row = summary.iter().find(|l| l.starts_with("| master |")).expect("a master row");
+    assert!(task_row.contains(&format!("[{task_id}](https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/{}/tasks/{task_id}?region=us-east-1)", p.cluster)), "{task_row}");
+    assert!(task_row.contains("| 0 | ✅ succeeded (exit code 0) |"), "{task_row}");
+    assert!(task_row.contains("log-events/db$252Fmigrate$252F"), "{task_row}");
+    let api_row = summary
+        .iter()
+        .find(|l| l.starts_with(&format!("| {} |", p.api)) && l.contains("→"))
+        .expect("an api rollout row");
+    assert!(
+        api_row.contains(&format!("`{0}:1` → `{0}:2` | `{1}` |", p.api, ids[&p.api].as_str().unwrap())),
+        "{api_row}"
+    );
+    assert!(api_row.ends_with("| ✅ completed |"), "{api_row}");
+
+    // The services really moved, and the new deployment is the only one.
+    let svc = p.moto.ecs.describe_services().cluster(&p.cluster).services(&p.api).send().await.unwrap();
+    let service = &svc.services()[0];
+    assert_eq!(service.task_definition(), Some(td(&p.api, 2).as_str()));
+    assert_eq!(service.deployments().len(), 1);
+
+    // Again with the same image: nothing is registered or rolled out; the migration task runs.
+    let second = run(p.deploy("2", &[])).await.expect(0);
+    assert!(
+        second.stderr.contains(&format!("service {}: already on {}:2", p.api, p.api)),
+        "{}",
+        second.stderr
+    );
+    assert_eq!((p.revisions(&p.api).await, p.revisions(&p.migration).await), (2, 1));
+    let outputs = p.take("outputs");
+    assert!(outputs.contains(&format!("deployment-ids={ids}\n")), "{outputs}");
+    let summary = p.take("summary.md");
+    assert!(summary.contains(&format!("| {} | `{}:2` | unchanged, reused |", p.api, p.api)), "{summary}");
+
+    // A dry run with a new image shows the diff and changes nothing.
+    let plan = run(p.deploy("3", &["--dry-run"])).await.expect(0);
+    assert!(plan.stdout.contains(&format!("register   {}:3 ({})", p.api, p.api)), "{}", plan.stdout);
+    assert!(plan.stdout.contains("+      \"image\": \"example.com/app:3\""), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(&format!("update     service {}: {}:2 -> {}:3", p.worker, p.worker, p.worker)),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(p.revisions(&p.api).await, 2);
+    assert!(!Path::new(&p.file("outputs")).exists(), "a dry run wrote step outputs");
+}
+
+#[tokio::test]
+async fn a_circuit_breaker_rollback_over_http_is_a_failed_deploy() {
+    let Some(p) = Project::new("a_circuit_breaker_rollback_over_http_is_a_failed_deploy").await else {
+        return;
+    };
+    let control = std::env::var("SHIPGATE_MOTO_CONTROL").unwrap();
+    std::fs::write(Path::new(&control).join(format!("service-{}.json", p.api)), r#"{"rollout": "FAILED"}"#)
+        .unwrap();
+    let r = run(p.deploy("2", &["--rollback-on-failure"])).await.expect(1);
+    assert!(
+        r.stderr.contains(&format!("{}: rolled back: ECS deployment circuit breaker", p.api)),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("::error title=shipgate deploy it::the rollout failed"), "{}", r.stdout);
+    // The worker completed, then went back to revision 1.
+    let svc = p.moto.ecs.describe_services().cluster(&p.cluster).services(&p.worker).send().await.unwrap();
+    assert_eq!(svc.services()[0].task_definition(), Some(td(&p.worker, 1).as_str()));
+    let outputs = p.take("outputs");
+    assert!(outputs.ends_with("result=failure\n"), "{outputs}");
+}
