@@ -249,3 +249,96 @@ async fn a_circuit_breaker_rollback_over_http_is_a_failed_deploy() {
     let outputs = p.take("outputs");
     assert!(outputs.ends_with("result=failure\n"), "{outputs}");
 }
+
+#[tokio::test]
+async fn rollback_stops_the_services_reverts_and_puts_them_back() {
+    let Some(p) = Project::new("rollback_stops_the_services_reverts_and_puts_them_back").await else {
+        return;
+    };
+    run(p.deploy("2", &[])).await.expect(0);
+    let config = p.file("shipgate.toml");
+    let rollback = |extra: &[&str]| {
+        let mut args = vec![
+            "rollback",
+            "--env",
+            "it",
+            "--config",
+            config.to_str().unwrap(),
+            "--previous",
+            "--steps",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--poll-interval", "300ms"]);
+        p.moto.shipgate(&args)
+    };
+    // Without a terminal to ask on, --yes is required; nothing changes.
+    let refused = run(rollback(&[])).await.expect(2);
+    assert!(refused.stderr.contains("pass --yes"), "{}", refused.stderr);
+    let tasks_before = p.moto.ecs.list_tasks().cluster(&p.cluster).send().await.unwrap().task_arns().len();
+    assert_eq!(tasks_before, 1);
+
+    let r = run(rollback(&["--yes", "--stop-services"])).await.expect(0);
+    assert!(r.stdout.contains(&format!("stop service {} (2 running → 0)", p.api)), "{}", r.stdout);
+    assert!(r.stdout.contains("MIGRATION_TYPE=rollback-master SHIPGATE_ROLLBACK_STEPS=1"), "{}", r.stdout);
+    let svc = p.moto.ecs.describe_services().cluster(&p.cluster).services(&p.api).send().await.unwrap();
+    assert_eq!(svc.services()[0].task_definition(), Some(td(&p.api, 1).as_str()));
+    assert_eq!(svc.services()[0].desired_count(), 2);
+    // The rollback task ran with the rollback mode in its environment.
+    let arns = p.moto.ecs.list_tasks().cluster(&p.cluster).send().await.unwrap().task_arns().to_vec();
+    let tasks = p.moto.ecs.describe_tasks().cluster(&p.cluster).set_tasks(Some(arns)).send().await.unwrap();
+    let modes: Vec<String> = tasks
+        .tasks()
+        .iter()
+        .flat_map(|t| t.overrides().map(|o| o.container_overrides().to_vec()).unwrap_or_default())
+        .flat_map(|c| c.environment().to_vec())
+        .filter(|kv| kv.name() == Some("MIGRATION_TYPE"))
+        .map(|kv| kv.value().unwrap_or_default().to_string())
+        .collect();
+    assert!(modes.contains(&"rollback-master".to_string()), "{modes:?}");
+}
+
+#[tokio::test]
+async fn config_check_validates_offline_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, text: &str| std::fs::write(dir.path().join(file), text).unwrap();
+    write("migration.json", &MIGRATION.replace("FAMILY", "migrate").replace("GROUP", "/ecs/migrate"));
+    write("api.json", &SERVICE.replace("FAMILY", "api"));
+    write(
+        "shipgate.toml",
+        "[env.prod]\ncluster = \"prod\"\nnetwork_from_service = \"api\"\ntenant_shards = 3\ntenants = true\n\
+         migration_task = { template = \"migration.json\" }\nservices = [ { name = \"api\", template = \"api.json\" } ]\n",
+    );
+    let config = dir.path().join("shipgate.toml");
+    let check = |extra: &[&str]| {
+        let mut args = vec!["config", "check", "--env", "prod", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        // No AWS settings at all: the check must not need them.
+        let mut cmd = crate::support::shipgate(&args);
+        cmd.env_remove("AWS_REGION").env("AWS_ENDPOINT_URL", "http://127.0.0.1:1");
+        cmd
+    };
+    let ok = run(check(&["--var", "IMAGE_TAG=7"])).await.expect(0);
+    assert!(ok.stdout.contains("migration task: family migrate (container `migrate`)"), "{}", ok.stdout);
+    assert!(ok.stdout.contains("tenants: 3 tasks"), "{}", ok.stdout);
+    assert!(ok.stdout.contains("ok: 2 templates rendered and valid"), "{}", ok.stdout);
+
+    let missing = run(check(&[])).await.expect(2);
+    assert!(
+        missing.stderr.contains(&format!("{}: env.prod.migration_task.template: ", config.display())),
+        "{}",
+        missing.stderr
+    );
+    assert!(missing.stderr.contains("IMAGE_TAG"), "{}", missing.stderr);
+    let typo = run(crate::support::shipgate(&[
+        "config",
+        "check",
+        "--env",
+        "prd",
+        "--config",
+        config.to_str().unwrap(),
+    ]))
+    .await
+    .expect(2);
+    assert!(typo.stderr.contains("did you mean `--env prod`?"), "{}", typo.stderr);
+}
