@@ -29,9 +29,15 @@ impl Ci {
                 if secret_like(name) && !value.is_empty() {
                     crate::redact::register(value);
                     if self.cfg.github {
-                        // Printed as is: the runner must see the value to mask it.
+                        // Printed as is (not redacted): the runner must see the value to mask
+                        // it. With --output json, stdout stays JSON and the command goes to stderr.
+                        let json = self.out.format() == crate::cli::OutputFormat::Json;
                         for line in value.lines() {
-                            println!("::add-mask::{line}");
+                            if json {
+                                eprintln!("::add-mask::{line}");
+                            } else {
+                                println!("::add-mask::{line}");
+                            }
                         }
                     }
                 }
