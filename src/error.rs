@@ -78,6 +78,11 @@ impl Error {
         self
     }
 
+    /// The same failure (kind and hint) with its message rewritten, e.g. to say where.
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Self {
+        Error { message: f(&self.message), ..self }
+    }
+
     pub fn kind(&self) -> Kind {
         self.kind
     }

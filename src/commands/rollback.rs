@@ -90,8 +90,8 @@ pub async fn run(cfg: &RollbackConfig, shutdown: &Shutdown, out: &Reporter) -> R
         };
         migration.run(&steps, &mut record).await.map_err(|e| {
             if cfg.stop_services {
-                let text = format!("{}; the services are still scaled to zero", e.message());
-                Error::new(e.kind(), text).hint("fix the rollback and run it again, or restore them with `aws ecs update-service --desired-count`")
+                e.map_message(|m| format!("{m}; the services are still scaled to zero"))
+                    .hint("fix the rollback and run it again, or restore them with `aws ecs update-service --desired-count`")
             } else {
                 e
             }

@@ -15,7 +15,7 @@ use crate::commands::task::run::{Launch, run_followed};
 use crate::config::deploy::{EnvConfig, MigrationTask, RunSettings};
 use crate::config::{FollowConfig, RunConfig, TaskDefinitionRef};
 use crate::deploy::report::{DeployRecord, TaskRecord};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::migrate::plan::DownTo;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
@@ -179,12 +179,7 @@ impl Migration<'_> {
         match failures.into_iter().next() {
             None => Ok(()),
             Some((label, first)) => {
-                let text = format!("the {label} migration failed: {message}");
-                let err = Error::new(first.kind(), text);
-                Err(match first.hint_text() {
-                    Some(h) => err.hint(h),
-                    None => err,
-                })
+                Err(first.map_message(|_| format!("the {label} migration failed: {message}")))
             }
         }
     }

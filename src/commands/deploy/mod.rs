@@ -111,15 +111,9 @@ async fn pipeline(
             out,
         };
         migration.run(&migrations::deploy_steps(env), record).await.map_err(|e| {
-            if prepared.services.is_empty() {
-                e
-            } else {
-                let text = format!("{}; no service was updated", e.message());
-                let hinted = crate::error::Error::new(e.kind(), text);
-                match e.hint_text() {
-                    Some(h) => hinted.hint(h),
-                    None => hinted,
-                }
+            match prepared.services.is_empty() {
+                true => e,
+                false => e.map_message(|m| format!("{m}; no service was updated")),
             }
         })?;
     }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::commands::taskdef::render_template;
 use crate::config::TemplateSource;
 use crate::config::deploy::EnvConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::taskdef::{self, ContainerInfo};
 
 /// A rendered template.
@@ -28,13 +28,7 @@ pub struct Prepared {
 }
 
 fn render(key: &str, role: &str, source: &TemplateSource) -> Result<Rendered> {
-    let rendered = render_template(source).map_err(|e| {
-        let err = Error::input(format!("{key}: {}", e.message()));
-        match e.hint_text() {
-            Some(h) => err.hint(h),
-            None => err,
-        }
-    })?;
+    let rendered = render_template(source).map_err(|e| e.map_message(|m| format!("{key}: {m}")))?;
     Ok(Rendered {
         role: role.to_string(),
         family: taskdef::family(&rendered).to_string(),
@@ -54,7 +48,7 @@ pub fn prepare(env: &EnvConfig) -> Result<Prepared> {
                 m.container.as_deref(),
                 &m.template.path.display().to_string(),
             )
-            .map_err(|e| Error::input(format!("{}: {}", key("migration_task.container"), e.message())))?;
+            .map_err(|e| e.map_message(|m| format!("{}: {m}", key("migration_task.container"))))?;
             Some((r, watched))
         }
         None => None,
