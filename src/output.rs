@@ -183,11 +183,17 @@ impl Reporter {
     /// A line printed as is: a CI workflow command. On stdout in text mode; on stderr with
     /// `--output json`, so stdout stays one JSON object per line.
     pub fn raw(&self, line: &str) {
-        if self.format == OutputFormat::Json && self.captured.is_none() {
-            let line = redact::redact(line);
+        self.raw_unredacted(&redact::redact(line));
+    }
+
+    /// [`Reporter::raw`] without masking: only for `::add-mask::`, which must carry the value.
+    pub fn raw_unredacted(&self, line: &str) {
+        if let Some(captured) = &self.captured {
+            captured.lock().unwrap_or_else(|e| e.into_inner()).push(line.to_string());
+        } else if self.format == OutputFormat::Json {
             crate::progress::suspend(|| eprintln!("{line}"));
         } else {
-            self.print_line(line);
+            crate::progress::suspend(|| println!("{line}"));
         }
     }
 

@@ -97,11 +97,7 @@ pub async fn run(cfg: &RollbackConfig, shutdown: &Shutdown, out: &Reporter) -> R
             }
         })?;
         // The services' current state, now that they may have been scaled down.
-        let mut now = Vec::new();
-        for (target, view) in &targets {
-            let current = ecs::describe_service(&aws.ecs, &env.cluster, &target.service).await.map_err(Error::from)?;
-            now.push((target.clone(), current.unwrap_or_else(|| view.clone())));
-        }
+        let now = services::with_current(&aws, &env.cluster, targets.iter().map(|(t, _)| t.clone()).collect()).await?;
         ci.group("services");
         let mut rolled = services::roll_out_all(&aws, &follow, &now, now.len(), shutdown, out).await;
         record.services = rolled.iter().map(|r| r.record.clone()).collect();

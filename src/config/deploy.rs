@@ -62,6 +62,20 @@ impl EnvConfig {
         }
         all
     }
+
+    /// The values of secret-looking template variables (`--var`, `--vars-file`, `vars`).
+    pub fn secret_values(&self) -> Vec<&str> {
+        let mut values: Vec<&str> = self
+            .templates()
+            .into_iter()
+            .flat_map(|(_, source)| source.vars.iter().chain(&source.defaults))
+            .filter(|(name, value)| secret_like(name) && !value.is_empty())
+            .map(|(_, value)| value.as_str())
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        values
+    }
 }
 
 /// Where CI output goes (GitHub Actions when `GITHUB_ACTIONS=true`).
@@ -81,7 +95,6 @@ pub struct RunSettings {
     pub service_timeout: Duration,
     pub run_id: String,
     pub started_by: String,
-    pub output: OutputFormat,
     pub ci: CiConfig,
 }
 
@@ -119,15 +132,14 @@ pub fn env_config(args: &EnvArgs) -> Result<EnvConfig> {
         Error::input(format!("no {} in this directory: `--env {}` needs one", project::FILE_NAME, args.env))
             .hint("run from the repository root, or pass --config FILE")
     })?;
-    let mut vars = template_source(PathBuf::new(), &args.vars)?.vars;
-    // Secret-looking values given on the command line are masked everywhere from here on.
-    for (name, value) in &vars {
-        if secret_like(name) {
-            crate::redact::register(value);
-        }
-    }
+    let vars = template_source(PathBuf::new(), &args.vars)?.vars;
     let sets = project::resolve_sets(None, None, Some(&project), &|p| p.is_dir());
-    validate(&project, &args.env, std::mem::take(&mut vars), sets.tenant.is_some(), &|p| p.is_file())
+    let cfg = validate(&project, &args.env, vars, sets.tenant.is_some(), &|p| p.is_file())?;
+    // Secret-looking values are masked in everything shipgate prints from here on.
+    for value in cfg.secret_values() {
+        crate::redact::register(value);
+    }
+    Ok(cfg)
 }
 
 /// A variable whose value must never be printed.
@@ -330,7 +342,6 @@ fn run_settings(
         service_timeout,
         run_id: run_id.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| identity::default_run_id(env)),
         started_by,
-        output,
         ci: ci(env, output),
     })
 }

@@ -145,7 +145,10 @@ pub fn decide(service: &ServiceView, ctx: &Context) -> Rollout {
                 Rollout::InProgress { running: d.running, desired: d.desired, failed_tasks: d.failed_tasks }
             }
         }
-        (_, Some(p)) if p.task_definition == ctx.previous && p.task_definition != service_td(ours) => {
+        (_, Some(p))
+            if p.task_definition == ctx.previous
+                && ours.is_none_or(|d| d.task_definition != p.task_definition) =>
+        {
             Rollout::RolledBack {
                 reason: format!(
                     "the service is back on {} without our deployment",
@@ -156,10 +159,6 @@ pub fn decide(service: &ServiceView, ctx: &Context) -> Rollout {
         (_, Some(p)) => Rollout::Superseded { by: p.id.clone(), task_definition: p.task_definition.clone() },
         (_, None) => Rollout::Failed { reason: "the service has no PRIMARY deployment".into() },
     }
-}
-
-fn service_td(ours: Option<&super::view::DeploymentView>) -> &str {
-    ours.map_or("", |d| d.task_definition.as_str())
 }
 
 #[cfg(test)]

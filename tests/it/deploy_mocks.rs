@@ -346,7 +346,6 @@ fn deploy_config(env: EnvConfig, rollback_on_failure: bool, dry_run: bool, ci: C
             service_timeout: Duration::from_secs(30),
             run_id: "gh-7-1".into(),
             started_by: "shipgate".into(),
-            output: OutputFormat::Json,
             ci,
         },
     }

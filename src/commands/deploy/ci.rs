@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::config::deploy::{CiConfig, EnvConfig, secret_like};
+use crate::config::deploy::{CiConfig, EnvConfig};
 use crate::deploy::report::{self, DeployRecord};
 use crate::error::Result;
 use crate::output::{Event, Reporter};
@@ -22,25 +22,16 @@ impl Ci {
         Ci { cfg: cfg.clone(), out: out.clone(), started: Instant::now() }
     }
 
-    /// Mask every secret-looking template variable in the CI log before anything is printed.
+    /// Mask every secret-looking template variable in the CI log before anything is printed
+    /// (shipgate's own output already masks them: `config::deploy::env_config` registered them).
     pub fn mask_variables(&self, env: &EnvConfig) {
-        for (_, source) in env.templates() {
-            for (name, value) in source.vars.iter().chain(&source.defaults) {
-                if secret_like(name) && !value.is_empty() {
-                    crate::redact::register(value);
-                    if self.cfg.github {
-                        // Printed as is (not redacted): the runner must see the value to mask
-                        // it. With --output json, stdout stays JSON and the command goes to stderr.
-                        let json = self.out.format() == crate::cli::OutputFormat::Json;
-                        for line in value.lines() {
-                            if json {
-                                eprintln!("::add-mask::{line}");
-                            } else {
-                                println!("::add-mask::{line}");
-                            }
-                        }
-                    }
-                }
+        if !self.cfg.github {
+            return;
+        }
+        for value in env.secret_values() {
+            for line in value.lines() {
+                // Not redacted: the runner must see the value to mask it.
+                self.out.raw_unredacted(&format!("::add-mask::{line}"));
             }
         }
     }

@@ -175,21 +175,15 @@ async fn roll_back(
     shutdown: &Shutdown,
     out: &Reporter,
 ) {
-    let back: Vec<(Target, ServiceView)> = targets
+    // Each goes back to what it ran before this deploy, from wherever it is now.
+    let back: Vec<Target> = targets
         .iter()
         .zip(rolled)
         .filter(|(_, r)| r.updated)
-        .map(|((target, before), _)| {
-            // "Before" of the rollback is the service as it is now; the target is what it ran.
-            let now = ServiceView { task_definition: target.task_definition.clone(), ..before.clone() };
-            (
-                Target {
-                    service: target.service.clone(),
-                    task_definition: before.task_definition.clone(),
-                    desired: None,
-                },
-                now,
-            )
+        .map(|((target, before), _)| Target {
+            service: target.service.clone(),
+            task_definition: before.task_definition.clone(),
+            desired: None,
         })
         .collect();
     if back.is_empty() {
@@ -201,13 +195,14 @@ async fn roll_back(
         back.len(),
         if back.len() == 1 { "" } else { "s" }
     );
-    let mut current = Vec::new();
-    for (target, stale) in back {
-        match crate::aws::ecs::describe_service(&aws.ecs, &follow.cluster, &target.service).await {
-            Ok(Some(view)) => current.push((target, view)),
-            _ => current.push((target, stale)),
+    let current = match services::with_current(aws, &follow.cluster, back).await {
+        Ok(current) => current,
+        Err(e) => {
+            ci.end_group("rollback", false, e.message());
+            tracing::error!("cannot roll back: {e}");
+            return;
         }
-    }
+    };
     let mut done = services::roll_out_all(aws, follow, &current, cfg.max_parallel, shutdown, out).await;
     record.rollbacks = done.iter().map(|r| r.record.clone()).collect();
     let result = services::outcome(&mut done, "the rollback");

@@ -64,6 +64,16 @@ pub async fn describe_all(aws: &Aws, cluster: &str, names: &[String]) -> Result<
     Ok(found)
 }
 
+/// Each target with its service as it is now.
+pub async fn with_current(
+    aws: &Aws,
+    cluster: &str,
+    targets: Vec<Target>,
+) -> Result<Vec<(Target, ServiceView)>> {
+    let names: Vec<String> = targets.iter().map(|t| t.service.clone()).collect();
+    Ok(targets.into_iter().zip(describe_all(aws, cluster, &names).await?).collect())
+}
+
 /// Roll out every target, at most `parallel` at once; results in the targets' order.
 pub async fn roll_out_all(
     aws: &Aws,
@@ -327,7 +337,7 @@ async fn pause(tick: Duration, name: &str, shutdown: &Shutdown) -> Result<()> {
 }
 
 /// One line per failed service, for the deploy's error.
-pub fn failures(rolled: &[Rolled]) -> Vec<String> {
+fn failures(rolled: &[Rolled]) -> Vec<String> {
     rolled
         .iter()
         .filter(|r| !r.record.succeeded)
