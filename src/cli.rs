@@ -234,6 +234,15 @@ pub struct ProvisionArgs {
     pub name: String,
 }
 
+/// The layout of a migrations folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceFormat {
+    /// <version>_<description>.sql (and .up.sql/.down.sql) files.
+    Sqlx,
+    /// A drizzle-kit output folder (meta/_journal.json, or <timestamp>_<name>/migration.sql).
+    Drizzle,
+}
+
 /// Output format for results on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -257,6 +266,11 @@ pub struct MigrateArgs {
     /// [default: shipgate.toml's [migrations], else ./migrations].
     #[arg(long, env = "SHIPGATE_SOURCE", global = true, value_name = "DIR")]
     pub source: Option<PathBuf>,
+
+    /// How the migrations folder is laid out [default: drizzle when it has drizzle-kit's
+    /// meta/_journal.json or <timestamp>_<name>/migration.sql folders, else sqlx].
+    #[arg(long, env = "SHIPGATE_FORMAT", value_enum, global = true)]
+    pub format: Option<SourceFormat>,
 
     /// The project file [default: ./shipgate.toml when it exists].
     #[arg(long, env = "SHIPGATE_CONFIG", global = true, value_name = "FILE")]

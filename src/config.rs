@@ -11,7 +11,7 @@ pub mod deploy;
 
 use crate::cli::{
     AttachArgs, Cli, Command, ConfigAction, DbAction, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction,
-    MigrateArgs, MigrateCmd, OutputFormat, RunArgs, SetChoice, TaskAction, TaskdefAction, TenantsAction,
+    MigrateArgs, MigrateCmd, OutputFormat, RunArgs, SetChoice, SourceFormat, TaskAction, TaskdefAction, TenantsAction,
     TenantsCmd, VarArgs,
 };
 use crate::db::Credentials;
@@ -21,6 +21,7 @@ use crate::fleet::names::Shard;
 use crate::identity;
 use crate::migrate::exec::Limits;
 use crate::migrate::plan::{DownTo, UpOptions};
+use crate::migrate::source::Format;
 use crate::project::{self, Project, Sets};
 use crate::task::follow::FollowOptions;
 use crate::task::spec::{Overrides, Placement};
@@ -31,6 +32,8 @@ use crate::taskdef::{self, template};
 #[derive(Debug, Clone)]
 pub struct MigrateConfig {
     pub source: PathBuf,
+    /// The folder's layout when forced with `--format`; detected when `None`.
+    pub format: Option<Format>,
     pub credentials: Credentials,
     pub schema: Option<String>,
     pub connect_timeout: Duration,
@@ -695,6 +698,10 @@ fn migrate_config(
     let application_name = identity::application_name(&run_id);
     Ok(MigrateConfig {
         source,
+        format: args.format.map(|f| match f {
+            SourceFormat::Sqlx => Format::Sqlx,
+            SourceFormat::Drizzle => Format::Drizzle,
+        }),
         credentials,
         schema: args.schema.clone(),
         connect_timeout: args.connect_timeout,

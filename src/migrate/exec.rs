@@ -64,6 +64,37 @@ impl Direction {
 
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
+/// A failure while running a script, and which of its statements failed (`None`: the
+/// bookkeeping around them).
+#[derive(Debug)]
+struct ScriptError {
+    statement: Option<usize>,
+    error: sqlx::Error,
+}
+
+impl ScriptError {
+    fn setup(error: sqlx::Error) -> Self {
+        ScriptError { statement: None, error }
+    }
+}
+
+impl From<sqlx::Error> for ScriptError {
+    fn from(error: sqlx::Error) -> Self {
+        ScriptError::setup(error)
+    }
+}
+
+/// Send the script's statements one after the other (one batch for a plain .sql file).
+async fn run_statements(conn: &mut PgConnection, script: &Script) -> Result<(), ScriptError> {
+    for (i, text) in script.statement_texts().enumerate() {
+        sqlx::raw_sql(AssertSqlSafe(text))
+            .execute(&mut *conn)
+            .await
+            .map_err(|error| ScriptError { statement: Some(i), error })?;
+    }
+    Ok(())
+}
+
 /// The script being run, and everything needed to run and record it.
 struct Step<'a> {
     table: &'a HistoryTable,
@@ -99,7 +130,7 @@ pub async fn run(
         match run_in_transaction(conn, &step, durable).await {
             Ok(elapsed) => return Ok(elapsed),
             Err(e)
-                if sqlstate(&e).as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt <= limits.lock_retries =>
+                if sqlstate(&e.error).as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt <= limits.lock_retries =>
             {
                 let wait = crate::db::connect::jitter(backoff);
                 tracing::warn!(
@@ -122,7 +153,7 @@ async fn run_in_transaction(
     conn: &mut PgConnection,
     step: &Step<'_>,
     durable: bool,
-) -> Result<Duration, sqlx::Error> {
+) -> Result<Duration, ScriptError> {
     let begin = format!(
         "BEGIN; SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = '{}'{}",
         duration::pg_setting(step.lock_timeout),
@@ -132,7 +163,7 @@ async fn run_in_transaction(
     sqlx::raw_sql(AssertSqlSafe(begin)).execute(&mut *conn).await?;
     let started = Instant::now();
     let body = async {
-        sqlx::raw_sql(AssertSqlSafe(step.script.sql.as_str())).execute(&mut *conn).await?;
+        run_statements(&mut *conn, step.script).await?;
         let elapsed = started.elapsed();
         match step.direction {
             Direction::Up => {
@@ -175,9 +206,9 @@ async fn run_outside_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Re
         duration::pg_setting(step.statement_timeout)
     );
     let started = Instant::now();
-    let mut result = sqlx::raw_sql(AssertSqlSafe(set)).execute(&mut *conn).await;
+    let mut result = sqlx::raw_sql(AssertSqlSafe(set)).execute(&mut *conn).await.map(|_| ()).map_err(ScriptError::setup);
     if result.is_ok() {
-        result = sqlx::raw_sql(AssertSqlSafe(step.script.sql.as_str())).execute(&mut *conn).await;
+        result = run_statements(&mut *conn, step.script).await;
     }
     let elapsed = started.elapsed();
     let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout").execute(&mut *conn).await;
@@ -224,8 +255,11 @@ pub fn line_col(text: &str, char_position: usize) -> (usize, usize) {
     (line, col)
 }
 
-fn failure(step: &Step<'_>, e: &sqlx::Error, attempts: u32, transactional: bool) -> Error {
+fn failure(step: &Step<'_>, failed: &ScriptError, attempts: u32, transactional: bool) -> Error {
     let Step { m, script, direction, lock_timeout, statement_timeout, .. } = *step;
+    let e = &failed.error;
+    // PostgreSQL counts positions in characters from the start of the statement it was sent.
+    let before = failed.statement.map_or(0, |i| script.sql[..script.statements[i].start].chars().count());
     let verb = match direction {
         Direction::Up => "failed",
         Direction::Down => "failed to revert",
@@ -236,13 +270,16 @@ fn failure(step: &Step<'_>, e: &sqlx::Error, attempts: u32, transactional: bool)
         reason = crate::db::error_text(e);
         if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
             if let Some(PgErrorPosition::Original(pos)) = pg.position() {
-                let (line, col) = line_col(&script.sql, pos);
+                let (line, col) = line_col(&script.sql, before + pos);
                 location = format!("{location}:{line}:{col}");
             }
             if let Some(detail) = pg.detail() {
                 reason = format!("{reason}; {detail}");
             }
         }
+    }
+    if let Some(i) = failed.statement.filter(|_| script.statements.len() > 1) {
+        location = format!("{location} (statement {} of {})", i + 1, script.statements.len());
     }
     let tries = if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() };
     let message =

@@ -3,6 +3,7 @@
 
 pub mod checksum;
 pub mod directives;
+pub mod drizzle;
 pub mod exec;
 pub mod history;
 pub mod lock;

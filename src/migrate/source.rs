@@ -5,23 +5,74 @@
 //! matching `.down.sql`. Every problem in the directory is collected and reported at once,
 //! before any connection is opened: a deploy should fail on the first run with the whole
 //! list, not once per typo.
+//!
+//! A drizzle-kit output folder is read as it is (see `migrate::drizzle`); which format a
+//! folder is in is detected from its layout, or forced with `--format`.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::migrate::checksum;
 use crate::migrate::directives::{self, Directives};
+use crate::migrate::drizzle;
+
+/// How a migrations folder is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `<version>_<description>.sql` files (sqlx's layout, and shipgate's own).
+    Sqlx,
+    /// A drizzle-kit output folder: `meta/_journal.json` with `NNNN_tag.sql` files (0.x),
+    /// or `<timestamp>_<name>/migration.sql` folders (v1).
+    Drizzle,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Sqlx => "sqlx",
+            Format::Drizzle => "drizzle",
+        }
+    }
+}
 
 /// One SQL script (an up or a down).
 #[derive(Debug, Clone)]
 pub struct Script {
     pub path: PathBuf,
     pub sql: String,
+    /// Byte ranges of `sql` sent to the server one after the other: the whole file, or the
+    /// pieces between drizzle-kit's `--> statement-breakpoint` markers.
+    pub statements: Vec<Range<usize>>,
     pub directives: Directives,
     pub checksum: Vec<u8>,
     pub checksum_normalized: Vec<u8>,
+}
+
+impl Script {
+    /// Parse a file's text into a script run as one statement batch. Errors are for the file.
+    pub fn new(path: PathBuf, bytes: Vec<u8>) -> Result<Script, String> {
+        let sql = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            format!("not valid UTF-8 (first bad byte at offset {at}); save the file as UTF-8")
+        })?;
+        let directives = directives::parse(&sql)?;
+        Ok(Script {
+            path,
+            checksum: checksum::raw(sql.as_bytes()),
+            checksum_normalized: checksum::normalized(&sql),
+            statements: vec![0..sql.len()],
+            sql,
+            directives,
+        })
+    }
+
+    /// The statements as text, in order.
+    pub fn statement_texts(&self) -> impl Iterator<Item = &str> {
+        self.statements.iter().map(|r| &self.sql[r.clone()])
+    }
 }
 
 /// One versioned migration, with its optional down script.
@@ -31,12 +82,15 @@ pub struct Migration {
     pub description: String,
     pub up: Script,
     pub down: Option<Script>,
+    /// What drizzle-orm records for this migration, when it comes from a drizzle-kit folder.
+    pub drizzle: Option<drizzle::Entry>,
 }
 
 /// A directory's migrations in version order.
 #[derive(Debug, Clone)]
 pub struct MigrationSet {
     pub dir: PathBuf,
+    pub format: Format,
     pub migrations: Vec<Migration>,
 }
 
@@ -153,29 +207,12 @@ pub fn assemble(files: Vec<RawFile>) -> Result<(Vec<Migration>, Vec<PathBuf>), V
                 continue;
             }
         };
-        let sql = match String::from_utf8(file.bytes) {
-            Ok(sql) => sql,
-            Err(e) => {
-                let at = e.utf8_error().valid_up_to();
-                problems.push(problem(format!(
-                    "not valid UTF-8 (first bad byte at offset {at}); save the file as UTF-8"
-                )));
-                continue;
-            }
-        };
-        let directives = match directives::parse(&sql) {
-            Ok(d) => d,
+        let script = match Script::new(file.path.clone(), file.bytes) {
+            Ok(script) => script,
             Err(message) => {
                 problems.push(problem(message));
                 continue;
             }
-        };
-        let script = Script {
-            path: file.path.clone(),
-            checksum: checksum::raw(sql.as_bytes()),
-            checksum_normalized: checksum::normalized(&sql),
-            sql,
-            directives,
         };
         let bucket = if name.role == Role::Down { &mut downs } else { &mut ups };
         bucket.entry(name.version).or_default().push((name, script));
@@ -236,7 +273,7 @@ pub fn assemble(files: Vec<RawFile>) -> Result<(Vec<Migration>, Vec<PathBuf>), V
                 Some(down)
             }
         };
-        migrations.push(Migration { version, description: name.description, up, down });
+        migrations.push(Migration { version, description: name.description, up, down, drizzle: None });
     }
     for (version, files) in downs {
         if files.len() == 1 {
@@ -260,8 +297,32 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// Read and validate a directory. Any problem is an input error (exit 2) listing them all.
-pub fn load(dir: &Path) -> Result<MigrationSet> {
+/// Which format `dir` is in: drizzle when it has drizzle-kit's layout, else sqlx.
+pub fn detect(dir: &Path) -> Format {
+    if drizzle::layout(dir).is_some() { Format::Drizzle } else { Format::Sqlx }
+}
+
+/// Read and validate a directory, in the given format or the detected one. Any problem is an
+/// input error (exit 2) listing them all.
+pub fn load(dir: &Path, format: Option<Format>) -> Result<MigrationSet> {
+    if !dir.is_dir() {
+        return Err(Error::input(format!("cannot read the migrations directory {}: not a directory", dir.display()))
+            .hint("pass --source DIR (or SHIPGATE_SOURCE) pointing at the folder of .sql files"));
+    }
+    let format = format.unwrap_or_else(|| detect(dir));
+    let (migrations, ignored) = match format {
+        Format::Sqlx => assemble(read_files(dir)?),
+        Format::Drizzle => drizzle::load(dir)?,
+    }
+    .map_err(|problems| problems_error(dir, format, &problems))?;
+    for path in ignored {
+        tracing::warn!("ignoring {}: not a .sql migration file", path.display());
+    }
+    Ok(MigrationSet { dir: dir.to_path_buf(), format, migrations })
+}
+
+/// The top-level files of `dir`.
+fn read_files(dir: &Path) -> Result<Vec<RawFile>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::input(format!("cannot read the migrations directory {}: {e}", dir.display()))
             .hint("pass --source DIR (or SHIPGATE_SOURCE) pointing at the folder of .sql files")
@@ -279,25 +340,30 @@ pub fn load(dir: &Path) -> Result<MigrationSet> {
             std::fs::read(&path).map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
         files.push(RawFile { path, name, bytes });
     }
-    match assemble(files) {
-        Ok((migrations, ignored)) => {
-            for path in ignored {
-                tracing::warn!("ignoring {}: not a .sql migration file", path.display());
-            }
-            Ok(MigrationSet { dir: dir.to_path_buf(), migrations })
-        }
-        Err(problems) => {
-            let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
-            Err(Error::input(format!(
-                "{} problem{} in migrations directory {}; nothing was run:\n{}",
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" },
-                dir.display(),
-                list.join("\n")
-            ))
-            .hint("fix the files listed above; names are <version>_<description>.sql (or .up.sql/.down.sql)"))
-        }
-    }
+    Ok(files)
+}
+
+fn problems_error(dir: &Path, format: Format, problems: &[Problem]) -> Error {
+    let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+    let (what, hint) = match format {
+        Format::Sqlx => (
+            "migrations directory",
+            "fix the files listed above; names are <version>_<description>.sql (or .up.sql/.down.sql)",
+        ),
+        Format::Drizzle => (
+            "drizzle-kit migrations folder",
+            "fix the folder listed above (regenerate it with drizzle-kit, or restore the files its journal names); \
+             --format sqlx reads the folder as plain <version>_<description>.sql files instead",
+        ),
+    };
+    Error::input(format!(
+        "{} problem{} in {what} {}; nothing was run:\n{}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        dir.display(),
+        list.join("\n")
+    ))
+    .hint(hint)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let set = source::load(&cfg.source)?;
+    let set = source::load(&cfg.source, cfg.format)?;
     if set.get(version).is_none() {
         return Err(Error::input(format!(
             "--version {version} is not the version of any migration in {}",

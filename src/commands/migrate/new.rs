@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::migrate::source;
+use crate::migrate::source::{self, Format};
 use crate::output::{Event, Reporter};
 
 /// `Add Users-Table!` → `add_users_table`.
@@ -46,8 +46,15 @@ pub fn run(dir: &Path, name: &str, reversible: bool, out: &Reporter) -> Result<(
         return Err(Error::input(format!("`{name}` has no letters or digits to name a migration after"))
             .hint("e.g. shipgate migrate new add_users_table"));
     }
+    if dir.exists() && source::detect(dir) == Format::Drizzle {
+        return Err(Error::input(format!(
+            "{} is a drizzle-kit folder; its migrations are written by drizzle-kit, not by shipgate",
+            dir.display()
+        ))
+        .hint("run `drizzle-kit generate` (shipgate runs the folder as it is), or move to plain .sql files in a new folder"));
+    }
     let taken: Vec<i64> = if dir.exists() {
-        source::load(dir)?.migrations.iter().map(|m| m.version).collect()
+        source::load(dir, Some(Format::Sqlx))?.migrations.iter().map(|m| m.version).collect()
     } else {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::input(format!("cannot create the migrations directory {}: {e}", dir.display()))

@@ -12,7 +12,7 @@ use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 
 pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    let set = source::load(&cfg.source)?;
+    let set = source::load(&cfg.source, cfg.format)?;
     with_session(cfg, Mode::ReadOnly, shutdown, async |s| {
         let history = s.history().await?;
         let entries = plan::reconcile(&set, &history);
