@@ -385,6 +385,38 @@ pub struct FleetArgs {
     pub shard: Option<String>,
 }
 
+/// The tool `migrate adopt` reads the history of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdoptFrom {
+    /// knex_migrations (names matched to .sql files by stem).
+    Knex,
+    /// drizzle.__drizzle_migrations (matched to the drizzle-kit journal, hashes verified).
+    Drizzle,
+    /// _sqlx_migrations (matched by version, SHA-384 checksums verified).
+    Sqlx,
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The tool whose history table to read.
+    #[arg(long, value_enum)]
+    pub from: AdoptFrom,
+
+    /// Their history table, [SCHEMA.]NAME; unqualified names are looked up in --schema
+    /// [default: knex_migrations, drizzle.__drizzle_migrations, _sqlx_migrations].
+    #[arg(long, value_name = "TABLE")]
+    pub table: Option<String>,
+
+    /// Knex only: this file stands for the Knex migrations that have no .sql file of their
+    /// own; it and they are recorded as applied.
+    #[arg(long, value_name = "VERSION")]
+    pub baseline: Option<i64>,
+
+    /// Print the mapping (their row -> our version, match/mismatch/unmatched) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum MigrateAction {
     /// Apply pending migrations in version order, each in its own transaction.
@@ -417,6 +449,14 @@ pub enum MigrateAction {
         after_help = "Example:\n  shipgate migrate baseline --version 20240301000000"
     )]
     Baseline(BaselineArgs),
+
+    /// Record what Knex, Drizzle or sqlx already applied as shipgate history, running nothing.
+    #[command(after_help = "Examples:\n  \
+        shipgate migrate adopt --from knex --dry-run\n  \
+        shipgate migrate adopt --from drizzle --source drizzle\n  \
+        shipgate migrate adopt --from sqlx\n  \
+        shipgate migrate adopt --from knex --table knex_migrations_master --baseline 20240601000000")]
+    Adopt(AdoptArgs),
 
     /// Create a new, empty migration file named <UTC timestamp>_<name>.sql.
     #[command(

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub mod deploy;
 
 use crate::cli::{
-    AttachArgs, Cli, Command, ConfigAction, DbAction, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction,
+    AdoptFrom, AttachArgs, Cli, Command, ConfigAction, DbAction, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction,
     MigrateArgs, MigrateCmd, OutputFormat, RunArgs, SetChoice, SourceFormat, TaskAction, TaskdefAction, TenantsAction,
     TenantsCmd, VarArgs,
 };
@@ -21,6 +21,7 @@ use crate::fleet::names::Shard;
 use crate::identity;
 use crate::migrate::exec::Limits;
 use crate::migrate::plan::{DownTo, UpOptions};
+use crate::migrate::adopt::Tool;
 use crate::migrate::source::Format;
 use crate::project::{self, Project, Sets};
 use crate::task::follow::FollowOptions;
@@ -60,6 +61,17 @@ pub enum MigrateJob {
     Verify,
     Baseline { version: i64, force: bool },
     Repair { version: i64, resolution: Resolution },
+    Adopt(AdoptOptions),
+}
+
+/// `migrate adopt`, validated.
+#[derive(Debug, Clone)]
+pub struct AdoptOptions {
+    pub tool: crate::migrate::adopt::Tool,
+    /// `[schema.]name` as given; the tool's default when `None`.
+    pub table: Option<String>,
+    pub baseline: Option<i64>,
+    pub dry_run: bool,
 }
 
 /// A tenant fleet: the tenant set, how to find the tenants, and how to run them.
@@ -520,6 +532,28 @@ fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<
             version: a.version,
             resolution: if a.mark_applied { Resolution::MarkApplied } else { Resolution::Remove },
         },
+        MigrateAction::Adopt(a) => {
+            if let Some(table) = &a.table {
+                let parts: Vec<&str> = table.split('.').collect();
+                if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
+                    return Err(Error::input(format!("--table `{table}` is not [SCHEMA.]NAME"))
+                        .hint("e.g. --table knex_migrations_master or --table drizzle.__drizzle_migrations"));
+                }
+                for part in parts {
+                    validate_schema(part).map_err(|e| e.map_message(|m| m.replace("--schema", "--table")))?;
+                }
+            }
+            MigrateJob::Adopt(AdoptOptions {
+                tool: match a.from {
+                    AdoptFrom::Knex => Tool::Knex,
+                    AdoptFrom::Drizzle => Tool::Drizzle,
+                    AdoptFrom::Sqlx => Tool::Sqlx,
+                },
+                table: a.table,
+                baseline: a.baseline,
+                dry_run: a.dry_run,
+            })
+        }
     };
     let (source, _) = single_set(cmd.set, &sets, cmd.common.schema.is_some())?;
     Ok(Job::Migrate(Box::new(migrate_config(&cmd.common, source, env)?), job))

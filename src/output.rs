@@ -56,6 +56,12 @@ pub enum Event {
         version: i64,
         description: String,
     },
+    /// One line of `migrate adopt`'s mapping: their row -> our version.
+    Adopt {
+        tool: crate::migrate::adopt::Tool,
+        #[serde(flatten)]
+        line: crate::migrate::adopt::Line,
+    },
     Repaired {
         version: i64,
         action: &'static str,
@@ -313,6 +319,12 @@ fn text(event: &Event) -> Option<String> {
             format!("reverted  {version:>14}  {description} ({})", ms(*duration_ms))
         }
         Event::Baselined { version, description } => format!("baselined {version:>14}  {description}"),
+        Event::Adopt { tool, line } => {
+            let theirs = line.theirs.clone().unwrap_or_else(|| format!("(no {} row)", tool.name()));
+            let ours = line.version.map_or("-".to_string(), |v| v.to_string());
+            let note = if line.note.is_empty() { String::new() } else { format!("  ({})", line.note) };
+            format!("{:<9}  {theirs:<44} -> {ours:>14}  {}{note}", line.verdict.as_str(), line.description)
+        }
         Event::Repaired { version, action } => format!("repaired  {version:>14}  ({action})"),
         Event::Created { path } => format!("created {path}"),
         Event::Registered { family, task_definition_arn, new, diff } => {

@@ -233,6 +233,7 @@ fn up_row(m: &Migration, success: bool, elapsed: Duration) -> NewRow<'_> {
         success,
         execution_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
         origin: ORIGIN_APPLY,
+        applied_at: None,
     }
 }
 

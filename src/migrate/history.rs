@@ -120,6 +120,8 @@ pub struct NewRow<'a> {
     pub success: bool,
     pub execution_ms: i64,
     pub origin: &'a str,
+    /// When it was applied, if not now (adopted rows keep the other tool's time).
+    pub applied_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert(
@@ -129,8 +131,8 @@ pub async fn insert(
     by: &Writer<'_>,
 ) -> sqlx::Result<()> {
     let sql = format!(
-        "INSERT INTO {} (version, description, checksum, checksum_normalized, success, execution_ms, run_id, applied_by, origin)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO {} (version, description, checksum, checksum_normalized, success, execution_ms, run_id, applied_by, origin, applied_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, clock_timestamp()))",
         table.qualified()
     );
     sqlx::query(AssertSqlSafe(sql))
@@ -143,6 +145,7 @@ pub async fn insert(
         .bind(by.run_id)
         .bind(by.applied_by)
         .bind(row.origin)
+        .bind(row.applied_at)
         .execute(conn)
         .await?;
     Ok(())

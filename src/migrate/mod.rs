@@ -1,6 +1,7 @@
 //! The migration runner's engine: reading migration files, deciding what to do, and doing it
 //! against PostgreSQL under a lock. Commands in `commands::migrate` drive it.
 
+pub mod adopt;
 pub mod checksum;
 pub mod directives;
 pub mod drizzle;

@@ -12,6 +12,10 @@ use crate::migrate::source::{Migration, MigrationSet};
 pub const ORIGIN_APPLY: &str = "apply";
 pub const ORIGIN_BASELINE: &str = "baseline";
 pub const ORIGIN_REPAIR: &str = "repair";
+/// Recorded by `migrate adopt` from another tool's history.
+pub const ORIGIN_ADOPT: &str = "adopt";
+/// Recorded by `migrate adopt` for a Knex migration folded into a baseline: no file, ever.
+pub const ORIGIN_ADOPT_NO_SOURCE: &str = "adopt-no-source";
 
 /// One row of `shipgate_migrations`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub enum State {
     Missing,
     /// A no-transaction migration started and did not finish (dirty).
     Failed,
+    /// Adopted from Knex with no file of its own (folded into a baseline); never run again.
+    Retired,
 }
 
 impl State {
@@ -50,6 +56,7 @@ impl State {
             State::Modified => "modified",
             State::Missing => "missing",
             State::Failed => "failed",
+            State::Retired => "retired",
         }
     }
 }
@@ -96,7 +103,11 @@ pub fn reconcile<'a>(set: &'a MigrationSet, applied: &'a [AppliedRow]) -> Vec<En
     }
     for r in applied {
         if set.get(r.version).is_none() {
-            let state = if r.success { State::Missing } else { State::Failed };
+            let state = match (r.success, r.origin.as_str()) {
+                (false, _) => State::Failed,
+                (true, ORIGIN_ADOPT_NO_SOURCE) => State::Retired,
+                (true, _) => State::Missing,
+            };
             entries.push(Entry { version: r.version, state, local: None, applied: Some(r), late: false });
         }
     }

@@ -59,6 +59,7 @@ pub async fn run(
                     success: true,
                     execution_ms: 0,
                     origin: ORIGIN_BASELINE,
+                    applied_at: None,
                 };
                 history::insert(&mut *conn, &table, &row, &by).await?;
             }

@@ -50,6 +50,7 @@ pub async fn run(
                     success: true,
                     execution_ms: row.execution_ms,
                     origin: ORIGIN_REPAIR,
+                    applied_at: None,
                 };
                 history::restamp(s.worker(), &table, &new, &by).await.map_err(|e| {
                     Error::failed(format!(

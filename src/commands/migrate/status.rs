@@ -33,7 +33,7 @@ pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Re
 
 /// How many entries are in each state, in `State` order.
 pub fn counts(entries: &[Entry]) -> Vec<(State, usize)> {
-    [State::Applied, State::Pending, State::Modified, State::Missing, State::Failed]
+    [State::Applied, State::Retired, State::Pending, State::Modified, State::Missing, State::Failed]
         .into_iter()
         .map(|state| (state, entries.iter().filter(|e| e.state == state).count()))
         .collect()
@@ -93,7 +93,11 @@ fn render_text(scope: &str, entries: &[Entry], counts: &[(State, usize)]) -> Str
             ));
         }
     }
-    let summary: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect();
+    let summary: Vec<String> = counts
+        .iter()
+        .filter(|(state, n)| *state != State::Retired || *n > 0)
+        .map(|(state, n)| format!("{n} {}", state.as_str()))
+        .collect();
     s.push_str(&summary.join(", "));
     if entries.iter().any(|e| e.late) {
         s.push_str("\n* pending but older than the newest applied migration (merged late); `up` applies it");

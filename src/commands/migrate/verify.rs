@@ -17,13 +17,13 @@ pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Re
         let entries = plan::reconcile(&set, &history);
         let problems: Vec<String> = entries
             .iter()
-            .filter(|e| e.state != State::Applied)
+            .filter(|e| !matches!(e.state, State::Applied | State::Retired))
             .map(|e| format!("  - {} ({}): {}", e.version, e.description(), e.state.as_str()))
             .collect();
         if !problems.is_empty() {
             let summary: Vec<String> = counts(&entries)
                 .into_iter()
-                .filter(|(state, n)| *state != State::Applied && *n > 0)
+                .filter(|(state, n)| !matches!(state, State::Applied | State::Retired) && *n > 0)
                 .map(|(state, n)| format!("{n} {}", state.as_str()))
                 .collect();
             return Err(Error::failed(format!(
