@@ -446,7 +446,7 @@ pub enum MigrateAction {
     /// Record migrations up to VERSION as applied without running them (databases migrated by hand).
     #[command(
         disable_version_flag = true,
-        after_help = "Example:\n  shipgate migrate baseline --version 20240301000000"
+        after_help = "Examples:\n  shipgate migrate baseline --from-schema\n  shipgate migrate baseline --version 20240301000000"
     )]
     Baseline(BaselineArgs),
 
@@ -514,8 +514,13 @@ pub struct DownArgs {
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
     /// Every migration up to and including this version is recorded as applied.
-    #[arg(long, value_name = "VERSION")]
-    pub version: i64,
+    #[arg(long, value_name = "VERSION", required_unless_present = "from_schema", conflicts_with = "from_schema")]
+    pub version: Option<i64>,
+
+    /// Find the version instead: replay the migrations in a scratch schema (rolled back) and
+    /// compare tables, columns and indexes with the live schema; records nothing.
+    #[arg(long)]
+    pub from_schema: bool,
 
     /// Also when the history already has rows (rows already present are kept as they are).
     #[arg(long)]

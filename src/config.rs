@@ -60,6 +60,8 @@ pub enum MigrateJob {
     Status,
     Verify,
     Baseline { version: i64, force: bool },
+    /// `baseline --from-schema`: propose the version from the live catalog.
+    BaselineFromSchema,
     Repair { version: i64, resolution: Resolution },
     Adopt(AdoptOptions),
 }
@@ -527,7 +529,10 @@ fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<
         }
         MigrateAction::Status => MigrateJob::Status,
         MigrateAction::Verify => MigrateJob::Verify,
-        MigrateAction::Baseline(a) => MigrateJob::Baseline { version: a.version, force: a.force },
+        MigrateAction::Baseline(a) => match a.version {
+            Some(version) => MigrateJob::Baseline { version, force: a.force },
+            None => MigrateJob::BaselineFromSchema,
+        },
         MigrateAction::Repair(a) => MigrateJob::Repair {
             version: a.version,
             resolution: if a.mark_applied { Resolution::MarkApplied } else { Resolution::Remove },

@@ -338,7 +338,7 @@ fn knex_line(set: &MigrationSet, row: &TheirRow, opts: Options) -> Line {
     let TheirRow::Knex { name, .. } = row else { unreachable!("knex rows only") };
     let wanted = stem(name);
     if let Some(m) = set.migrations.iter().find(|m| file_stem(m) == wanted) {
-        return matched(row, m, Verdict::Match, "matched by name; Knex keeps no checksum".into());
+        return matched(row, m, Verdict::Match, String::new());
     }
     match (opts.baseline, leading_version(name)) {
         (Some(base), Some(v)) if v == base => Line {

@@ -37,9 +37,6 @@ pub async fn run(cfg: &MigrateConfig, opts: &AdoptOptions, shutdown: &Shutdown, 
             ))
             .hint(table_hint(opts.tool)));
         }
-        if !opts.dry_run {
-            s.ensure_history().await?;
-        }
         let table = s.table.clone();
         let conn = s.worker();
         sqlx::raw_sql("BEGIN").execute(&mut *conn).await.map_err(db_failed("could not start a transaction"))?;
@@ -145,6 +142,10 @@ async fn adopt_in_transaction(
 ) -> Result<usize> {
     if opts.tool == Tool::Knex {
         check_knex_lock(conn, theirs, !opts.dry_run).await?;
+    }
+    // Inside the transaction, so a refused adoption leaves not even an empty table behind.
+    if !opts.dry_run {
+        history::ensure(&mut *conn, table).await.map_err(db_failed("could not create shipgate's history table"))?;
     }
     let order = if opts.tool == Tool::Sqlx { "version" } else { "id" };
     let sql = format!("SELECT to_jsonb(t)::text FROM {} t ORDER BY t.{order}", theirs.qualified());

@@ -32,6 +32,7 @@ pub async fn run(cfg: &MigrateConfig, job: &MigrateJob, shutdown: &Shutdown, out
         MigrateJob::Status => status::run(cfg, shutdown, out).await,
         MigrateJob::Verify => verify::run(cfg, shutdown, out).await,
         MigrateJob::Baseline { version, force } => baseline::run(cfg, *version, *force, shutdown, out).await,
+        MigrateJob::BaselineFromSchema => baseline::propose(cfg, shutdown, out).await,
         MigrateJob::Adopt(options) => adopt::run(cfg, options, shutdown, out).await,
         MigrateJob::Repair { version, resolution } => {
             repair::run(cfg, *version, *resolution, shutdown, out).await
