@@ -1,5 +1,6 @@
 //! Integration tests: the real `shipgate` binary against a real PostgreSQL.
 
+mod adopt;
 mod credentials;
 mod deploy_mocks;
 mod deploy_moto;

@@ -2,6 +2,7 @@
 //! per test, and a builder for running the real `shipgate` binary.
 
 pub mod moto;
+pub mod node;
 pub mod pg;
 pub mod proxy;
 

@@ -1,0 +1,345 @@
+//! Switching from Knex, Drizzle and sqlx: histories made by the real tools, adopted without
+//! running anything, then continued by `shipgate migrate up`; drizzle-kit folders run as they
+//! are; and every refusal leaves the database as it was.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::node::node;
+use crate::support::pg::{TestDb, exec, scalar};
+use crate::support::{Run, repo_root, run, shipgate};
+
+fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(name)
+}
+
+/// A copy of a fixture folder to change freely.
+fn copy(from: &Path) -> (tempfile::TempDir, PathBuf) {
+    fn walk(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                walk(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(from.file_name().unwrap());
+    walk(from, &dir);
+    (tmp, dir)
+}
+
+/// Keep only the journal entries (and files) whose idx is in `keep`: the folder as it was
+/// on the branch drizzle-orm migrated from.
+fn drizzle_with(keep: &[i64]) -> (tempfile::TempDir, PathBuf) {
+    let (tmp, dir) = copy(&fixture("drizzle"));
+    let path = dir.join("meta/_journal.json");
+    let mut journal: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let entries = journal["entries"].as_array_mut().unwrap();
+    for e in entries.iter().filter(|e| !keep.contains(&e["idx"].as_i64().unwrap())) {
+        std::fs::remove_file(dir.join(format!("{}.sql", e["tag"].as_str().unwrap()))).unwrap();
+    }
+    entries.retain(|e| keep.contains(&e["idx"].as_i64().unwrap()));
+    std::fs::write(&path, serde_json::to_string_pretty(&journal).unwrap()).unwrap();
+    (tmp, dir)
+}
+
+fn sg(db: &TestDb, source: &Path, args: &[&str]) -> Command {
+    let mut cmd = shipgate(args);
+    cmd.env("DATABASE_URL", &db.url).env("SHIPGATE_SOURCE", source);
+    cmd
+}
+
+async fn ours_exists(db: &TestDb) -> bool {
+    scalar::<bool>(&mut db.connect().await, "SELECT to_regclass('public.shipgate_migrations') IS NOT NULL").await
+}
+
+async fn status(db: &TestDb, source: &Path) -> serde_json::Value {
+    let out = run(sg(db, source, &["migrate", "status", "--output", "json"])).await.expect(0);
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+fn states(doc: &serde_json::Value) -> Vec<(i64, String, Option<String>)> {
+    doc["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (m["version"].as_i64().unwrap(), m["state"].as_str().unwrap().to_string(), m["origin"].as_str().map(String::from))
+        })
+        .collect()
+}
+
+fn verdicts(out: &Run) -> Vec<String> {
+    out.stdout.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect()
+}
+
+#[tokio::test]
+async fn drizzle_history_is_adopted_and_only_new_migrations_run() {
+    let Some(node) = node("drizzle_history_is_adopted_and_only_new_migrations_run") else { return };
+    let db = TestDb::new().await;
+    let (_old, branch) = drizzle_with(&[0, 1, 2]);
+    node.drizzle_migrate(&db.url, &branch).await;
+    let folder = fixture("drizzle");
+
+    let dry = run(sg(&db, &folder, &["migrate", "adopt", "--from", "drizzle", "--dry-run"])).await.expect(0);
+    assert_eq!(verdicts(&dry)[..4], ["match", "match", "match", "pending"], "{}", dry.stdout);
+    assert!(dry.stdout.contains("would record 3 migrations"), "{}", dry.stdout);
+    assert!(!ours_exists(&db).await, "a dry run creates nothing");
+
+    let adopted = run(sg(&db, &folder, &["migrate", "adopt", "--from", "drizzle"])).await.expect(0);
+    assert!(adopted.stdout.contains("recorded 3 migrations from drizzle"), "{}", adopted.stdout);
+    let again = run(sg(&db, &folder, &["migrate", "adopt", "--from", "drizzle"])).await.expect(0);
+    assert!(again.stdout.contains("already records drizzle's history"), "{}", again.stdout);
+
+    let up = run(sg(&db, &folder, &["migrate", "up"])).await.expect(0);
+    assert!(up.stdout.contains("applied 1 migration"), "{}", up.stdout);
+    assert!(up.stdout.contains("add published at"), "{}", up.stdout);
+    let doc = status(&db, &folder).await;
+    let adopt = Some("adopt".to_string());
+    assert_eq!(
+        states(&doc),
+        vec![
+            (0, "applied".into(), adopt.clone()),
+            (1, "applied".into(), adopt.clone()),
+            (2, "applied".into(), adopt),
+            (3, "applied".into(), Some("apply".into())),
+        ]
+    );
+    let mut conn = db.connect().await;
+    let column: i64 = scalar(
+        &mut conn,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'posts' AND column_name = 'published_at'",
+    )
+    .await;
+    assert_eq!(column, 1);
+}
+
+/// `pg_dump --schema-only` of the public schema, without our history table and pg_dump's
+/// per-run lines.
+fn dump(db: &TestDb) -> String {
+    let out = Command::new("pg_dump")
+        .args(["--schema-only", "--no-owner", "--schema=public", "--exclude-table=public.shipgate_migrations"])
+        .arg(&db.url)
+        .output()
+        .expect("pg_dump runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn a_drizzle_folder_run_by_shipgate_makes_the_schema_drizzle_orm_makes() {
+    let Some(node) = node("a_drizzle_folder_run_by_shipgate_makes_the_schema_drizzle_orm_makes") else { return };
+    let (theirs, ours) = (TestDb::new().await, TestDb::new().await);
+    node.drizzle_migrate(&theirs.url, &fixture("drizzle")).await;
+    let up = run(sg(&ours, &fixture("drizzle"), &["migrate", "up"])).await.expect(0);
+    assert!(up.stdout.contains("applied 4 migrations"), "{}", up.stdout);
+    let (a, b) = (dump(&theirs), dump(&ours));
+    assert!(a.contains("CREATE TABLE public.comments"), "{a}");
+    assert_eq!(a, b, "pg_dump --schema-only differs");
+}
+
+#[tokio::test]
+async fn drizzle_v1_folders_run_in_timestamp_order_one_statement_at_a_time() {
+    let db = TestDb::new().await;
+    let folder = fixture("drizzle-v1");
+    let up = run(sg(&db, &folder, &["migrate", "up"])).await.expect(0);
+    assert!(up.stdout.contains("applied 2 migrations"), "{}", up.stdout);
+    let doc = status(&db, &folder).await;
+    let versions: Vec<i64> = states(&doc).iter().map(|s| s.0).collect();
+    assert_eq!(versions, vec![20261121145629, 20261121145631]);
+
+    // The failing statement is named by its place in the file, not just the file.
+    let (_tmp, broken) = copy(&fixture("drizzle"));
+    std::fs::write(
+        broken.join("0003_add_published_at.sql"),
+        "ALTER TABLE \"posts\" ADD COLUMN \"a\" text;--> statement-breakpoint\nALTER TABLE \"posts\" ADD COLUMN \"b\" nosuchtype;",
+    )
+    .unwrap();
+    let fresh = TestDb::new().await;
+    let failed = run(sg(&fresh, &broken, &["migrate", "up"])).await.expect(1);
+    assert!(failed.stderr.contains("0003_add_published_at.sql:2:36 (statement 2 of 2)"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("type \"nosuchtype\" does not exist"), "{}", failed.stderr);
+    let mut conn = fresh.connect().await;
+    let a: i64 = scalar(&mut conn, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'a'").await;
+    assert_eq!(a, 0, "the first statement was rolled back with the second");
+
+    // Forced the other way, the same folder is plain files with a version 0 problem.
+    let forced = run(sg(&fresh, &fixture("drizzle"), &["migrate", "status", "--format", "sqlx"])).await.expect(2);
+    assert!(forced.stderr.contains("version must be positive"), "{}", forced.stderr);
+}
+
+#[tokio::test]
+async fn drizzle_refusals_write_nothing_and_a_skipped_migration_stays_pending() {
+    let Some(node) = node("drizzle_refusals_write_nothing_and_a_skipped_migration_stays_pending") else { return };
+
+    // A file edited after drizzle-orm applied it.
+    let db = TestDb::new().await;
+    node.drizzle_migrate(&db.url, &fixture("drizzle")).await;
+    let (_tmp, edited) = copy(&fixture("drizzle"));
+    let file = edited.join("0001_add_roles_and_posts.sql");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}\n-- reviewed")).unwrap();
+    let out = run(sg(&db, &edited, &["migrate", "adopt", "--from", "drizzle"])).await.expect(1);
+    assert!(out.stderr.contains("1 row of drizzle.__drizzle_migrations cannot be adopted; nothing was recorded"), "{}", out.stderr);
+    assert!(out.stderr.contains("mismatch #2") && out.stderr.contains("0001_add_roles_and_posts.sql changed"), "{}", out.stderr);
+    assert!(!ours_exists(&db).await);
+
+    // A row whose journal entry is gone (a file deleted from the folder).
+    let (_tmp2, missing) = drizzle_with(&[0, 1, 3]);
+    let out = run(sg(&db, &missing, &["migrate", "adopt", "--from", "drizzle"])).await.expect(1);
+    assert!(out.stderr.contains("unmatched #3") && out.stderr.contains("no journal entry with when = "), "{}", out.stderr);
+    assert!(!ours_exists(&db).await);
+
+    // A branch merged late: drizzle-orm ran 0, 1 and 3, and will never run 2 (its `when` is
+    // older than 3's). Adopt records 0, 1, 3, warns, and leaves 2 for `up`.
+    let gap = TestDb::new().await;
+    let (_tmp3, without_2) = drizzle_with(&[0, 1, 3]);
+    node.drizzle_migrate(&gap.url, &without_2).await;
+    node.drizzle_migrate(&gap.url, &fixture("drizzle")).await;
+    let tables: i64 = scalar(&mut gap.connect().await, "SELECT count(*) FROM pg_tables WHERE tablename = 'comments'").await;
+    assert_eq!(tables, 0, "drizzle-orm skipped 0002 after the merge");
+    let out = run(sg(&gap, &fixture("drizzle"), &["migrate", "adopt", "--from", "drizzle"])).await.expect(0);
+    assert_eq!(verdicts(&out)[..4], ["match", "match", "skipped", "match"], "{}", out.stdout);
+    assert!(out.stderr.contains("1 migration older than drizzle's newest row never ran"), "{}", out.stderr);
+    assert!(out.stderr.contains("2 (add comments)"), "{}", out.stderr);
+    let doc = status(&gap, &fixture("drizzle")).await;
+    assert_eq!(states(&doc)[2].1, "pending");
+    let up = run(sg(&gap, &fixture("drizzle"), &["migrate", "up"])).await.expect(0);
+    assert!(up.stdout.contains("applied 1 migration"), "{}", up.stdout);
+}
+
+#[tokio::test]
+async fn knex_history_is_adopted_by_name_and_refused_while_knex_holds_its_lock() {
+    let Some(node) = node("knex_history_is_adopted_by_name_and_refused_while_knex_holds_its_lock") else { return };
+    let db = TestDb::new().await;
+    node.knex_migrate(&db.url, &fixture("knex/js")).await;
+    let sql = fixture("knex/sql");
+
+    let mut conn = db.connect().await;
+    exec(&mut conn, "UPDATE knex_migrations_lock SET is_locked = 1").await;
+    let locked = run(sg(&db, &sql, &["migrate", "adopt", "--from", "knex"])).await.expect(3);
+    assert!(locked.stderr.contains("says a Knex migration is running (is_locked = 1); nothing was recorded"), "{}", locked.stderr);
+    assert!(!ours_exists(&db).await, "not even our table");
+    exec(&mut conn, "UPDATE knex_migrations_lock SET is_locked = 0").await;
+
+    let (_tmp, partial) = copy(&sql);
+    std::fs::remove_file(partial.join("20240102000000_create_posts.sql")).unwrap();
+    let missing = run(sg(&db, &partial, &["migrate", "adopt", "--from", "knex"])).await.expect(1);
+    assert!(missing.stderr.contains("unmatched #2 20240102000000_create_posts.js (batch 1)"), "{}", missing.stderr);
+    assert!(missing.stderr.contains("--baseline VERSION"), "{}", missing.stderr);
+    assert!(!ours_exists(&db).await);
+
+    run(sg(&db, &sql, &["migrate", "adopt", "--from", "knex"])).await.expect(0);
+    let up = run(sg(&db, &sql, &["migrate", "up"])).await.expect(0);
+    assert!(up.stdout.contains("applied 1 migration") && up.stdout.contains("add tags"), "{}", up.stdout);
+    // Knex's migration_time is kept as the time it was applied.
+    let kept: bool = scalar(
+        &mut conn,
+        "SELECT s.applied_at = k.migration_time FROM shipgate_migrations s
+           JOIN knex_migrations k ON k.name = '20240101000000_create_users.js' WHERE s.version = 20240101000000",
+    )
+    .await;
+    assert!(kept);
+}
+
+#[tokio::test]
+async fn knex_migrations_folded_into_a_baseline_are_retired() {
+    let Some(node) = node("knex_migrations_folded_into_a_baseline_are_retired") else { return };
+    let db = TestDb::new().await;
+    node.knex_migrate(&db.url, &fixture("knex/js")).await;
+    let (_tmp, dir) = copy(&fixture("knex/sql"));
+    std::fs::remove_file(dir.join("20240101000000_create_users.sql")).unwrap();
+    std::fs::rename(dir.join("20240102000000_create_posts.sql"), dir.join("20240102000000_baseline.sql")).unwrap();
+
+    let out = run(sg(&db, &dir, &["migrate", "adopt", "--from", "knex", "--baseline", "20240102000000"])).await.expect(0);
+    assert_eq!(verdicts(&out)[..4], ["match", "pending", "no-source", "no-source"], "{}", out.stdout);
+    let doc = status(&db, &dir).await;
+    assert_eq!(
+        states(&doc),
+        vec![
+            (20240101000000, "retired".into(), Some("adopt-no-source".into())),
+            (20240102000000, "applied".into(), Some("adopt".into())),
+            (20240103000000, "pending".into(), None),
+        ]
+    );
+    run(sg(&db, &dir, &["migrate", "up"])).await.expect(0);
+    run(sg(&db, &dir, &["migrate", "verify"])).await.expect(0);
+}
+
+/// The first two of the knex fixture's SQL files, migrated by sqlx's own `Migrator`.
+async fn sqlx_migrated(db: &TestDb) -> (tempfile::TempDir, PathBuf) {
+    let (tmp, dir) = copy(&fixture("knex/sql"));
+    let (_early, early) = copy(&fixture("knex/sql"));
+    std::fs::remove_file(early.join("20240103000000_add_tags.sql")).unwrap();
+    let migrator = sqlx::migrate::Migrator::new(early.as_path()).await.unwrap();
+    migrator.run(&mut db.connect().await).await.unwrap();
+    (tmp, dir)
+}
+
+#[tokio::test]
+async fn sqlx_history_is_adopted_by_version_and_checksum() {
+    let db = TestDb::new().await;
+    let (_tmp, dir) = sqlx_migrated(&db).await;
+    let out = run(sg(&db, &dir, &["migrate", "adopt", "--from", "sqlx"])).await.expect(0);
+    assert_eq!(verdicts(&out)[..3], ["match", "match", "pending"], "{}", out.stdout);
+    let up = run(sg(&db, &dir, &["migrate", "up"])).await.expect(0);
+    assert!(up.stdout.contains("applied 1 migration"), "{}", up.stdout);
+    let doc = status(&db, &dir).await;
+    assert_eq!(doc["summary"]["applied"], 3);
+}
+
+#[tokio::test]
+async fn sqlx_refusals_name_each_file_and_write_nothing() {
+    let db = TestDb::new().await;
+    let (_tmp, dir) = sqlx_migrated(&db).await;
+    std::fs::write(dir.join("20240101000000_create_users.sql"), "CREATE TABLE users (id bigserial PRIMARY KEY);\n").unwrap();
+    std::fs::remove_file(dir.join("20240102000000_create_posts.sql")).unwrap();
+    let out = run(sg(&db, &dir, &["migrate", "adopt", "--from", "sqlx"])).await.expect(1);
+    assert!(out.stderr.contains("2 rows of public._sqlx_migrations cannot be adopted; nothing was recorded"), "{}", out.stderr);
+    assert!(out.stderr.contains("mismatch 20240101000000 create users: ") && out.stderr.contains("20240101000000_create_users.sql changed since it was applied: sha384 "), "{}", out.stderr);
+    assert!(out.stderr.contains("unmatched 20240102000000 create posts: no file with version 20240102000000"), "{}", out.stderr);
+    assert!(!ours_exists(&db).await);
+
+    let wrong = run(sg(&db, &dir, &["migrate", "adopt", "--from", "knex"])).await.expect(2);
+    assert!(wrong.stderr.contains("there is no knex history table public.knex_migrations"), "{}", wrong.stderr);
+    let not_drizzle = run(sg(&db, &dir, &["migrate", "adopt", "--from", "drizzle"])).await.expect(2);
+    assert!(not_drizzle.stderr.contains("--from drizzle needs the drizzle-kit folder"), "{}", not_drizzle.stderr);
+}
+
+#[tokio::test]
+async fn baseline_from_schema_proposes_the_version_the_catalog_matches() {
+    let db = TestDb::new().await;
+    let (_tmp, three) = drizzle_with(&[0, 1, 2]);
+    // Migrated "by hand": the SQL ran, no history was kept anywhere.
+    run(sg(&db, &three, &["migrate", "up"])).await.expect(0);
+    exec(&mut db.connect().await, "DROP TABLE shipgate_migrations").await;
+
+    let folder = fixture("drizzle");
+    let out = run(sg(&db, &folder, &["migrate", "baseline", "--from-schema"])).await.expect(0);
+    assert!(out.stdout.contains("what the migrations make at version 2; record it with `shipgate migrate baseline --version 2`"), "{}", out.stdout);
+    assert!(!ours_exists(&db).await, "a proposal records nothing, and the scratch schema is gone");
+    let scratch: i64 = scalar(&mut db.connect().await, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shipgate_scratch%'").await;
+    assert_eq!(scratch, 0);
+
+    run(sg(&db, &folder, &["migrate", "baseline", "--version", "2"])).await.expect(0);
+    let up = run(sg(&db, &folder, &["migrate", "up"])).await.expect(0);
+    assert!(up.stdout.contains("applied 1 migration"), "{}", up.stdout);
+
+    // Drift: a hand-made index no migration has.
+    let drifted = TestDb::new().await;
+    run(sg(&drifted, &three, &["migrate", "up"])).await.expect(0);
+    exec(&mut drifted.connect().await, "DROP TABLE shipgate_migrations; DROP INDEX comments_post_idx").await;
+    let out = run(sg(&drifted, &folder, &["migrate", "baseline", "--from-schema"])).await.expect(1);
+    assert!(out.stderr.contains("matches no point of the migration history; the closest is after version 2"), "{}", out.stderr);
+    assert!(out.stderr.contains("missing: index comments_post_idx"), "{}", out.stderr);
+}

@@ -1,0 +1,41 @@
+//! The real Knex and drizzle-orm migrators, from the npm packages `scripts/test` installs
+//! (pinned by tests/node/package-lock.json) into the folder named by SHIPGATE_NODE_MODULES.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{Run, repo_root, run};
+
+pub struct Node {
+    modules: PathBuf,
+}
+
+/// The installed packages, or `None` (and a note) when the test runs without them.
+pub fn node(test: &str) -> Option<Node> {
+    match std::env::var("SHIPGATE_NODE_MODULES") {
+        Ok(dir) if Path::new(&dir).join("drizzle-orm").is_dir() => Some(Node { modules: PathBuf::from(dir) }),
+        _ => {
+            eprintln!("skipped {test}: no Knex/drizzle-orm (SHIPGATE_NODE_MODULES unset; scripts/test installs them)");
+            None
+        }
+    }
+}
+
+impl Node {
+    /// Run one of tests/node's scripts; it must succeed.
+    pub async fn script(&self, script: &str, args: &[&str]) -> Run {
+        let mut cmd = Command::new("node");
+        cmd.arg(repo_root().join("tests/node").join(script)).args(args).env("NODE_PATH", &self.modules);
+        run(cmd).await.expect(0)
+    }
+
+    /// `drizzle-orm`'s migrate() on a drizzle-kit folder.
+    pub async fn drizzle_migrate(&self, url: &str, folder: &Path) -> Run {
+        self.script("drizzle-migrate.cjs", &[url, folder.to_str().expect("utf-8")]).await
+    }
+
+    /// `knex migrate:latest` on a folder of .js migrations.
+    pub async fn knex_migrate(&self, url: &str, folder: &Path) -> Run {
+        self.script("knex-migrate.cjs", &[url, folder.to_str().expect("utf-8")]).await
+    }
+}
