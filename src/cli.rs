@@ -514,7 +514,12 @@ pub struct DownArgs {
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
     /// Every migration up to and including this version is recorded as applied.
-    #[arg(long, value_name = "VERSION", required_unless_present = "from_schema", conflicts_with = "from_schema")]
+    #[arg(
+        long,
+        value_name = "VERSION",
+        required_unless_present = "from_schema",
+        conflicts_with = "from_schema"
+    )]
     pub version: Option<i64>,
 
     /// Find the version instead: replay the migrations in a scratch schema (rolled back) and

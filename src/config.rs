@@ -10,18 +10,18 @@ use std::time::Duration;
 pub mod deploy;
 
 use crate::cli::{
-    AdoptFrom, AttachArgs, Cli, Command, ConfigAction, DbAction, ExitCodeMode, FollowArgs, LogsArgs, MigrateAction,
-    MigrateArgs, MigrateCmd, OutputFormat, RunArgs, SetChoice, SourceFormat, TaskAction, TaskdefAction, TenantsAction,
-    TenantsCmd, VarArgs,
+    AdoptFrom, AttachArgs, Cli, Command, ConfigAction, DbAction, ExitCodeMode, FollowArgs, LogsArgs,
+    MigrateAction, MigrateArgs, MigrateCmd, OutputFormat, RunArgs, SetChoice, SourceFormat, TaskAction,
+    TaskdefAction, TenantsAction, TenantsCmd, VarArgs,
 };
 use crate::db::Credentials;
 use crate::db::target;
 use crate::error::{Error, Result};
 use crate::fleet::names::Shard;
 use crate::identity;
+use crate::migrate::adopt::Tool;
 use crate::migrate::exec::Limits;
 use crate::migrate::plan::{DownTo, UpOptions};
-use crate::migrate::adopt::Tool;
 use crate::migrate::source::Format;
 use crate::project::{self, Project, Sets};
 use crate::task::follow::FollowOptions;
@@ -55,14 +55,26 @@ pub enum Resolution {
 /// One validated migrate command.
 #[derive(Debug, Clone)]
 pub enum MigrateJob {
-    Up { options: UpOptions, dry_run: bool },
-    Down { to: DownTo, dry_run: bool },
+    Up {
+        options: UpOptions,
+        dry_run: bool,
+    },
+    Down {
+        to: DownTo,
+        dry_run: bool,
+    },
     Status,
     Verify,
-    Baseline { version: i64, force: bool },
+    Baseline {
+        version: i64,
+        force: bool,
+    },
     /// `baseline --from-schema`: propose the version from the live catalog.
     BaselineFromSchema,
-    Repair { version: i64, resolution: Resolution },
+    Repair {
+        version: i64,
+        resolution: Resolution,
+    },
     Adopt(AdoptOptions),
 }
 
@@ -541,8 +553,9 @@ fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<
             if let Some(table) = &a.table {
                 let parts: Vec<&str> = table.split('.').collect();
                 if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
-                    return Err(Error::input(format!("--table `{table}` is not [SCHEMA.]NAME"))
-                        .hint("e.g. --table knex_migrations_master or --table drizzle.__drizzle_migrations"));
+                    return Err(Error::input(format!("--table `{table}` is not [SCHEMA.]NAME")).hint(
+                        "e.g. --table knex_migrations_master or --table drizzle.__drizzle_migrations",
+                    ));
                 }
                 for part in parts {
                     validate_schema(part).map_err(|e| e.map_message(|m| m.replace("--schema", "--table")))?;

@@ -180,7 +180,7 @@ mod tests {
         let script = |v: i64| Script {
             path: PathBuf::from(format!("{v}_m.sql")),
             sql: String::new(),
-            statements: vec![0..0],
+            statements: std::iter::once(0..0).collect(),
             directives: Default::default(),
             checksum: vec![v as u8],
             checksum_normalized: vec![v as u8, 0],
@@ -190,7 +190,13 @@ mod tests {
             format: crate::migrate::source::Format::Sqlx,
             migrations: versions
                 .iter()
-                .map(|&v| Migration { version: v, description: "m".into(), up: script(v), down: None, drizzle: None })
+                .map(|&v| Migration {
+                    version: v,
+                    description: "m".into(),
+                    up: script(v),
+                    down: None,
+                    drizzle: None,
+                })
                 .collect(),
         }
     }

@@ -49,9 +49,26 @@ impl Tool {
 /// One row of their history table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TheirRow {
-    Knex { id: i64, name: String, batch: Option<i64>, at: Option<DateTime<Utc>> },
-    Drizzle { id: i64, hash: String, created_at: Option<i64>, name: Option<String>, at: Option<DateTime<Utc>> },
-    Sqlx { version: i64, description: String, success: bool, checksum: Vec<u8>, at: Option<DateTime<Utc>> },
+    Knex {
+        id: i64,
+        name: String,
+        batch: Option<i64>,
+        at: Option<DateTime<Utc>>,
+    },
+    Drizzle {
+        id: i64,
+        hash: String,
+        created_at: Option<i64>,
+        name: Option<String>,
+        at: Option<DateTime<Utc>>,
+    },
+    Sqlx {
+        version: i64,
+        description: String,
+        success: bool,
+        checksum: Vec<u8>,
+        at: Option<DateTime<Utc>>,
+    },
 }
 
 impl TheirRow {
@@ -191,7 +208,9 @@ impl Mapping {
 
     /// The lines the real run writes.
     pub fn to_write(&self) -> impl Iterator<Item = &Line> {
-        self.lines.iter().filter(|l| matches!(l.verdict, Verdict::Match | Verdict::NoSource) && l.version.is_some())
+        self.lines
+            .iter()
+            .filter(|l| matches!(l.verdict, Verdict::Match | Verdict::NoSource) && l.version.is_some())
     }
 }
 
@@ -204,7 +223,13 @@ pub struct Options {
 
 /// Match their rows to our migrations. `ours` is our current history (a second run finds
 /// its own rows there and does nothing).
-pub fn map(tool: Tool, set: &MigrationSet, theirs: &[TheirRow], ours: &[AppliedRow], opts: Options) -> Mapping {
+pub fn map(
+    tool: Tool,
+    set: &MigrationSet,
+    theirs: &[TheirRow],
+    ours: &[AppliedRow],
+    opts: Options,
+) -> Mapping {
     let mut claimed: BTreeMap<i64, Line> = BTreeMap::new();
     let mut loose: Vec<Line> = Vec::new();
     for row in theirs {
@@ -218,7 +243,10 @@ pub fn map(tool: Tool, set: &MigrationSet, theirs: &[TheirRow], ours: &[AppliedR
                 if let Some(first) = claimed.get(&v) {
                     loose.push(Line {
                         verdict: Verdict::Unmatched,
-                        note: format!("a second row for version {v} (the first is {})", first.theirs.clone().unwrap_or_default()),
+                        note: format!(
+                            "a second row for version {v} (the first is {})",
+                            first.theirs.clone().unwrap_or_default()
+                        ),
                         version: None,
                         ..line
                     });
@@ -262,9 +290,8 @@ pub fn map(tool: Tool, set: &MigrationSet, theirs: &[TheirRow], ours: &[AppliedR
         match claimed.remove(&m.version) {
             Some(line) => lines.push(line),
             None => {
-                let skipped = high_water
-                    .zip(m.drizzle.as_ref())
-                    .is_some_and(|(hw, entry)| entry.created_at <= hw);
+                let skipped =
+                    high_water.zip(m.drizzle.as_ref()).is_some_and(|(hw, entry)| entry.created_at <= hw);
                 lines.push(Line {
                     theirs: None,
                     version: Some(m.version),
@@ -289,7 +316,8 @@ pub fn map(tool: Tool, set: &MigrationSet, theirs: &[TheirRow], ours: &[AppliedR
             && let Some(v) = line.version
             && let Some(row) = ours.iter().find(|r| r.version == v)
         {
-            let same = set.get(v).is_some_and(|m| row.success && crate::migrate::plan::checksum_matches(m, row));
+            let same =
+                set.get(v).is_some_and(|m| row.success && crate::migrate::plan::checksum_matches(m, row));
             if same {
                 line.verdict = Verdict::Recorded;
             } else {
@@ -313,7 +341,14 @@ fn matched(row: &TheirRow, m: &Migration, verdict: Verdict, note: String) -> Lin
 }
 
 fn unmatched(row: &TheirRow, verdict: Verdict, note: String) -> Line {
-    Line { theirs: Some(row.label()), version: None, description: String::new(), verdict, note, applied_at: row.applied_at() }
+    Line {
+        theirs: Some(row.label()),
+        version: None,
+        description: String::new(),
+        verdict,
+        note,
+        applied_at: row.applied_at(),
+    }
 }
 
 /// The name without its extension: `20240101_create_users.ts` → `20240101_create_users`.
@@ -362,15 +397,21 @@ fn knex_line(set: &MigrationSet, row: &TheirRow, opts: Options) -> Line {
             note: format!("folded into the baseline {base}"),
             applied_at: row.applied_at(),
         },
-        (Some(base), Some(_)) => {
-            unmatched(row, Verdict::Unmatched, format!("no {wanted}.sql here, and it is newer than the baseline {base}"))
-        }
+        (Some(base), Some(_)) => unmatched(
+            row,
+            Verdict::Unmatched,
+            format!("no {wanted}.sql here, and it is newer than the baseline {base}"),
+        ),
         (Some(_), None) => unmatched(
             row,
             Verdict::Unmatched,
             format!("no {wanted}.sql here, and its name starts with no version number"),
         ),
-        (None, _) => unmatched(row, Verdict::Unmatched, format!("no {wanted}.sql (or .up.sql) in the migrations folder")),
+        (None, _) => unmatched(
+            row,
+            Verdict::Unmatched,
+            format!("no {wanted}.sql (or .up.sql) in the migrations folder"),
+        ),
     }
 }
 
@@ -399,18 +440,34 @@ fn drizzle_line(set: &MigrationSet, row: &TheirRow) -> Line {
             row,
             m,
             Verdict::Mismatch,
-            format!("{} changed since it was applied: sha256 {} in the table, {} now", m.up.path.display(), short(hash), short(ours)),
+            format!(
+                "{} changed since it was applied: sha256 {} in the table, {} now",
+                m.up.path.display(),
+                short(hash),
+                short(ours)
+            ),
         )
     }
 }
 
 fn sqlx_line(set: &MigrationSet, row: &TheirRow) -> Line {
-    let TheirRow::Sqlx { version, success, checksum: theirs, .. } = row else { unreachable!("sqlx rows only") };
+    let TheirRow::Sqlx { version, success, checksum: theirs, .. } = row else {
+        unreachable!("sqlx rows only")
+    };
     let Some(m) = set.get(*version) else {
-        return unmatched(row, Verdict::Unmatched, format!("no file with version {version} in the migrations folder"));
+        return unmatched(
+            row,
+            Verdict::Unmatched,
+            format!("no file with version {version} in the migrations folder"),
+        );
     };
     if !success {
-        return matched(row, m, Verdict::Failed, "sqlx recorded it as failed (dirty); fix it with sqlx first".into());
+        return matched(
+            row,
+            m,
+            Verdict::Failed,
+            "sqlx recorded it as failed (dirty); fix it with sqlx first".into(),
+        );
     }
     if *theirs == m.up.checksum {
         matched(row, m, Verdict::Match, String::new())
@@ -489,7 +546,10 @@ mod tests {
         TheirRow::Sqlx { version, description: "m".into(), success, checksum, at: None }
     }
 
-    fn verdicts(m: &Mapping) -> Vec<(Option<i64>, &'static str)> {
+    /// Each line's version and verdict, in order.
+    type Expected = Vec<(Option<i64>, &'static str)>;
+
+    fn verdicts(m: &Mapping) -> Expected {
         m.lines.iter().map(|l| (l.version, l.verdict.as_str())).collect()
     }
 
@@ -499,15 +559,60 @@ mod tests {
         let none = Options::default();
         let base = Options { baseline: Some(5) };
         let s_base = set(&[(5, "5_baseline.sql"), (6, "6_new.sql")]);
-        let cases: Vec<(&MigrationSet, Vec<TheirRow>, Options, Vec<(Option<i64>, &str)>)> = vec![
-            (&s, vec![knex(1, "1_users.js"), knex(2, "2_posts.ts")], none, vec![(Some(1), "match"), (Some(2), "match"), (Some(3), "pending")]),
-            (&s, vec![knex(1, "1_users.js"), knex(2, "9_gone.js")], none, vec![(Some(1), "match"), (Some(2), "pending"), (Some(3), "pending"), (None, "unmatched")]),
-            (&s_base, vec![knex(1, "1_users.js"), knex(2, "4_posts.js")], base, vec![(Some(5), "match"), (Some(6), "pending"), (Some(1), "no-source"), (Some(4), "no-source")]),
-            (&s_base, vec![knex(1, "5_last.js")], base, vec![(Some(5), "match"), (Some(6), "pending"), (None, "no-source")]),
-            (&s_base, vec![knex(1, "6_other.js")], base, vec![(Some(5), "match"), (Some(6), "pending"), (None, "unmatched")]),
-            (&s_base, vec![knex(1, "7_later.js")], base, vec![(Some(5), "match"), (Some(6), "pending"), (None, "unmatched")]),
-            (&s_base, vec![knex(1, "init.js")], base, vec![(Some(5), "match"), (Some(6), "pending"), (None, "unmatched")]),
-            (&s, vec![knex(1, "1_users.js"), knex(2, "1_users.ts")], none, vec![(Some(1), "match"), (Some(2), "pending"), (Some(3), "pending"), (None, "unmatched")]),
+        let cases: Vec<(&MigrationSet, Vec<TheirRow>, Options, Expected)> = vec![
+            (
+                &s,
+                vec![knex(1, "1_users.js"), knex(2, "2_posts.ts")],
+                none,
+                vec![(Some(1), "match"), (Some(2), "match"), (Some(3), "pending")],
+            ),
+            (
+                &s,
+                vec![knex(1, "1_users.js"), knex(2, "9_gone.js")],
+                none,
+                vec![(Some(1), "match"), (Some(2), "pending"), (Some(3), "pending"), (None, "unmatched")],
+            ),
+            (
+                &s_base,
+                vec![knex(1, "1_users.js"), knex(2, "4_posts.js")],
+                base,
+                vec![
+                    (Some(5), "match"),
+                    (Some(6), "pending"),
+                    (Some(1), "no-source"),
+                    (Some(4), "no-source"),
+                ],
+            ),
+            (
+                &s_base,
+                vec![knex(1, "5_last.js")],
+                base,
+                vec![(Some(5), "match"), (Some(6), "pending"), (None, "no-source")],
+            ),
+            (
+                &s_base,
+                vec![knex(1, "6_other.js")],
+                base,
+                vec![(Some(5), "match"), (Some(6), "pending"), (None, "unmatched")],
+            ),
+            (
+                &s_base,
+                vec![knex(1, "7_later.js")],
+                base,
+                vec![(Some(5), "match"), (Some(6), "pending"), (None, "unmatched")],
+            ),
+            (
+                &s_base,
+                vec![knex(1, "init.js")],
+                base,
+                vec![(Some(5), "match"), (Some(6), "pending"), (None, "unmatched")],
+            ),
+            (
+                &s,
+                vec![knex(1, "1_users.js"), knex(2, "1_users.ts")],
+                none,
+                vec![(Some(1), "match"), (Some(2), "pending"), (Some(3), "pending"), (None, "unmatched")],
+            ),
         ];
         for (s, rows, opts, expected) in cases {
             let got = map(Tool::Knex, s, &rows, &[], opts);
@@ -518,7 +623,7 @@ mod tests {
     #[test]
     fn drizzle_rows_match_by_when_and_hash_and_gaps_are_flagged() {
         let s = drizzle_set(&[(0, 100), (1, 300), (2, 200), (3, 400)]);
-        let cases: Vec<(Vec<TheirRow>, Vec<(Option<i64>, &str)>)> = vec![
+        let cases: Vec<(Vec<TheirRow>, Expected)> = vec![
             (
                 vec![drizzle(1, "hash0", 100), drizzle(2, "hash1", 300)],
                 vec![(Some(0), "match"), (Some(1), "match"), (Some(2), "skipped"), (Some(3), "pending")],
@@ -529,36 +634,72 @@ mod tests {
             ),
             (
                 vec![drizzle(1, "hash0", 100), drizzle(2, "x", 999)],
-                vec![(Some(0), "match"), (Some(1), "skipped"), (Some(2), "skipped"), (Some(3), "skipped"), (None, "unmatched")],
+                vec![
+                    (Some(0), "match"),
+                    (Some(1), "skipped"),
+                    (Some(2), "skipped"),
+                    (Some(3), "skipped"),
+                    (None, "unmatched"),
+                ],
             ),
-            (vec![], vec![(Some(0), "pending"), (Some(1), "pending"), (Some(2), "pending"), (Some(3), "pending")]),
+            (
+                vec![],
+                vec![(Some(0), "pending"), (Some(1), "pending"), (Some(2), "pending"), (Some(3), "pending")],
+            ),
         ];
         for (rows, expected) in cases {
             let got = map(Tool::Drizzle, &s, &rows, &[], Options::default());
             assert_eq!(verdicts(&got), expected, "{rows:?}");
         }
         // v1 rows carry a name and run out of order: no high-water mark.
-        let v1 = TheirRow::Drizzle { id: 1, hash: "hash3".into(), created_at: Some(400), name: Some("0003_m".into()), at: None };
+        let v1 = TheirRow::Drizzle {
+            id: 1,
+            hash: "hash3".into(),
+            created_at: Some(400),
+            name: Some("0003_m".into()),
+            at: None,
+        };
         let got = map(Tool::Drizzle, &s, &[v1], &[], Options::default());
-        assert_eq!(verdicts(&got), vec![(Some(0), "pending"), (Some(1), "pending"), (Some(2), "pending"), (Some(3), "match")]);
+        assert_eq!(
+            verdicts(&got),
+            vec![(Some(0), "pending"), (Some(1), "pending"), (Some(2), "pending"), (Some(3), "match")]
+        );
     }
 
     #[test]
     fn sqlx_rows_match_by_version_and_checksum() {
         let s = set(&[(1, "1_a.sql"), (2, "2_b.sql"), (3, "3_c.sql")]);
-        let cases: Vec<(Vec<TheirRow>, Vec<(Option<i64>, &str)>)> = vec![
-            (vec![sqlx(&s, 1, false, true), sqlx(&s, 2, false, true)], vec![(Some(1), "match"), (Some(2), "match"), (Some(3), "pending")]),
-            (vec![sqlx(&s, 1, false, true), sqlx(&s, 2, true, true)], vec![(Some(1), "match"), (Some(2), "mismatch"), (Some(3), "pending")]),
-            (vec![sqlx(&s, 1, false, false)], vec![(Some(1), "failed"), (Some(2), "pending"), (Some(3), "pending")]),
+        let cases: Vec<(Vec<TheirRow>, Expected)> = vec![
             (
-                vec![TheirRow::Sqlx { version: 9, description: "gone".into(), success: true, checksum: vec![], at: None }],
+                vec![sqlx(&s, 1, false, true), sqlx(&s, 2, false, true)],
+                vec![(Some(1), "match"), (Some(2), "match"), (Some(3), "pending")],
+            ),
+            (
+                vec![sqlx(&s, 1, false, true), sqlx(&s, 2, true, true)],
+                vec![(Some(1), "match"), (Some(2), "mismatch"), (Some(3), "pending")],
+            ),
+            (
+                vec![sqlx(&s, 1, false, false)],
+                vec![(Some(1), "failed"), (Some(2), "pending"), (Some(3), "pending")],
+            ),
+            (
+                vec![TheirRow::Sqlx {
+                    version: 9,
+                    description: "gone".into(),
+                    success: true,
+                    checksum: vec![],
+                    at: None,
+                }],
                 vec![(Some(1), "pending"), (Some(2), "pending"), (Some(3), "pending"), (None, "unmatched")],
             ),
         ];
         for (rows, expected) in cases {
             let got = map(Tool::Sqlx, &s, &rows, &[], Options::default());
             assert_eq!(verdicts(&got), expected, "{rows:?}");
-            assert_eq!(got.blocking().is_empty(), !expected.iter().any(|(_, v)| ["mismatch", "unmatched", "failed"].contains(v)));
+            assert_eq!(
+                got.blocking().is_empty(),
+                !expected.iter().any(|(_, v)| ["mismatch", "unmatched", "failed"].contains(v))
+            );
         }
     }
 
@@ -587,13 +728,21 @@ mod tests {
     #[test]
     fn rows_read_from_jsonb() {
         let knex_row = serde_json::json!({"id": 3, "name": "20240101_users.js", "batch": 2, "migration_time": "2024-01-01T12:00:00.5+00:00"});
-        let TheirRow::Knex { id, name, batch, at } = their_row(Tool::Knex, &knex_row).unwrap() else { panic!() };
+        let TheirRow::Knex { id, name, batch, at } = their_row(Tool::Knex, &knex_row).unwrap() else {
+            panic!()
+        };
         assert_eq!((id, name.as_str(), batch), (3, "20240101_users.js", Some(2)));
         assert_eq!(at.unwrap().to_rfc3339(), "2024-01-01T12:00:00.500+00:00");
         let v0 = serde_json::json!({"id": 1, "hash": "ab", "created_at": 1700000000000_i64});
         assert_eq!(
             their_row(Tool::Drizzle, &v0).unwrap(),
-            TheirRow::Drizzle { id: 1, hash: "ab".into(), created_at: Some(1700000000000), name: None, at: None }
+            TheirRow::Drizzle {
+                id: 1,
+                hash: "ab".into(),
+                created_at: Some(1700000000000),
+                name: None,
+                at: None
+            }
         );
         let sqlx_row = serde_json::json!({"version": 7, "description": "x", "success": true, "checksum": "\\x0aff", "installed_on": null});
         let TheirRow::Sqlx { checksum, .. } = their_row(Tool::Sqlx, &sqlx_row).unwrap() else { panic!() };

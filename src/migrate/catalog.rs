@@ -112,23 +112,45 @@ mod tests {
             after(2, &["table users", "column users.id", "column users.email", "index users_email_idx"]),
             // 3 only inserts rows: no catalog change.
             after(3, &["table users", "column users.id", "column users.email", "index users_email_idx"]),
-            after(4, &["table users", "column users.id", "column users.email", "index users_email_idx", "table posts"]),
+            after(
+                4,
+                &[
+                    "table users",
+                    "column users.id",
+                    "column users.email",
+                    "index users_email_idx",
+                    "table posts",
+                ],
+            ),
             // 5 drops the index.
             after(5, &["table users", "column users.id", "column users.email", "table posts"]),
         ];
         let version = |v: i64, ambiguous: Vec<i64>| Proposal::Version { version: v, ambiguous };
         let cases: Vec<(Shape, Proposal)> = vec![
             (shape(&["table users", "column users.id"]), version(1, vec![])),
-            (shape(&["table users", "column users.id", "column users.email", "index users_email_idx"]), version(2, vec![3])),
             (
-                shape(&["table users", "column users.id", "column users.email", "table posts", "table knex_migrations"]),
+                shape(&["table users", "column users.id", "column users.email", "index users_email_idx"]),
+                version(2, vec![3]),
+            ),
+            (
+                shape(&[
+                    "table users",
+                    "column users.id",
+                    "column users.email",
+                    "table posts",
+                    "table knex_migrations",
+                ]),
                 version(5, vec![]),
             ),
             (shape(&["table knex_migrations", "table other"]), Proposal::Nothing),
             (
                 shape(&["table users", "column users.id", "table posts"]),
                 Proposal::NoMatch {
-                    closest: Point { version: 5, missing: vec!["column users.email".into()], unexpected: vec![] },
+                    closest: Point {
+                        version: 5,
+                        missing: vec!["column users.email".into()],
+                        unexpected: vec![],
+                    },
                 },
             ),
         ];

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{Migration, Problem, Script};
+use crate::migrate::source::{Loaded, Migration, Problem, Script};
 
 pub const JOURNAL: &str = "meta/_journal.json";
 pub const BREAKPOINT: &str = "--> statement-breakpoint";
@@ -52,7 +52,10 @@ pub fn layout(dir: &Path) -> Option<Layout> {
     let entries = std::fs::read_dir(dir).ok()?;
     entries
         .flatten()
-        .any(|e| folder_name(&e.file_name().to_string_lossy()).is_some() && e.path().join("migration.sql").is_file())
+        .any(|e| {
+            folder_name(&e.file_name().to_string_lossy()).is_some()
+                && e.path().join("migration.sql").is_file()
+        })
         .then_some(Layout::Folders)
 }
 
@@ -117,7 +120,15 @@ fn tag_description(tag: &str) -> String {
     }
 }
 
-fn migration(version: i64, description: String, path: PathBuf, bytes: Vec<u8>, name: String, created_at: i64, breakpoints: bool) -> Result<Migration, Problem> {
+fn migration(
+    version: i64,
+    description: String,
+    path: PathBuf,
+    bytes: Vec<u8>,
+    name: String,
+    created_at: i64,
+    breakpoints: bool,
+) -> Result<Migration, Problem> {
     let hash = hex::encode(Sha256::digest(&bytes));
     let mut up = Script::new(path.clone(), bytes).map_err(|message| Problem { path, message })?;
     if breakpoints {
@@ -128,7 +139,7 @@ fn migration(version: i64, description: String, path: PathBuf, bytes: Vec<u8>, n
 
 /// The migrations of a drizzle-kit folder, or every problem in it. The outer error is for a
 /// folder that cannot be read at all; the second value lists files drizzle-orm would ignore.
-pub fn load(dir: &Path) -> Result<Result<(Vec<Migration>, Vec<PathBuf>), Vec<Problem>>> {
+pub fn load(dir: &Path) -> Result<Loaded> {
     match layout(dir) {
         Some(Layout::Journal) => load_journal(dir),
         Some(Layout::Folders) => load_folders(dir),
@@ -140,7 +151,7 @@ pub fn load(dir: &Path) -> Result<Result<(Vec<Migration>, Vec<PathBuf>), Vec<Pro
     }
 }
 
-fn load_journal(dir: &Path) -> Result<Result<(Vec<Migration>, Vec<PathBuf>), Vec<Problem>>> {
+fn load_journal(dir: &Path) -> Result<Loaded> {
     let path = dir.join(JOURNAL);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
@@ -154,7 +165,9 @@ fn load_journal(dir: &Path) -> Result<Result<(Vec<Migration>, Vec<PathBuf>), Vec
     if let Some(dialect) = journal.dialect.as_deref().filter(|d| *d != "postgresql") {
         return Ok(Err(vec![Problem {
             path,
-            message: format!("the journal is for dialect `{dialect}`; shipgate migrates PostgreSQL (`postgresql`)"),
+            message: format!(
+                "the journal is for dialect `{dialect}`; shipgate migrates PostgreSQL (`postgresql`)"
+            ),
         }]));
     }
     let mut problems = Vec::new();
@@ -202,8 +215,9 @@ fn load_journal(dir: &Path) -> Result<Result<(Vec<Migration>, Vec<PathBuf>), Vec
     Ok(Ok((migrations.into_values().collect(), stray)))
 }
 
-fn load_folders(dir: &Path) -> Result<Result<(Vec<Migration>, Vec<PathBuf>), Vec<Problem>>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::input(format!("cannot list {}: {e}", dir.display())))?;
+fn load_folders(dir: &Path) -> Result<Loaded> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::input(format!("cannot list {}: {e}", dir.display())))?;
     let mut problems = Vec::new();
     let mut by_version: BTreeMap<i64, Vec<Migration>> = BTreeMap::new();
     for entry in entries.flatten() {
@@ -215,8 +229,9 @@ fn load_folders(dir: &Path) -> Result<Result<(Vec<Migration>, Vec<PathBuf>), Vec
         let Some((version, description, created_at)) = folder_name(&name) else {
             problems.push(Problem {
                 path: entry.path(),
-                message: "a migration folder's name must be <YYYYMMDDHHMMSS>_<name> (a valid UTC date and time)"
-                    .to_string(),
+                message:
+                    "a migration folder's name must be <YYYYMMDDHHMMSS>_<name> (a valid UTC date and time)"
+                        .to_string(),
             });
             continue;
         };
@@ -230,7 +245,8 @@ fn load_folders(dir: &Path) -> Result<Result<(Vec<Migration>, Vec<PathBuf>), Vec
     let mut migrations = Vec::new();
     for (version, mut ms) in by_version {
         if ms.len() > 1 {
-            let names: Vec<String> = ms.iter().filter_map(|m| m.drizzle.as_ref().map(|d| d.name.clone())).collect();
+            let names: Vec<String> =
+                ms.iter().filter_map(|m| m.drizzle.as_ref().map(|d| d.name.clone())).collect();
             for m in &ms {
                 problems.push(Problem {
                     path: m.up.path.clone(),
@@ -281,7 +297,14 @@ mod tests {
             folder_name("20261121145629_create_users"),
             Some((20261121145629, "create users".into(), 1_795_272_989_000))
         );
-        for bad in ["2026112114562_x", "20261121145629", "20261121145629_", "20261321145629_x", "abcdefghijklmn_x", "meta"] {
+        for bad in [
+            "2026112114562_x",
+            "20261121145629",
+            "20261121145629_",
+            "20261321145629_x",
+            "abcdefghijklmn_x",
+            "meta",
+        ] {
             assert_eq!(folder_name(bad), None, "{bad}");
         }
     }

@@ -130,7 +130,8 @@ pub async fn run(
         match run_in_transaction(conn, &step, durable).await {
             Ok(elapsed) => return Ok(elapsed),
             Err(e)
-                if sqlstate(&e.error).as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt <= limits.lock_retries =>
+                if sqlstate(&e.error).as_deref() == Some(LOCK_NOT_AVAILABLE)
+                    && attempt <= limits.lock_retries =>
             {
                 let wait = crate::db::connect::jitter(backoff);
                 tracing::warn!(
@@ -206,7 +207,8 @@ async fn run_outside_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Re
         duration::pg_setting(step.statement_timeout)
     );
     let started = Instant::now();
-    let mut result = sqlx::raw_sql(AssertSqlSafe(set)).execute(&mut *conn).await.map(|_| ()).map_err(ScriptError::setup);
+    let mut result =
+        sqlx::raw_sql(AssertSqlSafe(set)).execute(&mut *conn).await.map(|_| ()).map_err(ScriptError::setup);
     if result.is_ok() {
         result = run_statements(&mut *conn, step.script).await;
     }

@@ -316,7 +316,11 @@ mod tests {
                 bytes: s.as_bytes().to_vec(),
             })
             .collect();
-        MigrationSet { dir: PathBuf::from("m"), format: crate::migrate::source::Format::Sqlx, migrations: assemble(raw).unwrap().0 }
+        MigrationSet {
+            dir: PathBuf::from("m"),
+            format: crate::migrate::source::Format::Sqlx,
+            migrations: assemble(raw).unwrap().0,
+        }
     }
 
     fn row(set: &MigrationSet, version: i64, run: &str, minute: u32) -> AppliedRow {

@@ -63,7 +63,7 @@ impl Script {
             path,
             checksum: checksum::raw(sql.as_bytes()),
             checksum_normalized: checksum::normalized(&sql),
-            statements: vec![0..sql.len()],
+            statements: std::iter::once(0..sql.len()).collect(),
             sql,
             directives,
         })
@@ -177,6 +177,9 @@ pub fn parse_name(name: &str) -> Result<NameKind, String> {
     Ok(NameKind::Migration(FileName { version, description: description.replace('_', " "), role }))
 }
 
+/// A folder's migrations in version order, and the files ignored in it; or every problem.
+pub type Loaded = std::result::Result<(Vec<Migration>, Vec<PathBuf>), Vec<Problem>>;
+
 /// A file as read from disk, before validation.
 #[derive(Debug, Clone)]
 pub struct RawFile {
@@ -187,7 +190,7 @@ pub struct RawFile {
 
 /// Validate and assemble files into migrations. Pure; all problems are returned together.
 /// The second value lists files ignored because they are not `.sql`.
-pub fn assemble(files: Vec<RawFile>) -> Result<(Vec<Migration>, Vec<PathBuf>), Vec<Problem>> {
+pub fn assemble(files: Vec<RawFile>) -> Loaded {
     let mut problems = Vec::new();
     let mut ignored = Vec::new();
     let mut ups: BTreeMap<i64, Vec<(FileName, Script)>> = BTreeMap::new();
@@ -306,8 +309,11 @@ pub fn detect(dir: &Path) -> Format {
 /// input error (exit 2) listing them all.
 pub fn load(dir: &Path, format: Option<Format>) -> Result<MigrationSet> {
     if !dir.is_dir() {
-        return Err(Error::input(format!("cannot read the migrations directory {}: not a directory", dir.display()))
-            .hint("pass --source DIR (or SHIPGATE_SOURCE) pointing at the folder of .sql files"));
+        return Err(Error::input(format!(
+            "cannot read the migrations directory {}: not a directory",
+            dir.display()
+        ))
+        .hint("pass --source DIR (or SHIPGATE_SOURCE) pointing at the folder of .sql files"));
     }
     let format = format.unwrap_or_else(|| detect(dir));
     let (migrations, ignored) = match format {

@@ -38,7 +38,8 @@ fn copy(from: &Path) -> (tempfile::TempDir, PathBuf) {
 fn drizzle_with(keep: &[i64]) -> (tempfile::TempDir, PathBuf) {
     let (tmp, dir) = copy(&fixture("drizzle"));
     let path = dir.join("meta/_journal.json");
-    let mut journal: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut journal: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let entries = journal["entries"].as_array_mut().unwrap();
     for e in entries.iter().filter(|e| !keep.contains(&e["idx"].as_i64().unwrap())) {
         std::fs::remove_file(dir.join(format!("{}.sql", e["tag"].as_str().unwrap()))).unwrap();
@@ -55,7 +56,8 @@ fn sg(db: &TestDb, source: &Path, args: &[&str]) -> Command {
 }
 
 async fn ours_exists(db: &TestDb) -> bool {
-    scalar::<bool>(&mut db.connect().await, "SELECT to_regclass('public.shipgate_migrations') IS NOT NULL").await
+    scalar::<bool>(&mut db.connect().await, "SELECT to_regclass('public.shipgate_migrations') IS NOT NULL")
+        .await
 }
 
 async fn status(db: &TestDb, source: &Path) -> serde_json::Value {
@@ -69,7 +71,11 @@ fn states(doc: &serde_json::Value) -> Vec<(i64, String, Option<String>)> {
         .unwrap()
         .iter()
         .map(|m| {
-            (m["version"].as_i64().unwrap(), m["state"].as_str().unwrap().to_string(), m["origin"].as_str().map(String::from))
+            (
+                m["version"].as_i64().unwrap(),
+                m["state"].as_str().unwrap().to_string(),
+                m["origin"].as_str().map(String::from),
+            )
         })
         .collect()
 }
@@ -123,7 +129,12 @@ async fn drizzle_history_is_adopted_and_only_new_migrations_run() {
 /// per-run lines.
 fn dump(db: &TestDb) -> String {
     let out = Command::new("pg_dump")
-        .args(["--schema-only", "--no-owner", "--schema=public", "--exclude-table=public.shipgate_migrations"])
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--schema=public",
+            "--exclude-table=public.shipgate_migrations",
+        ])
         .arg(&db.url)
         .output()
         .expect("pg_dump runs");
@@ -138,7 +149,9 @@ fn dump(db: &TestDb) -> String {
 
 #[tokio::test]
 async fn a_drizzle_folder_run_by_shipgate_makes_the_schema_drizzle_orm_makes() {
-    let Some(node) = node("a_drizzle_folder_run_by_shipgate_makes_the_schema_drizzle_orm_makes") else { return };
+    let Some(node) = node("a_drizzle_folder_run_by_shipgate_makes_the_schema_drizzle_orm_makes") else {
+        return;
+    };
     let (theirs, ours) = (TestDb::new().await, TestDb::new().await);
     node.drizzle_migrate(&theirs.url, &fixture("drizzle")).await;
     let up = run(sg(&ours, &fixture("drizzle"), &["migrate", "up"])).await.expect(0);
@@ -170,17 +183,21 @@ async fn drizzle_v1_folders_run_in_timestamp_order_one_statement_at_a_time() {
     assert!(failed.stderr.contains("0003_add_published_at.sql:2:36 (statement 2 of 2)"), "{}", failed.stderr);
     assert!(failed.stderr.contains("type \"nosuchtype\" does not exist"), "{}", failed.stderr);
     let mut conn = fresh.connect().await;
-    let a: i64 = scalar(&mut conn, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'a'").await;
+    let a: i64 =
+        scalar(&mut conn, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'a'").await;
     assert_eq!(a, 0, "the first statement was rolled back with the second");
 
     // Forced the other way, the same folder is plain files with a version 0 problem.
-    let forced = run(sg(&fresh, &fixture("drizzle"), &["migrate", "status", "--format", "sqlx"])).await.expect(2);
+    let forced =
+        run(sg(&fresh, &fixture("drizzle"), &["migrate", "status", "--format", "sqlx"])).await.expect(2);
     assert!(forced.stderr.contains("version must be positive"), "{}", forced.stderr);
 }
 
 #[tokio::test]
 async fn drizzle_refusals_write_nothing_and_a_skipped_migration_stays_pending() {
-    let Some(node) = node("drizzle_refusals_write_nothing_and_a_skipped_migration_stays_pending") else { return };
+    let Some(node) = node("drizzle_refusals_write_nothing_and_a_skipped_migration_stays_pending") else {
+        return;
+    };
 
     // A file edited after drizzle-orm applied it.
     let db = TestDb::new().await;
@@ -190,14 +207,26 @@ async fn drizzle_refusals_write_nothing_and_a_skipped_migration_stays_pending() 
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, format!("{text}\n-- reviewed")).unwrap();
     let out = run(sg(&db, &edited, &["migrate", "adopt", "--from", "drizzle"])).await.expect(1);
-    assert!(out.stderr.contains("1 row of drizzle.__drizzle_migrations cannot be adopted; nothing was recorded"), "{}", out.stderr);
-    assert!(out.stderr.contains("mismatch #2") && out.stderr.contains("0001_add_roles_and_posts.sql changed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("1 row of drizzle.__drizzle_migrations cannot be adopted; nothing was recorded"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("mismatch #2") && out.stderr.contains("0001_add_roles_and_posts.sql changed"),
+        "{}",
+        out.stderr
+    );
     assert!(!ours_exists(&db).await);
 
     // A row whose journal entry is gone (a file deleted from the folder).
     let (_tmp2, missing) = drizzle_with(&[0, 1, 3]);
     let out = run(sg(&db, &missing, &["migrate", "adopt", "--from", "drizzle"])).await.expect(1);
-    assert!(out.stderr.contains("unmatched #3") && out.stderr.contains("no journal entry with when = "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unmatched #3") && out.stderr.contains("no journal entry with when = "),
+        "{}",
+        out.stderr
+    );
     assert!(!ours_exists(&db).await);
 
     // A branch merged late: drizzle-orm ran 0, 1 and 3, and will never run 2 (its `when` is
@@ -206,7 +235,8 @@ async fn drizzle_refusals_write_nothing_and_a_skipped_migration_stays_pending() 
     let (_tmp3, without_2) = drizzle_with(&[0, 1, 3]);
     node.drizzle_migrate(&gap.url, &without_2).await;
     node.drizzle_migrate(&gap.url, &fixture("drizzle")).await;
-    let tables: i64 = scalar(&mut gap.connect().await, "SELECT count(*) FROM pg_tables WHERE tablename = 'comments'").await;
+    let tables: i64 =
+        scalar(&mut gap.connect().await, "SELECT count(*) FROM pg_tables WHERE tablename = 'comments'").await;
     assert_eq!(tables, 0, "drizzle-orm skipped 0002 after the merge");
     let out = run(sg(&gap, &fixture("drizzle"), &["migrate", "adopt", "--from", "drizzle"])).await.expect(0);
     assert_eq!(verdicts(&out)[..4], ["match", "match", "skipped", "match"], "{}", out.stdout);
@@ -220,7 +250,9 @@ async fn drizzle_refusals_write_nothing_and_a_skipped_migration_stays_pending() 
 
 #[tokio::test]
 async fn knex_history_is_adopted_by_name_and_refused_while_knex_holds_its_lock() {
-    let Some(node) = node("knex_history_is_adopted_by_name_and_refused_while_knex_holds_its_lock") else { return };
+    let Some(node) = node("knex_history_is_adopted_by_name_and_refused_while_knex_holds_its_lock") else {
+        return;
+    };
     let db = TestDb::new().await;
     node.knex_migrate(&db.url, &fixture("knex/js")).await;
     let sql = fixture("knex/sql");
@@ -228,14 +260,22 @@ async fn knex_history_is_adopted_by_name_and_refused_while_knex_holds_its_lock()
     let mut conn = db.connect().await;
     exec(&mut conn, "UPDATE knex_migrations_lock SET is_locked = 1").await;
     let locked = run(sg(&db, &sql, &["migrate", "adopt", "--from", "knex"])).await.expect(3);
-    assert!(locked.stderr.contains("says a Knex migration is running (is_locked = 1); nothing was recorded"), "{}", locked.stderr);
+    assert!(
+        locked.stderr.contains("says a Knex migration is running (is_locked = 1); nothing was recorded"),
+        "{}",
+        locked.stderr
+    );
     assert!(!ours_exists(&db).await, "not even our table");
     exec(&mut conn, "UPDATE knex_migrations_lock SET is_locked = 0").await;
 
     let (_tmp, partial) = copy(&sql);
     std::fs::remove_file(partial.join("20240102000000_create_posts.sql")).unwrap();
     let missing = run(sg(&db, &partial, &["migrate", "adopt", "--from", "knex"])).await.expect(1);
-    assert!(missing.stderr.contains("unmatched #2 20240102000000_create_posts.js (batch 1)"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("unmatched #2 20240102000000_create_posts.js (batch 1)"),
+        "{}",
+        missing.stderr
+    );
     assert!(missing.stderr.contains("--baseline VERSION"), "{}", missing.stderr);
     assert!(!ours_exists(&db).await);
 
@@ -259,9 +299,12 @@ async fn knex_migrations_folded_into_a_baseline_are_retired() {
     node.knex_migrate(&db.url, &fixture("knex/js")).await;
     let (_tmp, dir) = copy(&fixture("knex/sql"));
     std::fs::remove_file(dir.join("20240101000000_create_users.sql")).unwrap();
-    std::fs::rename(dir.join("20240102000000_create_posts.sql"), dir.join("20240102000000_baseline.sql")).unwrap();
+    std::fs::rename(dir.join("20240102000000_create_posts.sql"), dir.join("20240102000000_baseline.sql"))
+        .unwrap();
 
-    let out = run(sg(&db, &dir, &["migrate", "adopt", "--from", "knex", "--baseline", "20240102000000"])).await.expect(0);
+    let out = run(sg(&db, &dir, &["migrate", "adopt", "--from", "knex", "--baseline", "20240102000000"]))
+        .await
+        .expect(0);
     assert_eq!(verdicts(&out)[..4], ["match", "pending", "no-source", "no-source"], "{}", out.stdout);
     let doc = status(&db, &dir).await;
     assert_eq!(
@@ -302,18 +345,43 @@ async fn sqlx_history_is_adopted_by_version_and_checksum() {
 async fn sqlx_refusals_name_each_file_and_write_nothing() {
     let db = TestDb::new().await;
     let (_tmp, dir) = sqlx_migrated(&db).await;
-    std::fs::write(dir.join("20240101000000_create_users.sql"), "CREATE TABLE users (id bigserial PRIMARY KEY);\n").unwrap();
+    std::fs::write(
+        dir.join("20240101000000_create_users.sql"),
+        "CREATE TABLE users (id bigserial PRIMARY KEY);\n",
+    )
+    .unwrap();
     std::fs::remove_file(dir.join("20240102000000_create_posts.sql")).unwrap();
     let out = run(sg(&db, &dir, &["migrate", "adopt", "--from", "sqlx"])).await.expect(1);
-    assert!(out.stderr.contains("2 rows of public._sqlx_migrations cannot be adopted; nothing was recorded"), "{}", out.stderr);
-    assert!(out.stderr.contains("mismatch 20240101000000 create users: ") && out.stderr.contains("20240101000000_create_users.sql changed since it was applied: sha384 "), "{}", out.stderr);
-    assert!(out.stderr.contains("unmatched 20240102000000 create posts: no file with version 20240102000000"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("2 rows of public._sqlx_migrations cannot be adopted; nothing was recorded"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("mismatch 20240101000000 create users: ")
+            && out.stderr.contains("20240101000000_create_users.sql changed since it was applied: sha384 "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("unmatched 20240102000000 create posts: no file with version 20240102000000"),
+        "{}",
+        out.stderr
+    );
     assert!(!ours_exists(&db).await);
 
     let wrong = run(sg(&db, &dir, &["migrate", "adopt", "--from", "knex"])).await.expect(2);
-    assert!(wrong.stderr.contains("there is no knex history table public.knex_migrations"), "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("there is no knex history table public.knex_migrations"),
+        "{}",
+        wrong.stderr
+    );
     let not_drizzle = run(sg(&db, &dir, &["migrate", "adopt", "--from", "drizzle"])).await.expect(2);
-    assert!(not_drizzle.stderr.contains("--from drizzle needs the drizzle-kit folder"), "{}", not_drizzle.stderr);
+    assert!(
+        not_drizzle.stderr.contains("--from drizzle needs the drizzle-kit folder"),
+        "{}",
+        not_drizzle.stderr
+    );
 }
 
 #[tokio::test]
@@ -326,9 +394,19 @@ async fn baseline_from_schema_proposes_the_version_the_catalog_matches() {
 
     let folder = fixture("drizzle");
     let out = run(sg(&db, &folder, &["migrate", "baseline", "--from-schema"])).await.expect(0);
-    assert!(out.stdout.contains("what the migrations make at version 2; record it with `shipgate migrate baseline --version 2`"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "what the migrations make at version 2; record it with `shipgate migrate baseline --version 2`"
+        ),
+        "{}",
+        out.stdout
+    );
     assert!(!ours_exists(&db).await, "a proposal records nothing, and the scratch schema is gone");
-    let scratch: i64 = scalar(&mut db.connect().await, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shipgate_scratch%'").await;
+    let scratch: i64 = scalar(
+        &mut db.connect().await,
+        "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shipgate_scratch%'",
+    )
+    .await;
     assert_eq!(scratch, 0);
 
     run(sg(&db, &folder, &["migrate", "baseline", "--version", "2"])).await.expect(0);
@@ -340,6 +418,10 @@ async fn baseline_from_schema_proposes_the_version_the_catalog_matches() {
     run(sg(&drifted, &three, &["migrate", "up"])).await.expect(0);
     exec(&mut drifted.connect().await, "DROP TABLE shipgate_migrations; DROP INDEX comments_post_idx").await;
     let out = run(sg(&drifted, &folder, &["migrate", "baseline", "--from-schema"])).await.expect(1);
-    assert!(out.stderr.contains("matches no point of the migration history; the closest is after version 2"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("matches no point of the migration history; the closest is after version 2"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("missing: index comments_post_idx"), "{}", out.stderr);
 }

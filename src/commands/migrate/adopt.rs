@@ -22,7 +22,12 @@ use crate::migrate::source::{self, Format, MigrationSet};
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
-pub async fn run(cfg: &MigrateConfig, opts: &AdoptOptions, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
+pub async fn run(
+    cfg: &MigrateConfig,
+    opts: &AdoptOptions,
+    shutdown: &Shutdown,
+    out: &Reporter,
+) -> Result<()> {
     let set = source::load(&cfg.source, cfg.format)?;
     check_inputs(cfg, opts, &set)?;
     let mode = if opts.dry_run { Mode::ReadOnly } else { Mode::Write };
@@ -39,7 +44,10 @@ pub async fn run(cfg: &MigrateConfig, opts: &AdoptOptions, shutdown: &Shutdown, 
         }
         let table = s.table.clone();
         let conn = s.worker();
-        sqlx::raw_sql("BEGIN").execute(&mut *conn).await.map_err(db_failed("could not start a transaction"))?;
+        sqlx::raw_sql("BEGIN")
+            .execute(&mut *conn)
+            .await
+            .map_err(db_failed("could not start a transaction"))?;
         let result = adopt_in_transaction(conn, cfg, opts, &set, &theirs, &table, out).await;
         let commit = !opts.dry_run && result.as_ref().is_ok_and(|count| *count > 0);
         let ended = sqlx::raw_sql(if commit { "COMMIT" } else { "ROLLBACK" }).execute(&mut *conn).await;
@@ -114,7 +122,9 @@ fn table_hint(tool: Tool) -> &'static str {
         Tool::Drizzle => {
             "pass --table SCHEMA.NAME: drizzle's migrationsSchema.migrationsTable (default drizzle.__drizzle_migrations)"
         }
-        Tool::Sqlx => "pass --table [SCHEMA.]NAME: where `sqlx migrate run` kept its history (default _sqlx_migrations)",
+        Tool::Sqlx => {
+            "pass --table [SCHEMA.]NAME: where `sqlx migrate run` kept its history (default _sqlx_migrations)"
+        }
     }
 }
 
@@ -145,7 +155,9 @@ async fn adopt_in_transaction(
     }
     // Inside the transaction, so a refused adoption leaves not even an empty table behind.
     if !opts.dry_run {
-        history::ensure(&mut *conn, table).await.map_err(db_failed("could not create shipgate's history table"))?;
+        history::ensure(&mut *conn, table)
+            .await
+            .map_err(db_failed("could not create shipgate's history table"))?;
     }
     let order = if opts.tool == Tool::Sqlx { "version" } else { "id" };
     let sql = format!("SELECT to_jsonb(t)::text FROM {} t ORDER BY t.{order}", theirs.qualified());
@@ -155,13 +167,20 @@ async fn adopt_in_transaction(
         .map_err(db_failed("could not read their history table"))?;
     let their_rows = rows
         .iter()
-        .map(|r| serde_json::from_str(r).map_err(|e| e.to_string()).and_then(|v| adopt::their_row(opts.tool, &v)))
+        .map(|r| {
+            serde_json::from_str(r).map_err(|e| e.to_string()).and_then(|v| adopt::their_row(opts.tool, &v))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| {
-            Error::input(format!("{} does not look like a {} history table: {e}", theirs.shown(), opts.tool.name()))
-                .hint(table_hint(opts.tool))
+            Error::input(format!(
+                "{} does not look like a {} history table: {e}",
+                theirs.shown(),
+                opts.tool.name()
+            ))
+            .hint(table_hint(opts.tool))
         })?;
-    let ours = history::load(&mut *conn, table).await.map_err(db_failed("could not read shipgate's history"))?;
+    let ours =
+        history::load(&mut *conn, table).await.map_err(db_failed("could not read shipgate's history"))?;
     let mapping = adopt::map(opts.tool, set, &their_rows, &ours, adopt::Options { baseline: opts.baseline });
     for line in &mapping.lines {
         out.emit(&Event::Adopt { tool: opts.tool, line: line.clone() });
@@ -192,9 +211,12 @@ async fn adopt_in_transaction(
     for line in mapping.to_write() {
         let version = line.version.expect("lines to write have a version");
         let (description, checksum, normalized, origin) = match set.get(version) {
-            Some(m) if line.verdict == Verdict::Match => {
-                (m.description.as_str(), m.up.checksum.as_slice(), m.up.checksum_normalized.as_slice(), ORIGIN_ADOPT)
-            }
+            Some(m) if line.verdict == Verdict::Match => (
+                m.description.as_str(),
+                m.up.checksum.as_slice(),
+                m.up.checksum_normalized.as_slice(),
+                ORIGIN_ADOPT,
+            ),
             _ => (line.description.as_str(), &[][..], &[][..], ORIGIN_ADOPT_NO_SOURCE),
         };
         let row = NewRow {
@@ -208,7 +230,10 @@ async fn adopt_in_transaction(
             applied_at: line.applied_at,
         };
         history::insert(&mut *conn, table, &row, &by).await.map_err(|e| {
-            Error::failed(format!("could not record version {version}: {}; nothing was recorded", error_text(&e)))
+            Error::failed(format!(
+                "could not record version {version}: {}; nothing was recorded",
+                error_text(&e)
+            ))
         })?;
         written += 1;
     }
@@ -276,7 +301,13 @@ fn refuse_blocking(mapping: &Mapping, tool: Tool, theirs: &TheirTable) -> Result
     .hint(hint))
 }
 
-async fn summary(s: &mut Session, opts: &AdoptOptions, set: &MigrationSet, count: usize, out: &Reporter) -> Result<()> {
+async fn summary(
+    s: &mut Session,
+    opts: &AdoptOptions,
+    set: &MigrationSet,
+    count: usize,
+    out: &Reporter,
+) -> Result<()> {
     let history = s.history().await?;
     let pending = set.migrations.iter().filter(|m| !history.iter().any(|r| r.version == m.version)).count();
     let written = if opts.dry_run { 0 } else { count };

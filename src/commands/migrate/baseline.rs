@@ -8,14 +8,14 @@ use sqlx::postgres::PgConnection;
 
 use super::{current_version, with_session};
 use crate::config::MigrateConfig;
+use crate::db::quote_ident;
+use crate::duration;
 use crate::error::{Error, Result};
 use crate::identity;
+use crate::migrate::catalog::{self, Point, Proposal, Shape};
 use crate::migrate::history::{self, NewRow, Writer};
 use crate::migrate::plan::ORIGIN_BASELINE;
 use crate::migrate::session::Mode;
-use crate::db::quote_ident;
-use crate::duration;
-use crate::migrate::catalog::{self, Point, Proposal, Shape};
 use crate::migrate::source::{self, MigrationSet};
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
@@ -160,7 +160,10 @@ async fn replay(
     })?;
     let mut shapes = Vec::new();
     for m in &set.migrations {
-        sqlx::raw_sql("SAVEPOINT replay").execute(&mut *conn).await.map_err(db_failed("could not set a savepoint"))?;
+        sqlx::raw_sql("SAVEPOINT replay")
+            .execute(&mut *conn)
+            .await
+            .map_err(db_failed("could not set a savepoint"))?;
         let mut failed = None;
         for statement in m.up.statement_texts() {
             let sql = for_replay(statement, live_schema, &scratch, m.up.directives.no_transaction);
@@ -173,7 +176,8 @@ async fn replay(
             let _ = sqlx::raw_sql("ROLLBACK TO SAVEPOINT replay").execute(&mut *conn).await;
             return Ok((shapes, Some((m.version, error))));
         }
-        let shape = catalog::snapshot(&mut *conn, &scratch).await.map_err(db_failed("could not read the catalog"))?;
+        let shape =
+            catalog::snapshot(&mut *conn, &scratch).await.map_err(db_failed("could not read the catalog"))?;
         shapes.push((m.version, shape));
     }
     Ok((shapes, None))
@@ -207,8 +211,12 @@ pub fn for_replay(sql: &str, live: &str, scratch: &str, no_transaction: bool) ->
 }
 
 fn render(scope: &str, points: &[Point], stopped: Option<&(i64, String)>) -> String {
-    let mut s = format!("the migrations replayed in a scratch schema (rolled back), compared with {scope}:\n");
-    s.push_str(&format!("  {:>14}  {:<5}  {:>7}  {:>10}\n", "AFTER VERSION", "MATCH", "MISSING", "UNEXPECTED"));
+    let mut s =
+        format!("the migrations replayed in a scratch schema (rolled back), compared with {scope}:\n");
+    s.push_str(&format!(
+        "  {:>14}  {:<5}  {:>7}  {:>10}\n",
+        "AFTER VERSION", "MATCH", "MISSING", "UNEXPECTED"
+    ));
     for p in points {
         s.push_str(&format!(
             "  {:>14}  {:<5}  {:>7}  {:>10}\n",
@@ -260,9 +268,10 @@ fn conclude(
                 changed: 0,
                 duration_ms: 0,
                 version: None,
-                message: "the live schema has none of the tables, columns or indexes the migrations create: no \
+                message:
+                    "the live schema has none of the tables, columns or indexes the migrations create: no \
                           baseline is needed; `shipgate migrate up` applies them all"
-                    .into(),
+                        .into(),
             });
             Ok(())
         }
@@ -288,9 +297,17 @@ mod tests {
     #[test]
     fn replayed_statements_point_at_the_scratch_schema() {
         let cases = [
-            (r#"CREATE TYPE "public"."role" AS ENUM('a');"#, false, r#"CREATE TYPE "s"."role" AS ENUM('a');"#),
+            (
+                r#"CREATE TYPE "public"."role" AS ENUM('a');"#,
+                false,
+                r#"CREATE TYPE "s"."role" AS ENUM('a');"#,
+            ),
             ("ALTER TABLE public.users ADD x int", false, r#"ALTER TABLE "s".users ADD x int"#),
-            ("CREATE TABLE notpublic.t (); SELECT my_public.x", false, "CREATE TABLE notpublic.t (); SELECT my_public.x"),
+            (
+                "CREATE TABLE notpublic.t (); SELECT my_public.x",
+                false,
+                "CREATE TABLE notpublic.t (); SELECT my_public.x",
+            ),
             ("CREATE INDEX CONCURRENTLY i ON t (x)", true, "CREATE INDEX i ON t (x)"),
             ("CREATE INDEX CONCURRENTLY i ON t (x)", false, "CREATE INDEX CONCURRENTLY i ON t (x)"),
         ];

@@ -15,7 +15,9 @@ pub fn node(test: &str) -> Option<Node> {
     match std::env::var("SHIPGATE_NODE_MODULES") {
         Ok(dir) if Path::new(&dir).join("drizzle-orm").is_dir() => Some(Node { modules: PathBuf::from(dir) }),
         _ => {
-            eprintln!("skipped {test}: no Knex/drizzle-orm (SHIPGATE_NODE_MODULES unset; scripts/test installs them)");
+            eprintln!(
+                "skipped {test}: no Knex/drizzle-orm (SHIPGATE_NODE_MODULES unset; scripts/test installs them)"
+            );
             None
         }
     }
