@@ -40,10 +40,6 @@ pub struct Session {
     pub table: HistoryTable,
 }
 
-fn db_error(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
-    move |e| Error::failed(format!("{what}: {}", db::error_text(&e)))
-}
-
 impl Session {
     /// Connect (both sessions at once, to keep a no-op deploy fast) and resolve the schema.
     pub async fn open(cfg: &MigrateConfig, mode: Mode, shutdown: &Shutdown) -> Result<Session> {
@@ -66,13 +62,13 @@ impl Session {
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                 .execute(&mut worker)
                 .await
-                .map_err(db_error("could not set search_path"))?;
+                .map_err(db::failed("could not set search_path"))?;
         }
         let (database, current_schema, worker_pid): (String, Option<String>, i32) =
             sqlx::query_as("SELECT current_database(), current_schema(), pg_backend_pid()")
                 .fetch_one(&mut worker)
                 .await
-                .map_err(db_error("could not read the session's database and schema"))?;
+                .map_err(db::failed("could not read the session's database and schema"))?;
         let schema = match (&cfg.schema, current_schema) {
             (Some(s), _) => s.clone(),
             (None, Some(s)) => s,
@@ -108,7 +104,7 @@ impl Session {
     pub async fn history(&mut self) -> Result<Vec<AppliedRow>> {
         history::load(&mut self.worker, &self.table)
             .await
-            .map_err(db_error(&format!("could not read {}", self.table.qualified())))
+            .map_err(db::failed(&format!("could not read {}", self.table.qualified())))
     }
 
     /// Create the history table if needed. Requires the lock.

@@ -47,12 +47,12 @@ pub async fn run(
         sqlx::raw_sql("BEGIN")
             .execute(&mut *conn)
             .await
-            .map_err(db_failed("could not start a transaction"))?;
+            .map_err(crate::db::failed("could not start a transaction"))?;
         let result = adopt_in_transaction(conn, cfg, opts, &set, &theirs, &table, out).await;
         let commit = !opts.dry_run && result.as_ref().is_ok_and(|count| *count > 0);
         let ended = sqlx::raw_sql(if commit { "COMMIT" } else { "ROLLBACK" }).execute(&mut *conn).await;
         let count = result?;
-        ended.map_err(db_failed("could not commit the adopted history; nothing was recorded"))?;
+        ended.map_err(crate::db::failed("could not commit the adopted history; nothing was recorded"))?;
         summary(s, opts, &set, count, out).await
     })
     .await
@@ -133,11 +133,7 @@ async fn table_exists(conn: &mut PgConnection, qualified: &str) -> Result<bool> 
         .bind(qualified)
         .fetch_one(conn)
         .await
-        .map_err(db_failed("could not look up the history table"))
-}
-
-fn db_failed(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
-    move |e| Error::failed(format!("{what}: {}", error_text(&e)))
+        .map_err(crate::db::failed("could not look up the history table"))
 }
 
 /// Read, map, report and (unless a dry run or blocked) write. Returns the rows to record.
@@ -157,14 +153,14 @@ async fn adopt_in_transaction(
     if !opts.dry_run {
         history::ensure(&mut *conn, table)
             .await
-            .map_err(db_failed("could not create shipgate's history table"))?;
+            .map_err(crate::db::failed("could not create shipgate's history table"))?;
     }
     let order = if opts.tool == Tool::Sqlx { "version" } else { "id" };
     let sql = format!("SELECT to_jsonb(t)::text FROM {} t ORDER BY t.{order}", theirs.qualified());
     let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
         .fetch_all(&mut *conn)
         .await
-        .map_err(db_failed("could not read their history table"))?;
+        .map_err(crate::db::failed("could not read their history table"))?;
     let their_rows = rows
         .iter()
         .map(|r| {
@@ -179,8 +175,9 @@ async fn adopt_in_transaction(
             ))
             .hint(table_hint(opts.tool))
         })?;
-    let ours =
-        history::load(&mut *conn, table).await.map_err(db_failed("could not read shipgate's history"))?;
+    let ours = history::load(&mut *conn, table)
+        .await
+        .map_err(crate::db::failed("could not read shipgate's history"))?;
     let mapping = adopt::map(opts.tool, set, &their_rows, &ours, adopt::Options { baseline: opts.baseline });
     for line in &mapping.lines {
         out.emit(&Event::Adopt { tool: opts.tool, line: line.clone() });
@@ -250,7 +247,7 @@ async fn check_knex_lock(conn: &mut PgConnection, theirs: &TheirTable, hold: boo
     let states: Vec<Option<i32>> = sqlx::query_scalar(AssertSqlSafe(sql))
         .fetch_all(&mut *conn)
         .await
-        .map_err(db_failed("could not read Knex's lock table"))?;
+        .map_err(crate::db::failed("could not read Knex's lock table"))?;
     let held = states.iter().filter(|s| **s == Some(1)).count();
     if held > 0 {
         return Err(Error::unavailable(format!(

@@ -111,8 +111,8 @@ pub async fn propose(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -
         let live_schema = s.table.schema.clone();
         let history = s.history().await?;
         let conn = s.worker();
-        let live = catalog::snapshot(&mut *conn, &live_schema).await.map_err(db_failed("could not read the catalog"))?;
-        sqlx::raw_sql("BEGIN").execute(&mut *conn).await.map_err(db_failed("could not start a transaction"))?;
+        let live = catalog::snapshot(&mut *conn, &live_schema).await.map_err(crate::db::failed("could not read the catalog"))?;
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await.map_err(crate::db::failed("could not start a transaction"))?;
         let replayed = replay(&mut *conn, cfg, &set, &live_schema).await;
         // The scratch schema and everything in it go with the transaction.
         let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
@@ -134,10 +134,6 @@ pub async fn propose(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -
         conclude(&proposal, &history, stopped.as_ref(), out)
     })
     .await
-}
-
-fn db_failed(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
-    move |e| Error::failed(format!("{what}: {}", crate::db::error_text(&e)))
 }
 
 /// Apply every migration in a fresh schema, one savepoint each, and read the shape after
@@ -163,7 +159,7 @@ async fn replay(
         sqlx::raw_sql("SAVEPOINT replay")
             .execute(&mut *conn)
             .await
-            .map_err(db_failed("could not set a savepoint"))?;
+            .map_err(crate::db::failed("could not set a savepoint"))?;
         let mut failed = None;
         for statement in m.up.statement_texts() {
             let sql = for_replay(statement, live_schema, &scratch, m.up.directives.no_transaction);
@@ -176,8 +172,9 @@ async fn replay(
             let _ = sqlx::raw_sql("ROLLBACK TO SAVEPOINT replay").execute(&mut *conn).await;
             return Ok((shapes, Some((m.version, error))));
         }
-        let shape =
-            catalog::snapshot(&mut *conn, &scratch).await.map_err(db_failed("could not read the catalog"))?;
+        let shape = catalog::snapshot(&mut *conn, &scratch)
+            .await
+            .map_err(crate::db::failed("could not read the catalog"))?;
         shapes.push((m.version, shape));
     }
     Ok((shapes, None))
