@@ -76,6 +76,16 @@ pub enum Command {
 
 impl Cli {
     /// The result format the command asked for (errors are reported in it too).
+    /// The command `migrate up --then -- CMD ARGS...` hands the process to after success.
+    pub fn then_command(&self) -> Option<Vec<String>> {
+        match &self.command {
+            Command::Migrate(MigrateCmd { action: Some(MigrateAction::Up(a)), .. }) if a.then => {
+                Some(a.command.clone())
+            }
+            _ => None,
+        }
+    }
+
     pub fn output(&self) -> OutputFormat {
         match &self.command {
             Command::Migrate(c) => c.common.output,
@@ -490,6 +500,15 @@ pub struct UpArgs {
     /// Do not stop when an applied migration has no file any more.
     #[arg(long)]
     pub ignore_missing: bool,
+
+    /// After a successful run, replace this process with CMD (same PID, so signals reach the
+    /// application); when migrations fail, CMD is never started.
+    #[arg(long, requires = "command", conflicts_with = "dry_run")]
+    pub then: bool,
+
+    /// The application to start with --then: `-- CMD ARGS...`.
+    #[arg(last = true, value_name = "CMD", requires = "then")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

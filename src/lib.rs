@@ -39,16 +39,31 @@ pub fn main(cli: Cli) -> u8 {
         Ok(rt) => rt,
         Err(e) => return report(&out, &Error::failed(format!("cannot start the async runtime: {e}"))),
     };
+    let then = cli.then_command();
     let result = runtime.block_on(async {
         let shutdown =
             Shutdown::install().map_err(|e| Error::failed(format!("cannot install signal handlers: {e}")))?;
         let job = config::from_cli(cli, &|name| std::env::var(name).ok())?;
         run(job, &shutdown, &out).await
     });
-    match result {
-        Ok(()) => 0,
-        Err(e) => report(&out, &e),
+    // Connections and the lock are closed by now; the runtime goes before the exec.
+    drop(runtime);
+    match (result, then) {
+        (Ok(()), Some(command)) => report(&out, &exec(&command)),
+        (Ok(()), None) => 0,
+        (Err(e), _) => report(&out, &e),
     }
+}
+
+/// Become `command` (the entrypoint pattern `migrate up --then -- app`): same PID, so the
+/// container's signals reach the application. Returns only if the exec failed.
+fn exec(command: &[String]) -> Error {
+    use std::os::unix::process::CommandExt;
+    let (program, args) = command.split_first().expect("clap requires a command after --then --");
+    tracing::info!("migrations done; starting {}", command.join(" "));
+    let e = std::process::Command::new(program).args(args).exec();
+    Error::failed(format!("the migrations were applied, but `{program}` could not be started: {e}"))
+        .hint("check the command after `--then --` (is it on PATH inside the image?)")
 }
 
 /// Dispatch one validated job.

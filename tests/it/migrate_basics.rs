@@ -264,3 +264,28 @@ async fn new_creates_timestamped_files_that_the_runner_accepts() {
     run(cmd(&db, &dir, &["migrate", "up"])).await.expect(0);
     run(cmd(&db, &dir, &["migrate", "new", "!!!"])).await.expect(2);
 }
+
+#[tokio::test]
+async fn up_then_execs_the_application_in_place_and_never_starts_it_after_a_failure() {
+    let db = TestDb::new().await;
+    let dir = reversible();
+    let app = ["sh", "-c", "echo \"pid $$\"; echo started; exit 7"];
+    let mut args = vec!["migrate", "up", "--then", "--"];
+    args.extend(app);
+    let child = crate::support::spawn(cmd(&db, &dir, &args));
+    let pid = child.id();
+    let done = crate::support::finish(child, std::time::Duration::from_secs(60)).await.expect(7);
+    assert!(done.stdout.contains("applied 2 migrations"), "{}", done.stdout);
+    assert!(
+        done.stdout.contains(&format!("pid {pid}\nstarted")),
+        "same PID, so signals reach it: {}",
+        done.stdout
+    );
+
+    dir.write("3_broken.sql", "CREATE TABLE nosuchtype_here (x nosuchtype);");
+    let failed = run(cmd(&db, &dir, &args)).await.expect(1);
+    assert!(!failed.stdout.contains("started"), "{}", failed.stdout);
+    let missing =
+        run(cmd(&db, &reversible(), &["migrate", "up", "--then", "--", "/nonexistent/app"])).await.expect(1);
+    assert!(missing.stderr.contains("`/nonexistent/app` could not be started"), "{}", missing.stderr);
+}
