@@ -558,7 +558,7 @@ fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<
                     ));
                 }
                 for part in parts {
-                    validate_schema(part).map_err(|e| e.map_message(|m| m.replace("--schema", "--table")))?;
+                    validate_identifier("--table", part)?;
                 }
             }
             MigrateJob::Adopt(AdoptOptions {
@@ -772,6 +772,11 @@ fn migrate_config(
 /// PostgreSQL identifiers are at most 63 bytes and cannot contain NUL; anything else is
 /// quoted, never interpolated.
 pub fn validate_schema(name: &str) -> Result<()> {
+    validate_identifier("--schema", name)
+}
+
+/// The identifier rules above for the value of any `flag` that names a schema or table.
+fn validate_identifier(flag: &str, name: &str) -> Result<()> {
     let problem = if name.is_empty() {
         Some("is empty")
     } else if name.len() > 63 {
@@ -782,7 +787,7 @@ pub fn validate_schema(name: &str) -> Result<()> {
         None
     };
     match problem {
-        Some(p) => Err(Error::input(format!("--schema `{}` {p}", name.escape_debug()))),
+        Some(p) => Err(Error::input(format!("{flag} `{}` {p}", name.escape_debug()))),
         None => Ok(()),
     }
 }

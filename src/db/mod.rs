@@ -28,6 +28,11 @@ pub fn failed(what: &str) -> impl Fn(sqlx::Error) -> crate::error::Error + '_ {
     move |e| crate::error::Error::failed(format!("{what}: {}", error_text(&e)))
 }
 
+/// Whether a table (or view) exists; `qualified` is `"schema"."name"`.
+pub async fn relation_exists(conn: &mut sqlx::PgConnection, qualified: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(qualified).fetch_one(conn).await
+}
+
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -124,10 +124,7 @@ fn failures_table(master: &str) -> String {
 }
 
 pub async fn ensure_failures(conn: &mut PgConnection, master: &str) -> sqlx::Result<()> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(failures_table(master))
-        .fetch_one(&mut *conn)
-        .await?;
+    let exists = crate::db::relation_exists(&mut *conn, &failures_table(master)).await?;
     if exists {
         return Ok(());
     }
@@ -150,10 +147,7 @@ pub async fn ensure_failures(conn: &mut PgConnection, master: &str) -> sqlx::Res
 
 /// Every recorded failure (none when the table does not exist yet).
 pub async fn failures(conn: &mut PgConnection, master: &str) -> sqlx::Result<BTreeMap<String, Failure>> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(failures_table(master))
-        .fetch_one(&mut *conn)
-        .await?;
+    let exists = crate::db::relation_exists(&mut *conn, &failures_table(master)).await?;
     if !exists {
         return Ok(BTreeMap::new());
     }

@@ -39,7 +39,7 @@ pub struct Writer<'a> {
 }
 
 pub async fn exists(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table.qualified()).fetch_one(conn).await
+    crate::db::relation_exists(conn, &table.qualified()).await
 }
 
 /// Create the schema (if named and missing) and the table. Idempotent; callers hold the lock.

@@ -308,13 +308,6 @@ pub fn detect(dir: &Path) -> Format {
 /// Read and validate a directory, in the given format or the detected one. Any problem is an
 /// input error (exit 2) listing them all.
 pub fn load(dir: &Path, format: Option<Format>) -> Result<MigrationSet> {
-    if !dir.is_dir() {
-        return Err(Error::input(format!(
-            "cannot read the migrations directory {}: not a directory",
-            dir.display()
-        ))
-        .hint("pass --source DIR (or SHIPGATE_SOURCE) pointing at the folder of .sql files"));
-    }
     let format = format.unwrap_or_else(|| detect(dir));
     let (migrations, ignored) = match format {
         Format::Sqlx => assemble(read_files(dir)?),

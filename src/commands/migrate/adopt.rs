@@ -129,9 +129,7 @@ fn table_hint(tool: Tool) -> &'static str {
 }
 
 async fn table_exists(conn: &mut PgConnection, qualified: &str) -> Result<bool> {
-    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(qualified)
-        .fetch_one(conn)
+    crate::db::relation_exists(conn, qualified)
         .await
         .map_err(crate::db::failed("could not look up the history table"))
 }
@@ -248,8 +246,7 @@ async fn check_knex_lock(conn: &mut PgConnection, theirs: &TheirTable, hold: boo
         .fetch_all(&mut *conn)
         .await
         .map_err(crate::db::failed("could not read Knex's lock table"))?;
-    let held = states.iter().filter(|s| **s == Some(1)).count();
-    if held > 0 {
+    if states.contains(&Some(1)) {
         return Err(Error::unavailable(format!(
             "{}_lock says a Knex migration is running (is_locked = 1); nothing was recorded",
             theirs.shown()
