@@ -878,6 +878,17 @@ pub struct DeployArgs {
     #[arg(long, env = "SHIPGATE_RUN_ID", value_name = "ID")]
     pub run_id: Option<String>,
 
+    /// Rehearse on this machine (as `platform = "local"`): run the migration task definition's
+    /// container command as a local process; register nothing, update no service. With
+    /// --dry-run, print the commands without running them.
+    #[arg(long)]
+    pub local: bool,
+
+    /// The local platform's value for a `secrets` entry of the migration container, NAME=VALUE
+    /// (repeatable) [default: read from Secrets Manager by its valueFrom].
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secrets: Vec<String>,
+
     #[command(flatten)]
     pub aws: AwsArgs,
 }

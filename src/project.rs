@@ -36,6 +36,9 @@ pub struct ProjectFile {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EnvSection {
+    /// Where the migration task runs: `ecs` (Fargate) or `local` (its container command as a
+    /// process on this machine; services are skipped) [default: ecs].
+    pub platform: Option<Platform>,
     /// AWS region [default: the environment's or profile's].
     pub region: Option<String>,
     pub cluster: Option<String>,
@@ -57,6 +60,15 @@ pub struct EnvSection {
     /// Template variables for this environment (`--vars-file` and `--var` win).
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+}
+
+/// `platform = "..."` of an environment.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    #[default]
+    Ecs,
+    Local,
 }
 
 /// `migration_task = { template = "...", container = "..." }`.

@@ -12,7 +12,7 @@ use crate::duration;
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::migrate::plan::DownTo;
-use crate::project::{self, EnvSection, Project};
+use crate::project::{self, EnvSection, Platform, Project};
 use crate::task::follow::FollowOptions;
 use crate::task::spec::Placement;
 
@@ -40,7 +40,9 @@ pub struct EnvConfig {
     pub name: String,
     /// The project file, for messages.
     pub file: PathBuf,
+    pub platform: Platform,
     pub region: Option<String>,
+    /// The ECS cluster; `local` on the local platform.
     pub cluster: String,
     pub network: Network,
     pub migration: Option<MigrationTask>,
@@ -102,6 +104,8 @@ pub struct RunSettings {
 #[derive(Debug, Clone)]
 pub struct DeployConfig {
     pub env: EnvConfig,
+    /// `--secret NAME=VALUE`: the local platform's values for the template's `secrets`.
+    pub secrets: BTreeMap<String, String>,
     pub dry_run: bool,
     pub rollback_on_failure: bool,
     pub max_parallel: usize,
@@ -173,6 +177,7 @@ pub fn validate(
     };
     let key = |k: &str| format!("{file}: env.{name}.{k}");
     let EnvSection {
+        platform,
         region,
         cluster,
         network_from_service,
@@ -187,10 +192,21 @@ pub fn validate(
         tenants,
         vars: defaults,
     } = section.clone();
-    let cluster = cluster.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
-        Error::input(format!("{}: the cluster is missing", key("cluster")))
-            .hint(format!("add `cluster = \"NAME\"` to [env.{name}]"))
-    })?;
+    let platform = platform.unwrap_or_default();
+    let cluster = match cluster.filter(|c| !c.trim().is_empty()) {
+        Some(c) => c,
+        None if platform == Platform::Local => "local".to_string(),
+        None => {
+            return Err(Error::input(format!("{}: the cluster is missing", key("cluster")))
+                .hint(format!("add `cluster = \"NAME\"` to [env.{name}], or `platform = \"local\"`")));
+        }
+    };
+    if platform == Platform::Local && migration_task.is_none() {
+        return Err(Error::input(format!(
+            "{file}: env.{name} has platform = \"local\" but no migration_task: the local platform runs only the migration task"
+        ))
+        .hint("add migration_task = { template = \"aws/migration-task.json\" }"));
+    }
     let region = region.filter(|r| !r.trim().is_empty());
     let network = match (network_from_service, subnets) {
         (Some(_), Some(_)) => {
@@ -215,7 +231,9 @@ pub fn validate(
             capacity_providers: capacity_provider.into_iter().map(|p| (p, 1, 0)).collect(),
             platform_version,
         }),
-        (None, _) if migration_task.is_none() => Network::Explicit(Placement::default()),
+        (None, _) if migration_task.is_none() || platform == Platform::Local => {
+            Network::Explicit(Placement::default())
+        }
         (None, _) => {
             return Err(Error::input(format!("{file}: env.{name} has no network for the migration task"))
                 .hint(
@@ -293,6 +311,7 @@ pub fn validate(
     Ok(EnvConfig {
         name: name.to_string(),
         file: project.path.clone(),
+        platform,
         region,
         cluster,
         network,
@@ -351,8 +370,23 @@ pub fn deploy_config(a: DeployArgs, env: &dyn Fn(&str) -> Option<String>) -> Res
     if a.aws.region.is_some() {
         cfg.region = a.aws.region;
     }
+    if a.local {
+        cfg.platform = Platform::Local;
+        if cfg.migration.is_none() {
+            return Err(Error::input(format!(
+                "{}: env.{} has no migration_task for --local to run",
+                cfg.file.display(),
+                cfg.name
+            )));
+        }
+    }
+    let secrets = local_secrets(&a.secrets, cfg.platform)?;
+    if cfg.platform == Platform::Local && a.rollback_on_failure {
+        tracing::warn!("--rollback-on-failure does nothing on the local platform: no service is updated");
+    }
     Ok(DeployConfig {
         env: cfg,
+        secrets,
         dry_run: a.dry_run,
         rollback_on_failure: a.rollback_on_failure,
         max_parallel: a.max_parallel as usize,
@@ -360,8 +394,39 @@ pub fn deploy_config(a: DeployArgs, env: &dyn Fn(&str) -> Option<String>) -> Res
     })
 }
 
+/// `--secret NAME=VALUE`, only for the local platform; the values are masked from here on.
+fn local_secrets(given: &[String], platform: Platform) -> Result<BTreeMap<String, String>> {
+    if !given.is_empty() && platform != Platform::Local {
+        return Err(Error::input(
+            "--secret is for the local platform: on ECS the task reads its secrets itself",
+        )
+        .hint("add --local, or set platform = \"local\" in the environment"));
+    }
+    let mut secrets = BTreeMap::new();
+    for item in given {
+        let Some((name, value)) = item.split_once('=').filter(|(n, _)| !n.trim().is_empty()) else {
+            // Only the name part is quoted: the text may be a value.
+            let shown = item.split_once('=').map_or("(no `=`)", |_| "(empty name)");
+            return Err(Error::input(format!("--secret {shown}: expected NAME=VALUE")));
+        };
+        crate::redact::register(value);
+        secrets.insert(name.trim().to_string(), value.to_string());
+    }
+    Ok(secrets)
+}
+
 pub fn rollback_config(a: RollbackArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RollbackConfig> {
     let mut cfg = env_config(&a.env)?;
+    if cfg.platform == Platform::Local {
+        return Err(Error::input(format!(
+            "{}: env.{} has platform = \"local\"; rollback runs on ECS",
+            cfg.file.display(),
+            cfg.name
+        ))
+        .hint(
+            "against a local database, revert with `shipgate migrate down` (and `shipgate tenants down`)",
+        ));
+    }
     if a.aws.region.is_some() {
         cfg.region = a.aws.region;
     }

@@ -173,6 +173,8 @@ pub fn step_summary(r: &DeployRecord) -> String {
         s.push_str("|---|---|---|---|---|---|---|\n");
         for t in &r.tasks {
             let task = match &t.task_arn {
+                // The local platform's processes have no console page.
+                Some(id) if !id.starts_with("arn:") => id.rsplit('/').next().unwrap_or(id).to_string(),
                 Some(arn) => format!(
                     "[{}]({})",
                     arn.rsplit('/').next().unwrap_or(arn),

@@ -4,6 +4,7 @@
 
 pub mod follow;
 pub mod guard;
+pub mod local;
 pub mod logs;
 pub mod outcome;
 pub mod spec;

@@ -316,6 +316,7 @@ fn env_config(dir: &Path, services: &[&str], tenants: bool, shards: u32) -> EnvC
     EnvConfig {
         name: "production".into(),
         file: dir.join("shipgate.toml"),
+        platform: Default::default(),
         region: None,
         cluster: "prod".into(),
         network: Network::Explicit(Placement { subnets: vec!["subnet-1".into()], ..Placement::default() }),
@@ -332,6 +333,7 @@ fn env_config(dir: &Path, services: &[&str], tenants: bool, shards: u32) -> EnvC
 fn deploy_config(env: EnvConfig, rollback_on_failure: bool, dry_run: bool, ci: CiConfig) -> DeployConfig {
     DeployConfig {
         env,
+        secrets: Default::default(),
         dry_run,
         rollback_on_failure,
         max_parallel: 4,

@@ -2,6 +2,7 @@
 
 mod adopt;
 mod credentials;
+mod deploy_local;
 mod deploy_mocks;
 mod deploy_moto;
 mod migrate_basics;

@@ -7,17 +7,26 @@ use crate::config::Network;
 use crate::config::deploy::EnvConfig;
 use crate::error::Result;
 use crate::output::{Event, Reporter};
+use crate::project::Platform;
 
 pub fn run(env: &EnvConfig, out: &Reporter) -> Result<()> {
     let prepared = prepare::prepare(env)?;
-    let mut lines = vec![format!(
-        "env {} ({}): cluster {}{}",
-        env.name,
-        env.file.display(),
-        env.cluster,
-        env.region.as_deref().map_or(String::new(), |r| format!(" in {r}"))
-    )];
+    let mut lines = vec![match env.platform {
+        Platform::Local => format!(
+            "env {} ({}): platform local (the migration container's command runs on this machine; services are skipped)",
+            env.name,
+            env.file.display()
+        ),
+        Platform::Ecs => format!(
+            "env {} ({}): cluster {}{}",
+            env.name,
+            env.file.display(),
+            env.cluster,
+            env.region.as_deref().map_or(String::new(), |r| format!(" in {r}"))
+        ),
+    }];
     lines.push(match &env.network {
+        _ if env.platform == Platform::Local => "  network: none (local)".into(),
         Network::FromService { service, .. } => format!("  network: copied from service {service}"),
         Network::Explicit(p) if p.subnets.is_empty() => "  network: none (no migration task)".into(),
         Network::Explicit(p) => format!(

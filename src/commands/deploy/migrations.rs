@@ -226,6 +226,7 @@ mod tests {
         EnvConfig {
             name: "staging".into(),
             file: "shipgate.toml".into(),
+            platform: Default::default(),
             region: None,
             cluster: "c".into(),
             network: Network::Explicit(Placement::default()),

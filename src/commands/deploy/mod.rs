@@ -6,6 +6,7 @@
 //! reverted automatically.
 
 pub mod ci;
+pub mod local;
 pub mod migrations;
 pub mod plan;
 pub mod prepare;
@@ -28,6 +29,9 @@ pub async fn run(cfg: &DeployConfig, shutdown: &Shutdown, out: &Reporter) -> Res
     let ci = Ci::new(&cfg.run.ci, out);
     ci.mask_variables(&cfg.env);
     let prepared = prepare::prepare(&cfg.env)?;
+    if cfg.env.platform == crate::project::Platform::Local {
+        return local::run(cfg, &prepared, &ci, shutdown, out).await;
+    }
     let aws = Aws::load(cfg.env.region.as_deref()).await?;
     if cfg.dry_run {
         return plan::run(&aws, cfg, &prepared, out).await;
