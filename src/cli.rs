@@ -70,8 +70,35 @@ pub enum Command {
     )]
     Rollback(Box<RollbackArgs>),
 
-    /// Check shipgate.toml, its templates and variables offline (no AWS call).
+    /// Check shipgate.toml offline, or print its reference and JSON Schema.
     Config(ConfigCmd),
+
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        shipgate completions bash > ~/.local/share/bash-completion/completions/shipgate\n  \
+        shipgate completions zsh > ~/.zfunc/_shipgate\n  \
+        shipgate completions fish > ~/.config/fish/completions/shipgate.fish")]
+    Completions(CompletionsArgs),
+
+    /// Print the man page, or write one per command into a folder.
+    #[command(after_help = "Examples:\n  \
+        shipgate man | man -l -\n  \
+        shipgate man --dir /usr/local/share/man/man1")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write shipgate.1 and shipgate-COMMAND.1 for every command into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -102,7 +129,7 @@ impl Cli {
             },
             Command::Deploy(a) => a.aws.output,
             Command::Rollback(a) => a.aws.output,
-            Command::Config(_) => OutputFormat::Text,
+            Command::Config(_) | Command::Completions(_) | Command::Man(_) => OutputFormat::Text,
         }
     }
 }
@@ -954,6 +981,13 @@ pub enum ConfigAction {
     /// Validate an environment offline: keys, network, templates rendered with the variables.
     #[command(after_help = "Example:\n  shipgate config check --env production --var IMAGE_TAG=test")]
     Check(EnvArgs),
+
+    /// Print the configuration reference as Markdown: every shipgate.toml key and every
+    /// environment variable shipgate reads for a flag (the README's copy is this output).
+    Reference,
+
+    /// Print the JSON Schema of shipgate.toml (for editors, e.g. taplo / Even Better TOML).
+    Schema,
 }
 
 #[cfg(test)]

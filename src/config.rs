@@ -151,6 +151,14 @@ pub enum Job {
     Deploy(Box<deploy::DeployConfig>),
     Rollback(Box<deploy::RollbackConfig>),
     ConfigCheck(Box<deploy::EnvConfig>),
+    ConfigReference,
+    ConfigSchema,
+    Completions {
+        shell: clap_complete::Shell,
+    },
+    Man {
+        dir: Option<PathBuf>,
+    },
 }
 
 /// A template file and the values given for its placeholders: `vars` (`--var` over
@@ -245,7 +253,11 @@ pub fn from_cli(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
         Command::Rollback(a) => Ok(Job::Rollback(Box::new(deploy::rollback_config(*a, env)?))),
         Command::Config(cmd) => match cmd.action {
             ConfigAction::Check(a) => Ok(Job::ConfigCheck(Box::new(deploy::env_config(&a)?))),
+            ConfigAction::Reference => Ok(Job::ConfigReference),
+            ConfigAction::Schema => Ok(Job::ConfigSchema),
         },
+        Command::Completions(a) => Ok(Job::Completions { shell: a.shell }),
+        Command::Man(a) => Ok(Job::Man { dir: a.dir }),
     }
 }
 

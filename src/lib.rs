@@ -93,6 +93,10 @@ pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result
         Job::Deploy(cfg) => commands::deploy::run(&cfg, shutdown, out).await,
         Job::Rollback(cfg) => commands::rollback::run(&cfg, shutdown, out).await,
         Job::ConfigCheck(env) => commands::config::check::run(&env, out),
+        Job::ConfigReference => commands::config::reference::run(),
+        Job::ConfigSchema => commands::config::reference::schema(),
+        Job::Completions { shell } => commands::completions::run(shell),
+        Job::Man { dir } => commands::man::run(dir.as_deref()),
     }
 }
 

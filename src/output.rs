@@ -387,3 +387,10 @@ fn text(event: &Event) -> Option<String> {
         Event::DeploySummary(record) => crate::deploy::report::text_summary(record),
     })
 }
+
+/// Write a whole generated document (completions, man page, reference) to stdout. A closed
+/// pipe (`| head`) is not a failure.
+pub fn document(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -22,9 +23,10 @@ pub const DEFAULT_PROVISION_SQL: &str =
     "INSERT INTO tenants (schema_name) VALUES ($1) ON CONFLICT DO NOTHING";
 
 /// `shipgate.toml`, as written.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectFile {
+    /// Where the migration sets are and how to find the tenants.
     #[serde(default)]
     pub migrations: MigrationsSection,
     /// Deploy environments: `[env.staging]`, `[env.production]`.
@@ -33,7 +35,7 @@ pub struct ProjectFile {
 }
 
 /// `[env.NAME]`: where and what `shipgate deploy --env NAME` deploys.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvSection {
     /// Where the migration task runs: `ecs` (Fargate) or `local` (its container command as a
@@ -41,16 +43,23 @@ pub struct EnvSection {
     pub platform: Option<Platform>,
     /// AWS region [default: the environment's or profile's].
     pub region: Option<String>,
+    /// The ECS cluster (required unless platform = "local").
     pub cluster: Option<String>,
     /// Copy the migration task's network (and capacity) from this service.
     pub network_from_service: Option<String>,
+    /// Subnets of the migration task (instead of network_from_service).
     pub subnets: Option<Vec<String>>,
+    /// Security groups of the migration task, with subnets [default: the VPC's default].
     pub security_groups: Option<Vec<String>>,
+    /// Give the migration task a public IP, with subnets [default: false].
     pub assign_public_ip: Option<bool>,
     /// Run the migration task on this capacity provider (e.g. FARGATE_SPOT).
     pub capacity_provider: Option<String>,
+    /// Fargate platform version of the migration task [default: LATEST].
     pub platform_version: Option<String>,
+    /// The migration task: `{ template = "...", container = "...", timeout = "..." }`.
     pub migration_task: Option<MigrationTaskSection>,
+    /// The services rolled out after the migrations: `[{ name = "...", template = "..." }]`.
     #[serde(default)]
     pub services: Vec<ServiceSection>,
     /// Fargate tasks the tenant migration is split across.
@@ -63,18 +72,21 @@ pub struct EnvSection {
 }
 
 /// `platform = "..."` of an environment.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
+    /// On ECS/Fargate.
     #[default]
     Ecs,
+    /// As a process on this machine.
     Local,
 }
 
 /// `migration_task = { template = "...", container = "..." }`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrationTaskSection {
+    /// The task definition template, relative to shipgate.toml.
     pub template: PathBuf,
     /// The container whose exit decides [default: the only essential one].
     pub container: Option<String>,
@@ -83,24 +95,28 @@ pub struct MigrationTaskSection {
 }
 
 /// One entry of `services = [...]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSection {
+    /// The ECS service.
     pub name: String,
+    /// Its task definition template, relative to shipgate.toml.
     pub template: PathBuf,
 }
 
 /// `[migrations]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrationsSection {
-    /// The master schema's migrations folder.
+    /// The master schema's migrations folder [default: migrations/master, or migrations when
+    /// it has neither master/ nor tenant/].
     pub master: Option<PathBuf>,
-    /// The migrations folder applied to every tenant schema.
+    /// The migrations folder applied to every tenant schema [default: migrations/tenant].
     pub tenant: Option<PathBuf>,
-    /// Returns one column: the tenant schema names.
+    /// Returns one column: the tenant schema names [default: SELECT schema_name FROM tenants].
     pub tenants_query: Option<String>,
-    /// Registers a new tenant; `$1` is its schema name.
+    /// Registers a new tenant; `$1` is its schema name [default: INSERT INTO tenants
+    /// (schema_name) VALUES ($1) ON CONFLICT DO NOTHING].
     pub provision_sql: Option<String>,
 }
 

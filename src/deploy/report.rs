@@ -223,6 +223,18 @@ pub fn step_summary(r: &DeployRecord) -> String {
     s
 }
 
+/// The outputs every deploy may set; `action.yml` declares each of them. Besides these, one
+/// `task-definition-arn-<service>` per service, which an action cannot declare ahead.
+pub const OUTPUT_NAMES: [&str; 7] = [
+    "migration-task-arn",
+    "migration-exit-code",
+    "migration-task-arns",
+    "migration-task-definition-arn",
+    "task-definition-arns",
+    "deployment-ids",
+    "result",
+];
+
 /// The step outputs (`$GITHUB_OUTPUT`), in a stable order.
 pub fn outputs(r: &DeployRecord) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -241,6 +253,11 @@ pub fn outputs(r: &DeployRecord) -> Vec<(String, String)> {
             format!("task-definition-arn-{}", output_name(&t.role))
         };
         out.push((name, t.task_definition_arn.clone()));
+    }
+    if !r.task_definitions.is_empty() {
+        let all: BTreeMap<&str, &str> =
+            r.task_definitions.iter().map(|t| (t.role.as_str(), t.task_definition_arn.as_str())).collect();
+        out.push(("task-definition-arns".into(), serde_json::to_string(&all).expect("strings serialize")));
     }
     if !r.services.is_empty() {
         let ids: BTreeMap<&str, &str> = r
@@ -340,7 +357,14 @@ mod tests {
             text,
             "migration-task-arn=t/master\nmigration-exit-code=4\nmigration-task-arns=t/master,t/s1,t/s2\n\
              migration-task-definition-arn=m:1\ntask-definition-arn-api-v2=a:3\n\
+             task-definition-arns={\"api.v2\":\"a:3\",\"migration\":\"m:1\"}\n\
              deployment-ids={\"api.v2\":\"ecs-svc/1\",\"worker\":\"ecs-svc/2\"}\nresult=failure\n"
         );
+        for (name, _) in outputs(&r) {
+            assert!(
+                OUTPUT_NAMES.contains(&name.as_str()) || name.starts_with("task-definition-arn-"),
+                "{name}"
+            );
+        }
     }
 }

@@ -164,6 +164,15 @@ async fn a_full_deploy_of_two_services_then_an_unchanged_one() {
             format!("migration-task-definition-arn={}", td(&p.migration, 1)),
             format!("task-definition-arn-{}={}", p.api, td(&p.api, 2)),
             format!("task-definition-arn-{}={}", p.worker, td(&p.worker, 2)),
+            format!(
+                "task-definition-arns={}",
+                serde_json::to_string(&std::collections::BTreeMap::from([
+                    ("migration".to_string(), td(&p.migration, 1)),
+                    (p.api.clone(), td(&p.api, 2)),
+                    (p.worker.clone(), td(&p.worker, 2)),
+                ]))
+                .unwrap()
+            ),
             format!("deployment-ids={ids}"),
             "result=success".to_string(),
         ]

@@ -8,6 +8,7 @@ mod deploy_moto;
 mod migrate_basics;
 mod migrate_input;
 mod migrate_safety;
+mod packaging;
 mod redaction;
 mod secrets;
 mod secrets_mocks;
