@@ -301,7 +301,8 @@ pub async fn run(
             () = kill_at => {
                 tracing::warn!("local process {pid} outlived its stop timeout; sending SIGKILL");
                 let _ = child.start_kill();
-                stopping = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+                // SIGKILL is final: nothing is left to send, only the exit to wait for.
+                stopping = Some(tokio::time::Instant::now() + Duration::from_secs(24 * 3600));
             }
         }
     };

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use serde_json::Value;
 
 use super::ci::Ci;
-use super::migrations::{self, Step, StepTask, shard_tasks};
+use super::migrations::{self, StepTask, shard_tasks};
 use super::prepare::Prepared;
 use crate::cli::ExitCodeMode;
 use crate::config::deploy::DeployConfig;
@@ -138,27 +138,15 @@ async fn pipeline(
                 failures.push((label, e));
             }
         }
-        step_result(step, failures, ci, &title).map_err(|e| match prepared.services.is_empty() {
-            true => e,
-            false => e.map_message(|m| format!("{m}; no service was updated")),
+        migrations::finish_step(step, failures, ci, &title).map_err(|e| {
+            match prepared.services.is_empty() {
+                true => e,
+                false => e.map_message(|m| format!("{m}; no service was updated")),
+            }
         })?;
     }
     skip_services(prepared);
     Ok(())
-}
-
-fn step_result(step: &Step, failures: Vec<(String, Error)>, ci: &Ci, title: &str) -> Result<()> {
-    let message = match failures.is_empty() {
-        true => format!("{} succeeded", step.label),
-        false => failures.iter().map(|(l, e)| format!("{l}: {}", e.message())).collect::<Vec<_>>().join("; "),
-    };
-    ci.end_group(title, failures.is_empty(), &message);
-    match failures.into_iter().next() {
-        None => Ok(()),
-        Some((label, first)) => {
-            Err(first.map_message(|_| format!("the {label} migration failed: {message}")))
-        }
-    }
 }
 
 fn skip_services(prepared: &Prepared) {

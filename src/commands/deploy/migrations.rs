@@ -15,7 +15,7 @@ use crate::commands::task::run::{Launch, run_followed};
 use crate::config::deploy::{EnvConfig, MigrationTask, RunSettings};
 use crate::config::{FollowConfig, RunConfig, TaskDefinitionRef};
 use crate::deploy::report::{DeployRecord, TaskRecord};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::migrate::plan::DownTo;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
@@ -98,6 +98,23 @@ pub fn shard_tasks(step: &Step, started_by: &str) -> Vec<StepTask> {
         .collect()
 }
 
+/// End a step's group; its first failure (with every task's message) is the step's error.
+pub fn finish_step(step: &Step, failures: Vec<(String, Error)>, ci: &Ci, title: &str) -> Result<()> {
+    let ok = failures.is_empty();
+    let message = if ok {
+        format!("{} succeeded", step.label)
+    } else {
+        failures.iter().map(|(l, e)| format!("{l}: {}", e.message())).collect::<Vec<_>>().join("; ")
+    };
+    ci.end_group(title, ok, &message);
+    match failures.into_iter().next() {
+        None => Ok(()),
+        Some((label, first)) => {
+            Err(first.map_message(|_| format!("the {label} migration failed: {message}")))
+        }
+    }
+}
+
 /// Everything a step's tasks share.
 pub struct Migration<'a> {
     pub aws: &'a Aws,
@@ -169,19 +186,7 @@ impl Migration<'_> {
                 failures.push((label, e));
             }
         }
-        let ok = failures.is_empty();
-        let message = if ok {
-            format!("{} succeeded", step.label)
-        } else {
-            failures.iter().map(|(l, e)| format!("{l}: {}", e.message())).collect::<Vec<_>>().join("; ")
-        };
-        self.ci.end_group(&title, ok, &message);
-        match failures.into_iter().next() {
-            None => Ok(()),
-            Some((label, first)) => {
-                Err(first.map_message(|_| format!("the {label} migration failed: {message}")))
-            }
-        }
+        finish_step(step, failures, self.ci, &title)
     }
 
     fn record(&self, label: &str, launch: &Launch, ms: u128) -> TaskRecord {
