@@ -276,11 +276,12 @@ pub async fn run(
     };
     tokio::pin!(deadline);
     let mut ended_by = EndedBy::Stopped;
-    let mut stop_reason = None;
-    let mut stopping: Option<tokio::time::Instant> = None;
+    // Set once shipgate stopped the process (a timeout or a signal); it is stopped only once.
+    let mut stop_reason: Option<String> = None;
+    let mut kill_at: Option<tokio::time::Instant> = None;
     let status = loop {
-        let kill_at = async {
-            match stopping {
+        let kill_timer = async {
+            match kill_at {
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
@@ -288,21 +289,20 @@ pub async fn run(
         tokio::select! {
             Some(line) = rx.recv() => emit(line),
             status = child.wait() => break status,
-            () = &mut deadline, if stopping.is_none() => {
+            () = &mut deadline, if stop_reason.is_none() => {
                 ended_by = EndedBy::TimedOut;
                 stop_reason = Some(format!("Task stopped by shipgate: timed out after {}", crate::duration::human(timeout.unwrap_or_default())));
-                stopping = Some(terminate(pid, task.stop_timeout));
+                kill_at = Some(terminate(pid, task.stop_timeout));
             }
-            signal = shutdown.wait(), if stopping.is_none() => {
+            signal = shutdown.wait(), if stop_reason.is_none() => {
                 ended_by = EndedBy::Cancelled(signal);
                 stop_reason = Some(format!("Task stopped by shipgate: {} received", signal.name()));
-                stopping = Some(terminate(pid, task.stop_timeout));
+                kill_at = Some(terminate(pid, task.stop_timeout));
             }
-            () = kill_at => {
+            () = kill_timer => {
                 tracing::warn!("local process {pid} outlived its stop timeout; sending SIGKILL");
                 let _ = child.start_kill();
-                // SIGKILL is final: nothing is left to send, only the exit to wait for.
-                stopping = Some(tokio::time::Instant::now() + Duration::from_secs(24 * 3600));
+                kill_at = None;
             }
         }
     };

@@ -139,20 +139,15 @@ fn calls(file: &str, service: &str) -> BTreeSet<String> {
 
 fn policy_actions(name: &str) -> BTreeSet<String> {
     let doc: Value = serde_json::from_str(&read(&repo_root().join("aws/iam").join(name))).unwrap();
-    let mut actions = BTreeSet::new();
+    let mut actions = Vec::new();
     for statement in doc["Statement"].as_array().unwrap() {
         match &statement["Action"] {
-            Value::String(a) => actions.insert(a.clone()),
-            Value::Array(list) => {
-                list.iter().for_each(|a| {
-                    actions.insert(a.as_str().unwrap().to_string());
-                });
-                true
-            }
+            Value::String(a) => actions.push(a.clone()),
+            Value::Array(list) => actions.extend(list.iter().map(|a| a.as_str().unwrap().to_string())),
             other => panic!("{name}: Action is {other}"),
-        };
+        }
     }
-    actions
+    actions.into_iter().collect()
 }
 
 #[test]

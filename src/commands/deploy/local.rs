@@ -66,9 +66,8 @@ async fn pipeline(
     out: &Reporter,
 ) -> Result<()> {
     let env = &cfg.env;
-    let (rendered, watched) = prepared.migration.as_ref().ok_or_else(|| {
-        Error::input(format!("{}: env.{} has no migration_task to run locally", env.file.display(), env.name))
-    })?;
+    // Validation refuses a local environment without a migration task.
+    let (rendered, watched) = prepared.migration.as_ref().expect("the local platform has a migration task");
     let container = local::container_definition(&rendered.rendered, watched)
         .expect("the watched container was found in the rendered template");
     let others: Vec<&str> =
@@ -138,12 +137,8 @@ async fn pipeline(
                 failures.push((label, e));
             }
         }
-        migrations::finish_step(step, failures, ci, &title).map_err(|e| {
-            match prepared.services.is_empty() {
-                true => e,
-                false => e.map_message(|m| format!("{m}; no service was updated")),
-            }
-        })?;
+        migrations::finish_step(step, failures, ci, &title)
+            .map_err(|e| migrations::before_services(e, prepared.services.len()))?;
     }
     skip_services(prepared);
     Ok(())

@@ -115,6 +115,14 @@ pub fn finish_step(step: &Step, failures: Vec<(String, Error)>, ci: &Ci, title: 
     }
 }
 
+/// A failed migration, said to have stopped the deploy before its services.
+pub fn before_services(e: Error, services: usize) -> Error {
+    match services {
+        0 => e,
+        _ => e.map_message(|m| format!("{m}; no service was updated")),
+    }
+}
+
 /// Everything a step's tasks share.
 pub struct Migration<'a> {
     pub aws: &'a Aws,

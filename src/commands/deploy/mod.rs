@@ -114,12 +114,10 @@ async fn pipeline(
             shutdown,
             out,
         };
-        migration.run(&migrations::deploy_steps(env), record).await.map_err(|e| {
-            match prepared.services.is_empty() {
-                true => e,
-                false => e.map_message(|m| format!("{m}; no service was updated")),
-            }
-        })?;
+        migration
+            .run(&migrations::deploy_steps(env), record)
+            .await
+            .map_err(|e| migrations::before_services(e, prepared.services.len()))?;
     }
 
     if prepared.services.is_empty() {
