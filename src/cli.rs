@@ -276,8 +276,18 @@ pub struct ProvisionArgs {
 pub enum SourceFormat {
     /// <version>_<description>.sql (and .up.sql/.down.sql) files.
     Sqlx,
+    /// <version>_<title>.up.sql and .down.sql files; a file's own BEGIN/COMMIT run as written.
+    GolangMigrate,
     /// A drizzle-kit output folder (meta/_journal.json, or <timestamp>_<name>/migration.sql).
     Drizzle,
+    /// Prisma Migrate's <name>/migration.sql folders (prisma/migrations).
+    Prisma,
+    /// diesel's <version>_<name>/up.sql and down.sql folders.
+    Diesel,
+    /// dbmate's files with `-- migrate:up` and `-- migrate:down` sections.
+    Dbmate,
+    /// goose's files with `-- +goose Up` and `-- +goose Down` sections.
+    Goose,
 }
 
 /// Output format for results on stdout.
@@ -293,6 +303,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     duration::parse(text)
 }
 
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Applied migrations with no file here are not a mismatch (two folders that share one
+    /// history table, each verified on its own).
+    #[arg(long)]
+    pub ignore_missing: bool,
+}
+
 /// Options every `migrate` command takes.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -304,10 +322,21 @@ pub struct MigrateArgs {
     #[arg(long, env = "SHIPGATE_SOURCE", global = true, value_name = "DIR")]
     pub source: Option<PathBuf>,
 
-    /// How the migrations folder is laid out [default: drizzle when it has drizzle-kit's
-    /// meta/_journal.json or <timestamp>_<name>/migration.sql folders, else sqlx].
+    /// How the migrations folder is laid out, i.e. which tool wrote it [default: detected from
+    /// the folder: drizzle-kit's journal or snapshots, Prisma's lock file or <name>/migration.sql
+    /// folders, diesel's up.sql folders, dbmate's or goose's section markers, else sqlx].
     #[arg(long, env = "SHIPGATE_FORMAT", value_enum, global = true)]
     pub format: Option<SourceFormat>,
+
+    /// A .sql file under the migrations folder that the layout may leave unread (a glob relative
+    /// to the folder, e.g. 'seeds/**'); without it any unread .sql file is an error. Repeatable.
+    #[arg(long, global = true, value_name = "GLOB")]
+    pub allow_unread: Vec<String>,
+
+    /// A migrations folder without any migration is not an error (it is by default: an empty
+    /// or mistyped --source must not pass as "up to date").
+    #[arg(long, env = "SHIPGATE_ALLOW_EMPTY", global = true)]
+    pub allow_empty: bool,
 
     /// The project file [default: ./shipgate.toml when it exists].
     #[arg(long, env = "SHIPGATE_CONFIG", global = true, value_name = "FILE")]
@@ -431,6 +460,16 @@ pub enum AdoptFrom {
     Drizzle,
     /// _sqlx_migrations (matched by version, SHA-384 checksums verified).
     Sqlx,
+    /// _prisma_migrations (matched by folder name, SHA-256 checksums verified).
+    Prisma,
+    /// __diesel_schema_migrations (matched by version).
+    Diesel,
+    /// schema_migrations of dbmate (matched by version).
+    Dbmate,
+    /// schema_migrations of golang-migrate (everything up to its version; a dirty row is refused).
+    GolangMigrate,
+    /// goose_db_version (matched by version, the newest row per version deciding).
+    Goose,
 }
 
 #[derive(Debug, Args)]
@@ -440,7 +479,8 @@ pub struct AdoptArgs {
     pub from: AdoptFrom,
 
     /// Their history table, [SCHEMA.]NAME; unqualified names are looked up in --schema
-    /// [default: knex_migrations, drizzle.__drizzle_migrations, _sqlx_migrations].
+    /// [default: knex_migrations, drizzle.__drizzle_migrations, _sqlx_migrations,
+    /// _prisma_migrations, __diesel_schema_migrations, schema_migrations, goose_db_version].
     #[arg(long, value_name = "TABLE")]
     pub table: Option<String>,
 
@@ -478,7 +518,7 @@ pub enum MigrateAction {
 
     /// Exit 0 only when files and history agree and nothing is pending (a CI / pre-flight check).
     #[command(after_help = "Example:\n  shipgate migrate verify && echo \"database is current\"")]
-    Verify,
+    Verify(VerifyArgs),
 
     /// Record migrations up to VERSION as applied without running them (databases migrated by hand).
     #[command(

@@ -22,7 +22,7 @@ use crate::identity;
 use crate::migrate::adopt::Tool;
 use crate::migrate::exec::Limits;
 use crate::migrate::plan::{DownTo, UpOptions};
-use crate::migrate::source::Format;
+use crate::migrate::source::{Format, ReadOptions};
 use crate::project::{self, Project, Sets};
 use crate::task::follow::FollowOptions;
 use crate::task::spec::{Overrides, Placement};
@@ -33,8 +33,8 @@ use crate::taskdef::{self, template};
 #[derive(Debug, Clone)]
 pub struct MigrateConfig {
     pub source: PathBuf,
-    /// The folder's layout when forced with `--format`; detected when `None`.
-    pub format: Option<Format>,
+    /// How to read the folder: the layout forced with `--format`, and the allowed exceptions.
+    pub read: ReadOptions,
     pub credentials: Credentials,
     pub schema: Option<String>,
     pub connect_timeout: Duration,
@@ -64,7 +64,9 @@ pub enum MigrateJob {
         dry_run: bool,
     },
     Status,
-    Verify,
+    Verify {
+        ignore_missing: bool,
+    },
     Baseline {
         version: i64,
         force: bool,
@@ -552,7 +554,7 @@ fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<
             MigrateJob::Down { to, dry_run: a.dry_run }
         }
         MigrateAction::Status => MigrateJob::Status,
-        MigrateAction::Verify => MigrateJob::Verify,
+        MigrateAction::Verify(a) => MigrateJob::Verify { ignore_missing: a.ignore_missing },
         MigrateAction::Baseline(a) => match a.version {
             Some(version) => MigrateJob::Baseline { version, force: a.force },
             None => MigrateJob::BaselineFromSchema,
@@ -578,6 +580,11 @@ fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<
                     AdoptFrom::Knex => Tool::Knex,
                     AdoptFrom::Drizzle => Tool::Drizzle,
                     AdoptFrom::Sqlx => Tool::Sqlx,
+                    AdoptFrom::Prisma => Tool::Prisma,
+                    AdoptFrom::Diesel => Tool::Diesel,
+                    AdoptFrom::Dbmate => Tool::Dbmate,
+                    AdoptFrom::GolangMigrate => Tool::GolangMigrate,
+                    AdoptFrom::Goose => Tool::Goose,
                 },
                 table: a.table,
                 baseline: a.baseline,
@@ -762,10 +769,19 @@ fn migrate_config(
     let application_name = identity::application_name(&run_id);
     Ok(MigrateConfig {
         source,
-        format: args.format.map(|f| match f {
-            SourceFormat::Sqlx => Format::Sqlx,
-            SourceFormat::Drizzle => Format::Drizzle,
-        }),
+        read: ReadOptions {
+            format: args.format.map(|f| match f {
+                SourceFormat::Sqlx => Format::Sqlx,
+                SourceFormat::GolangMigrate => Format::GolangMigrate,
+                SourceFormat::Drizzle => Format::Drizzle,
+                SourceFormat::Prisma => Format::Prisma,
+                SourceFormat::Diesel => Format::Diesel,
+                SourceFormat::Dbmate => Format::Dbmate,
+                SourceFormat::Goose => Format::Goose,
+            }),
+            allow_unread: args.allow_unread.clone(),
+            allow_empty: args.allow_empty,
+        },
         credentials,
         schema: args.schema.clone(),
         connect_timeout: args.connect_timeout,

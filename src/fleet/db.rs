@@ -35,12 +35,17 @@ pub enum Listed {
     Unusable(String),
 }
 
-/// Run `tenants_query`; its first column must be text.
+/// Run `tenants_query`, in a read-only transaction (a query that lists tenants must not
+/// change anything, and a typo must not be able to); its first column must be text.
 pub async fn list(conn: &mut PgConnection, query: &str) -> Result<Vec<Listed>, String> {
-    let rows = sqlx::query(AssertSqlSafe(query.to_string()))
-        .fetch_all(conn)
+    sqlx::raw_sql("BEGIN TRANSACTION READ ONLY")
+        .execute(&mut *conn)
         .await
         .map_err(|e| crate::db::error_text(&e))?;
+    let rows = sqlx::query(AssertSqlSafe(query.to_string())).fetch_all(&mut *conn).await;
+    // Rolled back either way: it only read.
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    let rows = rows.map_err(|e| crate::db::error_text(&e))?;
     let mut out = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         if row.len() == 0 {

@@ -26,7 +26,7 @@ use crate::db::{self, ConnectSpec, quote_ident};
 use crate::error::{Error, Kind, Result};
 use crate::fleet::db as fleet_db;
 use crate::fleet::state::Outcome;
-use crate::migrate::exec::Direction;
+use crate::migrate::exec::{self, Direction, SessionDefaults};
 use crate::migrate::history::{self, HistoryTable, Writer};
 use crate::migrate::lock;
 use crate::migrate::plan::{self, DownTo, UpOptions};
@@ -292,8 +292,10 @@ async fn one(
     shutdown: &Shutdown,
 ) -> Outcome {
     let table = HistoryTable::new(name);
-    let set_path = format!("SET search_path TO {}", quote_ident(name));
-    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(set_path)).execute(&mut *conn).await {
+    // The previous tenant's migrations may have changed the session (SET ROLE, SET ...): this
+    // tenant starts from the connection's defaults, pointed at its own schema.
+    let defaults = SessionDefaults { search_path: Some(quote_ident(name)) };
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(defaults.reset_sql())).execute(&mut *conn).await {
         return failed(None, None, format!("could not set search_path: {}", db::error_text(&e)));
     }
     let key = lock::key(fleet.database, &table);
@@ -301,7 +303,7 @@ async fn one(
     if let Err(e) = lock::acquire(conn, key, &what, fleet.cfg.lock_timeout, shutdown).await {
         return failed(None, None, e.to_string());
     }
-    let outcome = locked(fleet, conn, pid, &table, control, shutdown).await;
+    let outcome = locked(fleet, conn, pid, &table, &defaults, control, shutdown).await;
     if let Err(e) = lock::release(conn, key).await {
         // The connection is gone, and the lock with it.
         tracing::debug!("unlocking {what} failed ({e}); the session's end released it");
@@ -314,6 +316,7 @@ async fn locked(
     conn: &mut PgConnection,
     pid: i32,
     table: &HistoryTable,
+    defaults: &SessionDefaults,
     control: &tokio::sync::Mutex<PgConnection>,
     shutdown: &Shutdown,
 ) -> Outcome {
@@ -357,12 +360,13 @@ async fn locked(
                 format!("interrupted by {} before migration {}", signal.name(), m.version),
             );
         }
-        let step = session::Run {
+        let step = exec::Run {
             table,
             m,
             direction,
             limits: &fleet.cfg.limits,
             by: &fleet.by,
+            session: defaults,
             last: i + 1 == todo.len(),
         };
         match session::execute(conn, pid, Canceller::Shared(control), &step, shutdown).await {

@@ -181,6 +181,7 @@ mod tests {
             path: PathBuf::from(format!("{v}_m.sql")),
             sql: String::new(),
             statements: std::iter::once(0..0).collect(),
+            parsed: Default::default(),
             directives: Default::default(),
             checksum: vec![v as u8],
             checksum_normalized: vec![v as u8, 0],
@@ -188,6 +189,8 @@ mod tests {
         MigrationSet {
             dir: PathBuf::from("tenant"),
             format: crate::migrate::source::Format::Sqlx,
+            detected: true,
+            files_read: versions.len(),
             migrations: versions
                 .iter()
                 .map(|&v| Migration {

@@ -3,9 +3,12 @@
 //!
 //! Each tool identifies a migration differently (research: migration-runner-anchors §4):
 //! Knex by file name, with no checksum; Drizzle by the journal's `when` (0.x) or the folder
-//! name (v1), with a SHA-256 of the file; sqlx by version, with the SHA-384 we use too. The
-//! result is one table of lines, the same for all three, that `--dry-run` prints and the real
-//! run writes from. Anything that cannot be matched safely blocks the whole adoption: a
+//! name (v1), with a SHA-256 of the file; sqlx by version, with the SHA-384 we use too;
+//! Prisma by folder name, with a SHA-256 of `migration.sql`; diesel and dbmate by version
+//! alone; goose by version, newest row per version deciding; golang-migrate by one row that
+//! holds the current version (everything up to it is applied) and a dirty flag. The result is
+//! one table of lines, the same for all tools, that `--dry-run` prints and the real run
+//! writes from. Anything that cannot be matched safely blocks the whole adoption: a
 //! wrong history row would make a later `up` skip a migration that never ran, or re-run one
 //! that did.
 
@@ -13,6 +16,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::migrate::checksum;
 use crate::migrate::plan::AppliedRow;
@@ -25,6 +29,11 @@ pub enum Tool {
     Knex,
     Drizzle,
     Sqlx,
+    Prisma,
+    Diesel,
+    Dbmate,
+    GolangMigrate,
+    Goose,
 }
 
 impl Tool {
@@ -33,6 +42,11 @@ impl Tool {
             Tool::Knex => "knex",
             Tool::Drizzle => "drizzle",
             Tool::Sqlx => "sqlx",
+            Tool::Prisma => "prisma",
+            Tool::Diesel => "diesel",
+            Tool::Dbmate => "dbmate",
+            Tool::GolangMigrate => "golang-migrate",
+            Tool::Goose => "goose",
         }
     }
 
@@ -42,6 +56,19 @@ impl Tool {
             Tool::Knex => "knex_migrations",
             Tool::Drizzle => "drizzle.__drizzle_migrations",
             Tool::Sqlx => "_sqlx_migrations",
+            Tool::Prisma => "_prisma_migrations",
+            Tool::Diesel => "__diesel_schema_migrations",
+            Tool::Dbmate | Tool::GolangMigrate => "schema_migrations",
+            Tool::Goose => "goose_db_version",
+        }
+    }
+
+    /// The column their rows are read in order of.
+    pub fn order_by(self) -> &'static str {
+        match self {
+            Tool::Knex | Tool::Drizzle | Tool::Goose => "id",
+            Tool::Sqlx | Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate => "version",
+            Tool::Prisma => "started_at",
         }
     }
 }
@@ -69,6 +96,23 @@ pub enum TheirRow {
         checksum: Vec<u8>,
         at: Option<DateTime<Utc>>,
     },
+    Prisma {
+        name: String,
+        /// Lowercase hex SHA-256 of `migration.sql`.
+        checksum: String,
+        finished: bool,
+        rolled_back: bool,
+        at: Option<DateTime<Utc>>,
+    },
+    /// diesel, dbmate, goose and golang-migrate: a version, and whether it counts as applied.
+    Version {
+        version: i64,
+        /// goose's `is_applied` (false: a row that records a rollback).
+        applied: bool,
+        /// golang-migrate's `dirty`: a run stopped half-way.
+        dirty: bool,
+        at: Option<DateTime<Utc>>,
+    },
 }
 
 impl TheirRow {
@@ -85,12 +129,19 @@ impl TheirRow {
                 (None, None) => format!("#{id} created_at=NULL"),
             },
             TheirRow::Sqlx { version, description, .. } => format!("{version} {description}"),
+            TheirRow::Prisma { name, .. } => name.clone(),
+            TheirRow::Version { version, dirty: true, .. } => format!("version {version} (dirty)"),
+            TheirRow::Version { version, .. } => format!("version {version}"),
         }
     }
 
     fn applied_at(&self) -> Option<DateTime<Utc>> {
         match self {
-            TheirRow::Knex { at, .. } | TheirRow::Drizzle { at, .. } | TheirRow::Sqlx { at, .. } => *at,
+            TheirRow::Knex { at, .. }
+            | TheirRow::Drizzle { at, .. }
+            | TheirRow::Sqlx { at, .. }
+            | TheirRow::Prisma { at, .. }
+            | TheirRow::Version { at, .. } => *at,
         }
     }
 }
@@ -100,8 +151,26 @@ impl TheirRow {
 pub fn their_row(tool: Tool, row: &serde_json::Value) -> Result<TheirRow, String> {
     let int = |key: &str| row.get(key).and_then(serde_json::Value::as_i64);
     let text = |key: &str| row.get(key).and_then(serde_json::Value::as_str).map(str::to_string);
+    // timestamptz comes with its offset; diesel's and goose's `timestamp` without, as UTC.
     let time = |key: &str| {
-        text(key).and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc))
+        text(key).and_then(|t| {
+            DateTime::parse_from_rfc3339(&t).map(|t| t.with_timezone(&Utc)).ok().or_else(|| {
+                chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
+            })
+        })
+    };
+    let flag = |key: &str| row.get(key).and_then(serde_json::Value::as_bool);
+    // diesel and dbmate keep the version as text.
+    let version = |key: &str| -> Result<i64, String> {
+        match row.get(key) {
+            Some(serde_json::Value::Number(n)) => {
+                n.as_i64().ok_or_else(|| format!("version {n} is not an integer"))
+            }
+            Some(serde_json::Value::String(s)) => {
+                s.trim().parse().map_err(|_| format!("a row has version `{s}`, which is not a number"))
+            }
+            _ => Err(format!("a row has no `{key}` ({row})")),
+        }
     };
     let need = |key: &str| format!("a row has no `{key}` ({row})");
     Ok(match tool {
@@ -131,7 +200,79 @@ pub fn their_row(tool: Tool, row: &serde_json::Value) -> Result<TheirRow, String
                 at: time("installed_on"),
             }
         }
+        Tool::Prisma => TheirRow::Prisma {
+            name: text("migration_name").ok_or_else(|| need("migration_name"))?,
+            checksum: text("checksum").ok_or_else(|| need("checksum"))?,
+            finished: row.get("finished_at").is_some_and(|v| !v.is_null()),
+            rolled_back: row.get("rolled_back_at").is_some_and(|v| !v.is_null()),
+            at: time("finished_at"),
+        },
+        Tool::Diesel => TheirRow::Version {
+            version: version("version")?,
+            applied: true,
+            dirty: false,
+            at: time("run_on"),
+        },
+        Tool::Dbmate => {
+            TheirRow::Version { version: version("version")?, applied: true, dirty: false, at: None }
+        }
+        Tool::GolangMigrate => TheirRow::Version {
+            version: version("version")?,
+            applied: true,
+            dirty: flag("dirty").unwrap_or(false),
+            at: None,
+        },
+        Tool::Goose => TheirRow::Version {
+            version: version("version_id")?,
+            applied: flag("is_applied").unwrap_or(true),
+            dirty: false,
+            at: time("tstamp"),
+        },
     })
+}
+
+/// Their rows as their tool reads them: goose's newest row per version decides (and version
+/// 0 is its bookkeeping row), Prisma's rolled-back rows do not count, and golang-migrate's one
+/// row stands for every migration up to its version. Pure.
+fn effective(tool: Tool, set: &MigrationSet, theirs: &[TheirRow]) -> Vec<TheirRow> {
+    match tool {
+        Tool::Goose => {
+            let mut newest: BTreeMap<i64, &TheirRow> = BTreeMap::new();
+            for row in theirs {
+                if let TheirRow::Version { version, .. } = row {
+                    newest.insert(*version, row);
+                }
+            }
+            newest
+                .into_iter()
+                .filter(|(v, row)| *v != 0 && matches!(row, TheirRow::Version { applied: true, .. }))
+                .map(|(_, row)| row.clone())
+                .collect()
+        }
+        Tool::Prisma => theirs
+            .iter()
+            .filter(|r| !matches!(r, TheirRow::Prisma { rolled_back: true, .. }))
+            .cloned()
+            .collect(),
+        Tool::GolangMigrate => {
+            let mut out = Vec::new();
+            for row in theirs {
+                let TheirRow::Version { version: current, dirty, .. } = row else { continue };
+                if *dirty {
+                    out.push(row.clone());
+                    continue;
+                }
+                out.extend(set.migrations.iter().filter(|m| m.version <= *current).map(|m| {
+                    TheirRow::Version { version: m.version, applied: true, dirty: false, at: None }
+                }));
+                if set.get(*current).is_none() && *current > 0 {
+                    out.push(row.clone());
+                }
+            }
+            out
+        }
+        _ => theirs.to_vec(),
+    }
 }
 
 /// What became of one line of the mapping.
@@ -232,11 +373,14 @@ pub fn map(
 ) -> Mapping {
     let mut claimed: BTreeMap<i64, Line> = BTreeMap::new();
     let mut loose: Vec<Line> = Vec::new();
-    for row in theirs {
+    let theirs = effective(tool, set, theirs);
+    for row in &theirs {
         let line = match tool {
             Tool::Knex => knex_line(set, row, opts),
             Tool::Drizzle => drizzle_line(set, row),
             Tool::Sqlx => sqlx_line(set, row),
+            Tool::Prisma => prisma_line(set, row),
+            Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate | Tool::Goose => version_line(tool, set, row),
         };
         match line.version {
             Some(v) if line.verdict != Verdict::NoSource => {
@@ -486,6 +630,65 @@ fn sqlx_line(set: &MigrationSet, row: &TheirRow) -> Line {
     }
 }
 
+fn prisma_line(set: &MigrationSet, row: &TheirRow) -> Line {
+    let TheirRow::Prisma { name, checksum: theirs, finished, .. } = row else {
+        unreachable!("prisma rows only")
+    };
+    let folder = |m: &&Migration| {
+        m.up.path.parent().and_then(|p| p.file_name()).is_some_and(|f| f.to_string_lossy() == name.as_str())
+    };
+    let Some(m) = set.migrations.iter().find(folder) else {
+        return unmatched(row, Verdict::Unmatched, format!("no migration folder named {name}"));
+    };
+    if !finished {
+        return matched(
+            row,
+            m,
+            Verdict::Failed,
+            "Prisma started it and never finished it (a failed migration); settle it with              `prisma migrate resolve --applied` or `--rolled-back` first"
+                .into(),
+        );
+    }
+    let ours = hex::encode(Sha256::digest(m.up.sql.as_bytes()));
+    if ours == *theirs {
+        matched(row, m, Verdict::Match, String::new())
+    } else {
+        matched(
+            row,
+            m,
+            Verdict::Mismatch,
+            format!(
+                "{} changed since it was applied: sha256 {} in the table, {} now",
+                m.up.path.display(),
+                short(theirs),
+                short(&ours)
+            ),
+        )
+    }
+}
+
+/// diesel, dbmate, goose and golang-migrate rows: by version; none of them keeps a checksum.
+fn version_line(tool: Tool, set: &MigrationSet, row: &TheirRow) -> Line {
+    let TheirRow::Version { version, dirty, .. } = row else { unreachable!("version rows only") };
+    if *dirty {
+        return unmatched(
+            row,
+            Verdict::Failed,
+            format!(
+                "golang-migrate stopped half-way through version {version} (dirty); check the schema and settle it                  with `migrate force VERSION` first"
+            ),
+        );
+    }
+    match set.get(*version) {
+        Some(m) => matched(row, m, Verdict::Match, String::new()),
+        None => unmatched(
+            row,
+            Verdict::Unmatched,
+            format!("no migration with version {version} in the folder {} migrated from", tool.name()),
+        ),
+    }
+}
+
 fn short(hex: &str) -> &str {
     &hex[..hex.len().min(16)]
 }
@@ -512,7 +715,13 @@ mod tests {
                 drizzle: None,
             })
             .collect();
-        MigrationSet { dir: PathBuf::from("m"), format: Format::Sqlx, migrations }
+        MigrationSet {
+            dir: PathBuf::from("m"),
+            format: Format::Sqlx,
+            detected: true,
+            files_read: 0,
+            migrations,
+        }
     }
 
     fn drizzle_set(entries: &[(i64, i64)]) -> MigrationSet {
@@ -530,7 +739,13 @@ mod tests {
                 }
             })
             .collect();
-        MigrationSet { dir: PathBuf::from("drizzle"), format: Format::Drizzle, migrations }
+        MigrationSet {
+            dir: PathBuf::from("drizzle"),
+            format: Format::Drizzle,
+            detected: true,
+            files_read: 0,
+            migrations,
+        }
     }
 
     fn knex(id: i64, name: &str) -> TheirRow {
@@ -761,5 +976,110 @@ mod tests {
         ] {
             assert_eq!(stem(name), expected);
         }
+    }
+
+    fn version_row(version: i64, applied: bool, dirty: bool) -> TheirRow {
+        TheirRow::Version { version, applied, dirty, at: None }
+    }
+
+    #[test]
+    fn version_tools_match_by_version_as_their_tool_reads_its_table() {
+        let s = set(&[(1, "1_a.sql"), (2, "2_b.sql"), (3, "3_c.sql")]);
+        let cases: Vec<(Tool, Vec<TheirRow>, Expected)> = vec![
+            (
+                Tool::Diesel,
+                vec![version_row(1, true, false), version_row(2, true, false)],
+                vec![(Some(1), "match"), (Some(2), "match"), (Some(3), "pending")],
+            ),
+            (
+                Tool::Dbmate,
+                vec![version_row(1, true, false), version_row(9, true, false)],
+                vec![(Some(1), "match"), (Some(2), "pending"), (Some(3), "pending"), (None, "unmatched")],
+            ),
+            // goose: version 0 is its own bookkeeping row; the newest row per version decides.
+            (
+                Tool::Goose,
+                vec![
+                    version_row(0, true, false),
+                    version_row(1, true, false),
+                    version_row(2, true, false),
+                    version_row(2, false, false),
+                ],
+                vec![(Some(1), "match"), (Some(2), "pending"), (Some(3), "pending")],
+            ),
+            // golang-migrate: one row, the current version; everything up to it is applied.
+            (
+                Tool::GolangMigrate,
+                vec![version_row(2, true, false)],
+                vec![(Some(1), "match"), (Some(2), "match"), (Some(3), "pending")],
+            ),
+            (
+                Tool::GolangMigrate,
+                vec![version_row(2, true, true)],
+                vec![(Some(1), "pending"), (Some(2), "pending"), (Some(3), "pending"), (None, "failed")],
+            ),
+            (
+                Tool::GolangMigrate,
+                vec![version_row(7, true, false)],
+                vec![(Some(1), "match"), (Some(2), "match"), (Some(3), "match"), (None, "unmatched")],
+            ),
+        ];
+        for (tool, rows, expected) in cases {
+            let got = map(tool, &s, &rows, &[], Options::default());
+            assert_eq!(verdicts(&got), expected, "{tool:?} {rows:?}");
+        }
+    }
+
+    #[test]
+    fn prisma_rows_match_by_folder_and_checksum() {
+        let migration = |version: i64, folder: &str| Migration {
+            version,
+            description: folder.into(),
+            up: script(&format!("{folder}/migration.sql"), &format!("SELECT {version};")),
+            down: None,
+            drizzle: None,
+        };
+        let mut s = set(&[]);
+        s.format = Format::Prisma;
+        s.migrations = vec![migration(1, "01_init"), migration(2, "02_more"), migration(3, "03_last")];
+        let sum = |v: i64| hex::encode(Sha256::digest(format!("SELECT {v};").as_bytes()));
+        let row = |name: &str, checksum: String, finished: bool, rolled_back: bool| TheirRow::Prisma {
+            name: name.into(),
+            checksum,
+            finished,
+            rolled_back,
+            at: None,
+        };
+        let rows = vec![
+            row("01_init", sum(1), true, false),
+            // Rolled back, then applied again: only the second row counts.
+            row("02_more", sum(2), false, true),
+            row("02_more", "00".repeat(32), true, false),
+            row("03_last", sum(3), false, false),
+            row("04_gone", sum(4), true, false),
+        ];
+        let got = map(Tool::Prisma, &s, &rows, &[], Options::default());
+        assert_eq!(
+            verdicts(&got),
+            vec![(Some(1), "match"), (Some(2), "mismatch"), (Some(3), "failed"), (None, "unmatched")]
+        );
+        let parsed = their_row(
+            Tool::Prisma,
+            &serde_json::json!({"migration_name": "01_init", "checksum": "ab", "finished_at": "2024-01-01T12:00:00+00:00",
+                                "rolled_back_at": null}),
+        )
+        .unwrap();
+        assert!(matches!(parsed, TheirRow::Prisma { finished: true, rolled_back: false, at: Some(_), .. }));
+        let diesel = their_row(
+            Tool::Diesel,
+            &serde_json::json!({"version": "20240101120000", "run_on": "2024-01-01T12:00:00.5"}),
+        )
+        .unwrap();
+        assert!(matches!(diesel, TheirRow::Version { version: 20240101120000, at: Some(_), .. }));
+        assert!(
+            their_row(Tool::Dbmate, &serde_json::json!({"version": "x1"}))
+                .unwrap_err()
+                .contains("not a number")
+        );
     }
 }

@@ -12,7 +12,7 @@
 //! (`created_at` and the SHA-256 of the file), which is what `migrate adopt --from drizzle`
 //! matches rows against.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{Loaded, Migration, Problem, Script};
+use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, read_regular};
 
 pub const JOURNAL: &str = "meta/_journal.json";
 pub const BREAKPOINT: &str = "--> statement-breakpoint";
@@ -130,10 +130,12 @@ fn migration(
     breakpoints: bool,
 ) -> Result<Migration, Problem> {
     let hash = hex::encode(Sha256::digest(&bytes));
-    let mut up = Script::new(path.clone(), bytes).map_err(|message| Problem { path, message })?;
+    let mut up =
+        Script::new(path.clone(), bytes).map_err(|message| Problem { path: path.clone(), message })?;
     if breakpoints {
         up.statements = split(&up.sql);
     }
+    let up = up.settle(Format::Drizzle).map_err(|message| Problem { path, message })?;
     Ok(Migration { version, description, up, down: None, drizzle: Some(Entry { name, created_at, hash }) })
 }
 
@@ -162,7 +164,8 @@ fn load_journal(dir: &Path) -> Result<Loaded> {
             return Ok(Err(vec![Problem { path, message: format!("not a drizzle-kit journal: {message}") }]));
         }
     };
-    if let Some(dialect) = journal.dialect.as_deref().filter(|d| *d != "postgresql") {
+    // drizzle-kit before 0.21 wrote `pg` and never rewrites the field; drizzle-orm ignores it.
+    if let Some(dialect) = journal.dialect.as_deref().filter(|d| !matches!(*d, "postgresql" | "pg")) {
         return Ok(Err(vec![Problem {
             path,
             message: format!(
@@ -172,10 +175,8 @@ fn load_journal(dir: &Path) -> Result<Loaded> {
     }
     let mut problems = Vec::new();
     let mut migrations: BTreeMap<i64, Migration> = BTreeMap::new();
-    let mut named = BTreeSet::new();
     for entry in journal.entries {
         let file = dir.join(format!("{}.sql", entry.tag));
-        named.insert(file.clone());
         if migrations.contains_key(&entry.idx) {
             problems.push(Problem {
                 path: path.clone(),
@@ -183,12 +184,12 @@ fn load_journal(dir: &Path) -> Result<Loaded> {
             });
             continue;
         }
-        let bytes = match std::fs::read(&file) {
+        let bytes = match read_regular(&file) {
             Ok(bytes) => bytes,
-            Err(e) => {
+            Err(message) => {
                 problems.push(Problem {
                     path: file,
-                    message: format!("named by the journal (idx {}) but cannot be read: {e}", entry.idx),
+                    message: format!("named by the journal (idx {}) but {message}", entry.idx),
                 });
                 continue;
             }
@@ -204,15 +205,9 @@ fn load_journal(dir: &Path) -> Result<Loaded> {
     if !problems.is_empty() {
         return Ok(Err(problems));
     }
-    // drizzle-orm runs only what the journal lists; a stray file is most likely a migration
-    // someone wrote by hand and expects to run.
-    let stray = std::fs::read_dir(dir)
-        .map_err(|e| Error::input(format!("cannot list {}: {e}", dir.display())))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql") && !named.contains(p))
-        .collect();
-    Ok(Ok((migrations.into_values().collect(), stray)))
+    // A stray .sql file the journal does not list is left to the unread-files check, which
+    // refuses it: most likely it is a migration someone wrote by hand and expects to run.
+    Ok(Ok((migrations.into_values().collect(), Vec::new())))
 }
 
 fn load_folders(dir: &Path) -> Result<Loaded> {
@@ -235,8 +230,13 @@ fn load_folders(dir: &Path) -> Result<Loaded> {
             });
             continue;
         };
-        let bytes =
-            std::fs::read(&file).map_err(|e| Error::input(format!("cannot read {}: {e}", file.display())))?;
+        let bytes = match read_regular(&file) {
+            Ok(bytes) => bytes,
+            Err(message) => {
+                problems.push(Problem { path: file, message });
+                continue;
+            }
+        };
         match migration(version, description, file, bytes, name, created_at, true) {
             Ok(m) => by_version.entry(version).or_default().push(m),
             Err(problem) => problems.push(problem),

@@ -13,9 +13,21 @@
 //! together with their rows, and the run that saw it has failed. This removes one WAL flush
 //! per migration, the dominant cost of a long run of small migrations.
 //!
-//! No-transaction scripts (`CREATE INDEX CONCURRENTLY`, `ALTER TYPE ... ADD VALUE`) cannot be
-//! atomic, so they are recorded as failed first and marked successful after: a crash leaves a
-//! visible "failed" row for an operator to check, never a silent re-run.
+//! No-transaction scripts (`CREATE INDEX CONCURRENTLY`, `ALTER TYPE ... ADD VALUE`, a Prisma
+//! file with its own `BEGIN`/`COMMIT`) cannot be atomic, so they are recorded as failed first
+//! and marked successful after: a crash leaves a visible "failed" row for an operator to
+//! check, never a silent re-run. Their statements are sent one by one, as the parser split
+//! them, so a failure names how many had run.
+//!
+//! Nothing a migration does to its session outlives it: every migration starts by resetting
+//! the session (`RESET ROLE`, `RESET SESSION AUTHORIZATION`, `RESET ALL`, then the run's own
+//! `search_path`), in the same round trip as its `BEGIN`, so a `SET ROLE` or `SET search_path`
+//! in one file cannot change where or as whom the next file, or the next tenant, runs.
+//!
+//! And "nothing was committed" is said only when it is true: the transaction carries a marker
+//! set with `SET LOCAL`, checked before the history row is written. A file that ended our
+//! transaction by a way the parser could not see (a procedure that commits) has its row
+//! recorded as failed instead of applied.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +39,28 @@ use crate::error::Error;
 use crate::migrate::history::{self, HistoryTable, NewRow, Writer};
 use crate::migrate::plan::ORIGIN_APPLY;
 use crate::migrate::source::{Migration, Script};
+
+/// What every migration's session is reset to before it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionDefaults {
+    /// The run's `search_path`, quoted (`"tenant_a"`); `None` keeps the connection's default.
+    pub search_path: Option<String>,
+}
+
+impl SessionDefaults {
+    /// The statements that undo whatever an earlier migration set on the session, each with
+    /// its `;`. `RESET ALL` leaves advisory locks alone (a fleet worker holds its tenant's).
+    pub fn reset_sql(&self) -> String {
+        let mut sql = String::from("RESET ROLE; RESET SESSION AUTHORIZATION; RESET ALL; ");
+        if let Some(path) = &self.search_path {
+            sql.push_str(&format!("SET search_path TO {path}; "));
+        }
+        sql
+    }
+}
+
+/// The custom setting our transaction carries while it is ours (see the module header).
+const MARKER: &str = "shipgate.migration_tx";
 
 /// Timeouts and retries from flags; a file's header overrides the timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -70,11 +104,13 @@ const LOCK_NOT_AVAILABLE: &str = "55P03";
 struct ScriptError {
     statement: Option<usize>,
     error: sqlx::Error,
+    /// The file ended the transaction it ran in (our marker was gone before the history write).
+    ended_transaction: bool,
 }
 
 impl ScriptError {
     fn setup(error: sqlx::Error) -> Self {
-        ScriptError { statement: None, error }
+        ScriptError { statement: None, error, ended_transaction: false }
     }
 }
 
@@ -84,13 +120,13 @@ impl From<sqlx::Error> for ScriptError {
     }
 }
 
-/// Send the script's statements one after the other (one batch for a plain .sql file).
+/// Send the script's units one after the other (one batch for a plain transactional file).
 async fn run_statements(conn: &mut PgConnection, script: &Script) -> Result<(), ScriptError> {
-    for (i, text) in script.statement_texts().enumerate() {
-        sqlx::raw_sql(AssertSqlSafe(text))
+    for (i, range) in script.units().into_iter().enumerate() {
+        sqlx::raw_sql(AssertSqlSafe(&script.sql[range]))
             .execute(&mut *conn)
             .await
-            .map_err(|error| ScriptError { statement: Some(i), error })?;
+            .map_err(|error| ScriptError { statement: Some(i), error, ended_transaction: false })?;
     }
     Ok(())
 }
@@ -104,22 +140,30 @@ struct Step<'a> {
     lock_timeout: Duration,
     statement_timeout: Duration,
     by: &'a Writer<'a>,
+    reset: String,
 }
 
-/// Apply (or revert) one migration. Returns how long its SQL took. `durable` is false for all
+/// One migration to run on a worker connection.
+pub struct Run<'a> {
+    pub table: &'a HistoryTable,
+    pub m: &'a Migration,
+    pub direction: Direction,
+    pub limits: &'a Limits,
+    pub by: &'a Writer<'a>,
+    /// What the session is reset to before the migration runs.
+    pub session: &'a SessionDefaults,
+    /// The final migration of a run, whose commit must make the whole run durable.
+    pub last: bool,
+}
+
+/// Apply (or revert) one migration. Returns how long its SQL took. `last` is false for all
 /// but the last migration of a run (see the module header).
-pub async fn run(
-    conn: &mut PgConnection,
-    table: &HistoryTable,
-    m: &Migration,
-    direction: Direction,
-    limits: &Limits,
-    by: &Writer<'_>,
-    durable: bool,
-) -> Result<Duration, Error> {
+pub async fn run(conn: &mut PgConnection, run: &Run<'_>) -> Result<Duration, Error> {
+    let Run { table, m, direction, limits, by, session, last: durable } = *run;
     let script = direction.script(m);
     let (lock_timeout, statement_timeout) = limits.for_script(script);
-    let step = Step { table, m, script, direction, lock_timeout, statement_timeout, by };
+    let reset = session.reset_sql();
+    let step = Step { table, m, script, direction, lock_timeout, statement_timeout, by, reset };
     if script.directives.no_transaction {
         return run_outside_transaction(conn, &step).await;
     }
@@ -145,9 +189,36 @@ pub async fn run(
                 tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
+            Err(e) if e.ended_transaction => return ended_our_transaction(conn, &step).await,
             Err(e) => return Err(failure(&step, &e, attempt, true)),
         }
     }
+}
+
+/// The file committed or rolled back the transaction it ran in: part of it may be committed,
+/// so it is recorded as failed (never as applied, never as "nothing committed").
+async fn ended_our_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Result<Duration, Error> {
+    let m = step.m;
+    let recorded = match step.direction {
+        Direction::Up => history::insert(conn, step.table, &up_row(m, false, Duration::ZERO), step.by).await,
+        Direction::Down => history::set_success(conn, step.table, m.version, false, 0).await,
+    };
+    let record = match recorded {
+        Ok(()) => "it is recorded as failed".to_string(),
+        Err(e) => format!("its history row could not be written ({})", crate::db::error_text(&e)),
+    };
+    Err(Error::failed(format!(
+        "migration {} ({}) ended the transaction it ran in ({}): statements before that point may be committed \
+         while the rest ran outside any transaction; {record}",
+        m.version,
+        m.description,
+        step.script.path.display()
+    ))
+    .hint(format!(
+        "check the schema, then run `shipgate migrate repair --version {} --mark-applied` or `--remove`; mark \
+         the file no-transaction if it manages its own transactions",
+        m.version
+    )))
 }
 
 async fn run_in_transaction(
@@ -156,7 +227,8 @@ async fn run_in_transaction(
     durable: bool,
 ) -> Result<Duration, ScriptError> {
     let begin = format!(
-        "BEGIN; SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = '{}'{}",
+        "{}BEGIN; SET LOCAL {MARKER} = 'on'; SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = '{}'{}",
+        step.reset,
         duration::pg_setting(step.lock_timeout),
         duration::pg_setting(step.statement_timeout),
         if durable { "" } else { "; SET LOCAL synchronous_commit = off" }
@@ -166,6 +238,17 @@ async fn run_in_transaction(
     let body = async {
         run_statements(&mut *conn, step.script).await?;
         let elapsed = started.elapsed();
+        let ours: Option<String> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT current_setting('{MARKER}', true)")))
+                .fetch_one(&mut *conn)
+                .await?;
+        if ours.as_deref() != Some("on") {
+            return Err(ScriptError {
+                statement: None,
+                error: sqlx::Error::RowNotFound,
+                ended_transaction: true,
+            });
+        }
         match step.direction {
             Direction::Up => {
                 history::insert(&mut *conn, step.table, &up_row(step.m, true, elapsed), step.by).await?
@@ -202,7 +285,8 @@ async fn run_outside_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Re
     }
     .map_err(record_err)?;
     let set = format!(
-        "SET lock_timeout = '{}'; SET statement_timeout = '{}'",
+        "{}SET lock_timeout = '{}'; SET statement_timeout = '{}'",
+        step.reset,
         duration::pg_setting(step.lock_timeout),
         duration::pg_setting(step.statement_timeout)
     );
@@ -213,9 +297,36 @@ async fn run_outside_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Re
         result = run_statements(&mut *conn, step.script).await;
     }
     let elapsed = started.elapsed();
+    // A transaction the file opened and did not close (or that a failure aborted) is rolled
+    // back, so that the bookkeeping below is not written into it.
+    let left_open = match in_transaction_block(conn).await {
+        Ok(open) => open,
+        // "current transaction is aborted": a failure inside the file's own transaction.
+        Err(e) => sqlstate(&e).as_deref() == Some("25P02"),
+    };
+    if left_open {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    }
     let _ = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout").execute(&mut *conn).await;
     if let Err(e) = result {
-        return Err(failure(step, &e, 1, false));
+        let mut error = failure(step, &e, 1, false);
+        if left_open {
+            error =
+                error.map_message(|m| format!("{m}; the transaction the file had opened was rolled back"));
+        }
+        return Err(error);
+    }
+    if left_open {
+        return Err(Error::failed(format!(
+            "migration {} ({}) left a transaction open (a BEGIN without its COMMIT) at the end of {}; it was \
+             rolled back, and the migration is recorded as failed",
+            m.version,
+            m.description,
+            step.script.path.display()
+        ))
+        .hint(
+            "end the file's transaction with COMMIT, then run `shipgate migrate repair` and deploy again",
+        ));
     }
     let ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
     match step.direction {
@@ -224,6 +335,14 @@ async fn run_outside_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Re
     }
     .map_err(record_err)?;
     Ok(elapsed)
+}
+
+/// Whether the session is inside a transaction block: a simple-protocol statement that
+/// starts its own implicit transaction sees its start time as the transaction's. (The
+/// extended protocol would not do: its Execute message restarts the statement clock.)
+async fn in_transaction_block(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    let row = sqlx::raw_sql("SELECT now() <> statement_timestamp()").fetch_one(conn).await?;
+    sqlx::Row::try_get::<bool, _>(&row, 0)
 }
 
 fn up_row(m: &Migration, success: bool, elapsed: Duration) -> NewRow<'_> {
@@ -262,7 +381,9 @@ fn failure(step: &Step<'_>, failed: &ScriptError, attempts: u32, transactional: 
     let Step { m, script, direction, lock_timeout, statement_timeout, .. } = *step;
     let e = &failed.error;
     // PostgreSQL counts positions in characters from the start of the statement it was sent.
-    let before = failed.statement.map_or(0, |i| script.sql[..script.statements[i].start].chars().count());
+    let units = script.units();
+    let before =
+        failed.statement.and_then(|i| units.get(i)).map_or(0, |r| script.sql[..r.start].chars().count());
     let verb = match direction {
         Direction::Up => "failed",
         Direction::Down => "failed to revert",
@@ -281,8 +402,8 @@ fn failure(step: &Step<'_>, failed: &ScriptError, attempts: u32, transactional: 
             }
         }
     }
-    if let Some(i) = failed.statement.filter(|_| script.statements.len() > 1) {
-        location = format!("{location} (statement {} of {})", i + 1, script.statements.len());
+    if let Some(i) = failed.statement.filter(|_| units.len() > 1) {
+        location = format!("{location} (statement {} of {})", i + 1, units.len());
     }
     let tries = if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() };
     let message =
@@ -309,8 +430,14 @@ fn failure(step: &Step<'_>, failed: &ScriptError, attempts: u32, transactional: 
             "nothing from this migration was committed; fix the SQL and deploy again".to_string()
         }
         _ => format!(
-            "it ran without a transaction, so part of it may have been applied; it is recorded as failed. Check the \
-             schema, then run `shipgate migrate repair --version {} --mark-applied` or `--remove`",
+            "it ran without a transaction: {}; it is recorded as failed. Check the schema, then run \
+             `shipgate migrate repair --version {} --mark-applied` or `--remove`",
+            match failed.statement {
+                Some(0) => "no statement of it had completed".to_string(),
+                Some(1) => "its first statement had completed".to_string(),
+                Some(i) if i < units.len() => format!("statements 1-{i} of {} had completed", units.len()),
+                _ => "part of it may have been applied".to_string(),
+            },
             m.version
         ),
     };

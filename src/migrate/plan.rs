@@ -319,7 +319,9 @@ mod tests {
         MigrationSet {
             dir: PathBuf::from("m"),
             format: crate::migrate::source::Format::Sqlx,
-            migrations: assemble(raw).unwrap().0,
+            detected: true,
+            files_read: 0,
+            migrations: assemble(raw, crate::migrate::source::Format::Sqlx).unwrap().0,
         }
     }
 

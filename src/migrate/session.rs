@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, Connection};
 use crate::config::MigrateConfig;
 use crate::db::{self, ConnectSpec};
 use crate::error::{Error, Result};
-use crate::migrate::exec::{self, Direction, Limits};
+use crate::migrate::exec::{self, Direction, Limits, Run, SessionDefaults};
 use crate::migrate::history::{self, HistoryTable, Writer};
 use crate::migrate::lock;
 use crate::migrate::plan::AppliedRow;
@@ -36,6 +36,7 @@ pub struct Session {
     guard: Option<PgConnection>,
     locked: bool,
     key: i64,
+    defaults: SessionDefaults,
     pub database: String,
     pub table: HistoryTable,
 }
@@ -82,7 +83,8 @@ impl Session {
         };
         let table = HistoryTable::new(schema);
         let key = lock::key(&database, &table);
-        Ok(Session { worker, worker_pid, guard, locked: false, key, database, table })
+        let defaults = SessionDefaults { search_path: cfg.schema.as_deref().map(db::quote_ident) };
+        Ok(Session { worker, worker_pid, guard, locked: false, key, defaults, database, table })
     }
 
     /// "schema `public` of database `app`", for messages.
@@ -132,12 +134,12 @@ impl Session {
         last: bool,
         shutdown: &Shutdown,
     ) -> Result<Duration> {
-        let Session { worker, worker_pid, guard, table, .. } = self;
+        let Session { worker, worker_pid, guard, table, defaults, .. } = self;
         let canceller = match guard.as_mut() {
             Some(g) => Canceller::Own(g),
             None => Canceller::None,
         };
-        let step = Run { table, m, direction, limits, by, last };
+        let step = Run { table, m, direction, limits, by, session: defaults, last };
         execute(worker, *worker_pid, canceller, &step, shutdown).await
     }
 
@@ -183,17 +185,6 @@ impl Canceller<'_> {
     }
 }
 
-/// One migration to run on a worker connection.
-pub struct Run<'a> {
-    pub table: &'a HistoryTable,
-    pub m: &'a Migration,
-    pub direction: Direction,
-    pub limits: &'a Limits,
-    pub by: &'a Writer<'a>,
-    /// The final migration of a run, whose commit must make the whole run durable.
-    pub last: bool,
-}
-
 /// Run one migration on `worker` (backend `worker_pid`); when a signal arrives, cancel its
 /// statement through `canceller` (terminate the backend if the cancel does not land) and
 /// report what became of the migration.
@@ -204,8 +195,8 @@ pub async fn execute(
     step: &Run<'_>,
     shutdown: &Shutdown,
 ) -> Result<Duration> {
-    let Run { table, m, direction, limits, by, last } = *step;
-    let work = exec::run(worker, table, m, direction, limits, by, last);
+    let (m, direction) = (step.m, step.direction);
+    let work = exec::run(worker, step);
     tokio::pin!(work);
     let signal = tokio::select! {
         result = &mut work => return result,

@@ -1,15 +1,20 @@
-//! Reading a migrations directory into a validated, ordered set.
+//! Reading a migrations folder into a validated, ordered set, in the layout of the tool it
+//! came from.
 //!
-//! The format is sqlx's, so sqlx projects switch without renaming anything:
-//! `<version>_<description>.sql`, or `<version>_<description>.up.sql` with an optional
-//! matching `.down.sql`. Every problem in the directory is collected and reported at once,
-//! before any connection is opened: a deploy should fail on the first run with the whole
-//! list, not once per typo.
+//! Every layout is read natively, so a project switches without renaming a file: sqlx's
+//! `<version>_<description>.sql` (and `.up.sql`/`.down.sql`, the default, and shipgate's
+//! own), golang-migrate's `.up.sql`/`.down.sql` pairs, drizzle-kit's folders
+//! (`migrate::drizzle`), Prisma's and diesel's folder per migration (`migrate::folders`),
+//! dbmate's and goose's up and down sections in one file (`migrate::sections`). Which layout
+//! a folder has is detected, or forced with `--format`.
 //!
-//! A drizzle-kit output folder is read as it is (see `migrate::drizzle`); which format a
-//! folder is in is detected from its layout, or forced with `--format`.
+//! Every problem in the folder is collected and reported at once, before any connection is
+//! opened: a deploy should fail on the first run with the whole list, not once per typo. And a
+//! folder is never read partly: a `.sql` file anywhere under it that the layout did not read
+//! is an input error naming it, as is a folder with no migration at all, because "nothing to
+//! do" must never be the answer to "I could not read your files".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -17,61 +22,176 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::migrate::checksum;
 use crate::migrate::directives::{self, Directives};
-use crate::migrate::drizzle;
+use crate::migrate::sql::{self, Effect};
+use crate::migrate::{drizzle, folders, sections};
 
-/// How a migrations folder is laid out.
+/// How a migrations folder is laid out: which tool wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// `<version>_<description>.sql` files (sqlx's layout, and shipgate's own).
     Sqlx,
+    /// `<version>_<title>.up.sql` with `.down.sql` (golang-migrate): the file's own
+    /// transaction control runs as written.
+    GolangMigrate,
     /// A drizzle-kit output folder: `meta/_journal.json` with `NNNN_tag.sql` files (0.x),
-    /// or `<timestamp>_<name>/migration.sql` folders (v1).
+    /// or `<timestamp>_<name>/migration.sql` folders with `snapshot.json` (v1).
     Drizzle,
+    /// `<name>/migration.sql` folders with `migration_lock.toml` (Prisma Migrate).
+    Prisma,
+    /// `<version>_<name>/up.sql` and `down.sql` folders (diesel).
+    Diesel,
+    /// `<version>_<name>.sql` with `-- migrate:up` and `-- migrate:down` sections (dbmate).
+    Dbmate,
+    /// `<version>_<name>.sql` with `-- +goose Up` and `-- +goose Down` sections (goose).
+    Goose,
 }
 
 impl Format {
+    pub const ALL: [Format; 7] = [
+        Format::Sqlx,
+        Format::GolangMigrate,
+        Format::Drizzle,
+        Format::Prisma,
+        Format::Diesel,
+        Format::Dbmate,
+        Format::Goose,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Sqlx => "sqlx",
+            Format::GolangMigrate => "golang-migrate",
             Format::Drizzle => "drizzle",
+            Format::Prisma => "prisma",
+            Format::Diesel => "diesel",
+            Format::Dbmate => "dbmate",
+            Format::Goose => "goose",
         }
+    }
+
+    /// Whether the layout's own tool runs each file inside a transaction it opened. Where it
+    /// does not (Prisma, golang-migrate), a file's `BEGIN`/`COMMIT` are the author's and run
+    /// as written; where it does, they would end that transaction half-way, so they are refused.
+    pub fn wraps_in_transaction(self) -> bool {
+        !matches!(self, Format::Prisma | Format::GolangMigrate)
+    }
+
+    /// How a file of this layout says "run me without a transaction".
+    pub fn no_transaction_marker(self) -> &'static str {
+        match self {
+            Format::Sqlx | Format::GolangMigrate | Format::Drizzle | Format::Prisma => {
+                "put `-- no-transaction` (or `-- shipgate:no-transaction`) on the file's first line"
+            }
+            Format::Diesel => "put `run_in_transaction = false` in the migration folder's metadata.toml",
+            Format::Dbmate => "write the section marker as `-- migrate:up transaction:false`",
+            Format::Goose => "put `-- +goose NO TRANSACTION` at the top of the file",
+        }
+    }
+
+    /// Whether migrations of this layout can have down scripts at all.
+    pub fn has_downs(self) -> bool {
+        !matches!(self, Format::Drizzle | Format::Prisma)
     }
 }
 
-/// One SQL script (an up or a down).
+/// One SQL script (an up or a down): a whole file, or one section of it.
 #[derive(Debug, Clone)]
 pub struct Script {
     pub path: PathBuf,
+    /// The whole file: positions in messages are the file's, whichever part runs.
     pub sql: String,
-    /// Byte ranges of `sql` sent to the server one after the other: the whole file, or the
-    /// pieces between drizzle-kit's `--> statement-breakpoint` markers.
+    /// Byte ranges of `sql` sent one after the other inside the migration's transaction: the
+    /// part that runs, or its pieces between drizzle-kit's `--> statement-breakpoint` markers.
     pub statements: Vec<Range<usize>>,
+    /// The parser's statements of the part that runs; a no-transaction script runs them one
+    /// by one.
+    pub parsed: sql::Parsed,
     pub directives: Directives,
     pub checksum: Vec<u8>,
     pub checksum_normalized: Vec<u8>,
 }
 
+/// A file's bytes as text, or why they are not.
+pub fn text_of(bytes: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        format!("not valid UTF-8 (first bad byte at offset {at}); save the file as UTF-8")
+    })
+}
+
 impl Script {
-    /// Parse a file's text into a script run as one statement batch. Errors are for the file.
+    /// Read a whole file's text into a script run as one statement batch. Errors are for the file.
     pub fn new(path: PathBuf, bytes: Vec<u8>) -> Result<Script, String> {
-        let sql = String::from_utf8(bytes).map_err(|e| {
-            let at = e.utf8_error().valid_up_to();
-            format!("not valid UTF-8 (first bad byte at offset {at}); save the file as UTF-8")
+        let sql = text_of(bytes)?;
+        let whole = 0..sql.len();
+        Script::part(path, sql, whole)
+    }
+
+    /// The script that runs `part` of a file's text (a section of a dbmate or goose file).
+    /// The checksums are the whole file's: editing either section modifies the migration.
+    pub fn part(path: PathBuf, sql: String, part: Range<usize>) -> Result<Script, String> {
+        let directives = directives::parse(&sql[part.clone()])?;
+        let mut parsed = sql::parse(&sql[part.clone()]).map_err(|refusal| {
+            let (line, col) = sql::line_col_of_byte(&sql, part.start + refusal.at);
+            format!("line {line}:{col}: {}", refusal.message)
         })?;
-        let directives = directives::parse(&sql)?;
+        for statement in &mut parsed.statements {
+            statement.range = statement.range.start + part.start..statement.range.end + part.start;
+        }
+        parsed.unrecognised_at = parsed.unrecognised_at.map(|at| at + part.start);
         Ok(Script {
             path,
             checksum: checksum::raw(sql.as_bytes()),
             checksum_normalized: checksum::normalized(&sql),
-            statements: std::iter::once(0..sql.len()).collect(),
+            statements: vec![part],
+            parsed,
             sql,
             directives,
         })
     }
 
-    /// The statements as text, in order.
-    pub fn statement_texts(&self) -> impl Iterator<Item = &str> {
-        self.statements.iter().map(|r| &self.sql[r.clone()])
+    /// Decide how the script runs in `format`, from what its statements do: a transaction-
+    /// control statement or one PostgreSQL refuses in a transaction is refused where the
+    /// layout's tool wraps files in a transaction (it would commit part of the file on its
+    /// own, or fail), and makes the file run as written, without ours, where it does not.
+    pub fn settle(mut self, format: Format) -> Result<Script, String> {
+        if self.directives.no_transaction {
+            return Ok(self);
+        }
+        let control = self.parsed.first(|e| matches!(e, Effect::TransactionControl(_)));
+        let outside = self.parsed.first(|e| matches!(e, Effect::OutsideTransaction(_)));
+        let Some(found) = control.or(outside) else {
+            return Ok(self);
+        };
+        if !format.wraps_in_transaction() {
+            self.directives.no_transaction = true;
+            return Ok(self);
+        }
+        let (line, col) = sql::line_col_of_byte(&self.sql, found.range.start);
+        let marker = format.no_transaction_marker();
+        Err(match found.effect {
+            Effect::TransactionControl(what) => format!(
+                "line {line}:{col}: `{what}` inside a migration that runs in a transaction would commit or \
+                 discard part of it on its own (and a rerun would apply that part twice); remove it (the \
+                 whole file already runs in one transaction), or {marker} to run the file as written, \
+                 statement by statement"
+            ),
+            Effect::OutsideTransaction(what) => format!(
+                "line {line}:{col}: `{what}` cannot run inside a transaction block; {marker} (its \
+                 statements then run one by one, each committed on its own)"
+            ),
+            Effect::Plain => unreachable!("only statements with an effect are found"),
+        })
+    }
+
+    /// The byte ranges sent to the server, in order: the batches inside the transaction, or
+    /// each parsed statement for a script that runs without one.
+    pub fn units(&self) -> Vec<Range<usize>> {
+        if self.directives.no_transaction {
+            self.parsed.statements.iter().map(|s| s.range.clone()).collect()
+        } else {
+            self.statements.clone()
+        }
     }
 }
 
@@ -91,10 +211,32 @@ pub struct Migration {
 pub struct MigrationSet {
     pub dir: PathBuf,
     pub format: Format,
+    /// Whether `format` was detected (rather than forced with `--format`).
+    pub detected: bool,
+    /// How many files the layout read (migration files, journals, metadata).
+    pub files_read: usize,
     pub migrations: Vec<Migration>,
 }
 
 impl MigrationSet {
+    /// Refuse `down` on a layout whose tool writes no down scripts, before anything is planned.
+    pub fn require_downs(&self) -> Result<()> {
+        if self.format.has_downs() {
+            return Ok(());
+        }
+        let tool = match self.format {
+            Format::Prisma => "Prisma",
+            _ => "drizzle-kit",
+        };
+        Err(Error::input(format!(
+            "{tool} migrations have no down scripts, so {} cannot be migrated down; nothing was reverted",
+            self.dir.display()
+        ))
+        .hint(format!(
+            "write a new migration that undoes the change and run `shipgate migrate up`, as {tool} itself expects"
+        )))
+    }
+
     pub fn get(&self, version: i64) -> Option<&Migration> {
         self.migrations.binary_search_by_key(&version, |m| m.version).ok().map(|i| &self.migrations[i])
     }
@@ -158,7 +300,7 @@ pub fn parse_name(name: &str) -> Result<NameKind, String> {
         return Ok(NameKind::NotSql);
     };
     let expected = "expected <version>_<description>.sql, .up.sql or .down.sql, \
-                    with a positive integer version (e.g. 20240101120000_create_users.sql)";
+                    with a non-negative integer version (e.g. 20240101120000_create_users.sql)";
     let Some((version, description)) = stem.split_once('_') else {
         return Err(format!("unparseable name: {expected}"));
     };
@@ -168,9 +310,6 @@ pub fn parse_name(name: &str) -> Result<NameKind, String> {
     let version: i64 = version
         .parse()
         .map_err(|_| format!("unparseable name: version `{version}` is too large for a 64-bit integer"))?;
-    if version == 0 {
-        return Err(format!("unparseable name: version must be positive; {expected}"));
-    }
     if description.is_empty() {
         return Err(format!("unparseable name: the description is empty; {expected}"));
     }
@@ -188,9 +327,10 @@ pub struct RawFile {
     pub bytes: Vec<u8>,
 }
 
-/// Validate and assemble files into migrations. Pure; all problems are returned together.
-/// The second value lists files ignored because they are not `.sql`.
-pub fn assemble(files: Vec<RawFile>) -> Loaded {
+/// Validate and assemble a sqlx or golang-migrate folder's files into migrations. Pure; all
+/// problems are returned together. The second value lists files ignored because they are
+/// not `.sql`.
+pub fn assemble(files: Vec<RawFile>, format: Format) -> Loaded {
     let mut problems = Vec::new();
     let mut ignored = Vec::new();
     let mut ups: BTreeMap<i64, Vec<(FileName, Script)>> = BTreeMap::new();
@@ -210,7 +350,13 @@ pub fn assemble(files: Vec<RawFile>) -> Loaded {
                 continue;
             }
         };
-        let script = match Script::new(file.path.clone(), file.bytes) {
+        if format == Format::GolangMigrate && name.role == Role::Simple {
+            problems.push(problem(
+                "golang-migrate names every file <version>_<title>.up.sql or .down.sql".to_string(),
+            ));
+            continue;
+        }
+        let script = match Script::new(file.path.clone(), file.bytes).and_then(|s| s.settle(format)) {
             Ok(script) => script,
             Err(message) => {
                 problems.push(problem(message));
@@ -300,65 +446,251 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// Which format `dir` is in: drizzle when it has drizzle-kit's layout, else sqlx.
-pub fn detect(dir: &Path) -> Format {
-    if drizzle::layout(dir).is_some() { Format::Drizzle } else { Format::Sqlx }
+/// How to read a migrations folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The layout, when forced with `--format`; detected when `None`.
+    pub format: Option<Format>,
+    /// `--allow-unread` patterns (relative to the folder): `.sql` files the layout may leave
+    /// unread without it being an error.
+    pub allow_unread: Vec<String>,
+    /// `--allow-empty`: a folder with no migration at all is what the user means.
+    pub allow_empty: bool,
 }
 
-/// Read and validate a directory, in the given format or the detected one. Any problem is an
-/// input error (exit 2) listing them all.
-pub fn load(dir: &Path, format: Option<Format>) -> Result<MigrationSet> {
-    let format = format.unwrap_or_else(|| detect(dir));
+/// Which layout `dir` has, from its files: drizzle-kit's journal or snapshot folders,
+/// Prisma's lock file or `migration.sql` folders, diesel's `up.sql` folders, dbmate's or
+/// goose's section markers in a top-level file, and otherwise sqlx. golang-migrate folders
+/// look like sqlx ones and are read as such unless `--format golang-migrate` says otherwise.
+pub fn detect(dir: &Path) -> Format {
+    if dir.join(drizzle::JOURNAL).is_file() {
+        return Format::Drizzle;
+    }
+    if dir.join(folders::PRISMA_LOCK).is_file() {
+        return Format::Prisma;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return Format::Sqlx };
+    let mut found = None;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.join("up.sql").is_file() {
+                return Format::Diesel;
+            }
+            if path.join("migration.sql").is_file() {
+                let drizzle = path.join("snapshot.json").is_file();
+                found = Some(if drizzle { Format::Drizzle } else { Format::Prisma });
+            }
+        } else if found.is_none() && path.extension().is_some_and(|x| x == "sql") {
+            // Only a plain file is opened: reading a FIFO would block.
+            let head = std::fs::metadata(&path)
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|_| std::fs::read(&path).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            found = head.as_deref().and_then(sections::format_of);
+        }
+    }
+    found.unwrap_or(Format::Sqlx)
+}
+
+/// Read a plain file; anything else (a FIFO, a socket, a device, a symlink to one) is refused
+/// before it is opened, because reading it could block or never end.
+pub fn read_regular(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(
+            "not a regular file (a FIFO, socket, device or folder); a migration must be a plain file"
+                .to_string(),
+        );
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// Read and validate a folder in the given layout or the detected one. Any problem, a `.sql`
+/// file the layout did not read, or a folder without migrations is an input error (exit 2)
+/// listing them all.
+pub fn load(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
+    let allow = allow_set(&options.allow_unread)?;
+    let format = options.format.unwrap_or_else(|| detect(dir));
     let (migrations, ignored) = match format {
-        Format::Sqlx => assemble(read_files(dir)?),
+        Format::Sqlx | Format::GolangMigrate => {
+            let (files, mut problems) = read_files(dir)?;
+            match assemble(files, format) {
+                Ok(loaded) if problems.is_empty() => Ok(loaded),
+                Ok(_) => Err(problems),
+                Err(more) => {
+                    problems.extend(more);
+                    problems.sort_by(|a, b| a.path.cmp(&b.path));
+                    Err(problems)
+                }
+            }
+        }
         Format::Drizzle => drizzle::load(dir)?,
+        Format::Prisma => folders::load_prisma(dir)?,
+        Format::Diesel => folders::load_diesel(dir)?,
+        Format::Dbmate | Format::Goose => sections::load(dir, format)?,
     }
     .map_err(|problems| problems_error(dir, format, &problems))?;
     for path in ignored {
         tracing::warn!("ignoring {}: not a .sql migration file", path.display());
     }
-    Ok(MigrationSet { dir: dir.to_path_buf(), format, migrations })
+    let read: BTreeSet<PathBuf> = migrations
+        .iter()
+        .flat_map(|m| std::iter::once(&m.up).chain(&m.down))
+        .map(|s| s.path.clone())
+        .collect();
+    let unread = unread_files(dir, &read, &allow)?;
+    if !unread.is_empty() {
+        let list: Vec<String> = unread.iter().map(|p| format!("  - {}", p.display())).collect();
+        return Err(Error::input(format!(
+            "{} .sql file{} in {} {} not read by the {} layout; nothing was run:\n{}",
+            unread.len(),
+            if unread.len() == 1 { "" } else { "s" },
+            dir.display(),
+            if unread.len() == 1 { "is" } else { "are" },
+            format.name(),
+            list.join("\n")
+        ))
+        .hint(format!(
+            "{}; if these files are not migrations, pass --allow-unread GLOB (e.g. --allow-unread 'seeds/**')",
+            if options.format.is_some() {
+                "check --format: another layout may read them"
+            } else {
+                "pass --format NAME if the layout was detected wrongly (sqlx, golang-migrate, drizzle, prisma, \
+                 diesel, dbmate, goose)"
+            }
+        )));
+    }
+    if migrations.is_empty() && !options.allow_empty {
+        return Err(Error::input(format!(
+            "no migrations found in {} (read as {} layout); nothing was run",
+            dir.display(),
+            format.name()
+        ))
+        .hint(
+            "point --source (or SHIPGATE_SOURCE) at the folder that holds the migrations, or pass --allow-empty \
+             if an empty folder is what you mean",
+        ));
+    }
+    let detected = options.format.is_none();
+    tracing::info!(
+        "{}: {} layout ({}), {} .sql file{} read, {} migration{}",
+        dir.display(),
+        format.name(),
+        if detected { "detected" } else { "--format" },
+        read.len(),
+        if read.len() == 1 { "" } else { "s" },
+        migrations.len(),
+        if migrations.len() == 1 { "" } else { "s" },
+    );
+    Ok(MigrationSet { dir: dir.to_path_buf(), format, detected, files_read: read.len(), migrations })
 }
 
-/// The top-level files of `dir`.
-fn read_files(dir: &Path) -> Result<Vec<RawFile>> {
+fn allow_set(patterns: &[String]) -> Result<globset::GlobSet> {
+    let mut set = globset::GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = globset::GlobBuilder::new(pattern).literal_separator(true).build().map_err(|e| {
+            Error::input(format!("--allow-unread `{pattern}` is not a glob: {e}"))
+                .hint("use a pattern relative to the migrations folder, e.g. 'seeds/**' or '*.test.sql'")
+        })?;
+        set.add(glob);
+    }
+    set.build().map_err(|e| Error::input(format!("--allow-unread: {e}")))
+}
+
+/// Every `.sql` file under `dir` (at any depth; hidden entries and symlinked folders aside)
+/// that is not in `read` and not allowed by a pattern, sorted.
+fn unread_files(dir: &Path, read: &BTreeSet<PathBuf>, allow: &globset::GlobSet) -> Result<Vec<PathBuf>> {
+    let mut unread = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .map_err(|e| Error::input(format!("cannot list {}: {e}", folder.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::input(format!("cannot list {}: {e}", folder.display())))?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
+            if kind.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let is_sql = path.extension().is_some_and(|x| x.eq_ignore_ascii_case("sql"));
+            let relative = path.strip_prefix(dir).unwrap_or(&path);
+            if is_sql && !read.contains(&path) && !allow.is_match(relative) {
+                unread.push(path);
+            }
+        }
+    }
+    unread.sort();
+    Ok(unread)
+}
+
+/// The top-level files of `dir`, and the ones that cannot be read.
+fn read_files(dir: &Path) -> Result<(Vec<RawFile>, Vec<Problem>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::input(format!("cannot read the migrations directory {}: {e}", dir.display()))
             .hint("pass --source DIR (or SHIPGATE_SOURCE) pointing at the folder of .sql files")
     })?;
     let mut files = Vec::new();
+    let mut problems = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::input(format!("cannot list {}: {e}", dir.display())))?;
         let path = entry.path();
-        // Sub-folders are other migration sets (master/, tenant/) or unrelated; never ours.
+        // Sub-folders are other migration sets (master/, tenant/), or files the unread check
+        // names; never read as part of this layout.
         if path.is_dir() {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        let bytes =
-            std::fs::read(&path).map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
-        files.push(RawFile { path, name, bytes });
+        if !matches!(parse_name(&name), Ok(NameKind::Migration(_)) | Err(_)) {
+            files.push(RawFile { path, name, bytes: Vec::new() });
+            continue;
+        }
+        match read_regular(&path) {
+            Ok(bytes) => files.push(RawFile { path, name, bytes }),
+            Err(message) => problems.push(Problem { path, message }),
+        }
     }
-    Ok(files)
+    Ok((files, problems))
 }
 
 fn problems_error(dir: &Path, format: Format, problems: &[Problem]) -> Error {
     let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
-    let (what, hint) = match format {
-        Format::Sqlx => (
-            "migrations directory",
-            "fix the files listed above; names are <version>_<description>.sql (or .up.sql/.down.sql)",
-        ),
-        Format::Drizzle => (
-            "drizzle-kit migrations folder",
+    let hint = match format {
+        Format::Sqlx => {
+            "fix the files listed above; names are <version>_<description>.sql (or .up.sql/.down.sql); \
+             --format NAME reads the folder in another tool's layout"
+        }
+        Format::GolangMigrate => {
+            "fix the files listed above; names are <version>_<title>.up.sql and .down.sql"
+        }
+        Format::Drizzle => {
             "fix the folder listed above (regenerate it with drizzle-kit, or restore the files its journal names); \
-             --format sqlx reads the folder as plain <version>_<description>.sql files instead",
-        ),
+             --format sqlx reads the folder as plain <version>_<description>.sql files instead"
+        }
+        Format::Prisma => {
+            "fix the folders listed above; each is <name>/migration.sql, named so that they sort in order"
+        }
+        Format::Diesel => "fix the folders listed above; each is <version>_<name>/ with up.sql and down.sql",
+        Format::Dbmate => {
+            "fix the files listed above; each has a `-- migrate:up` section and an optional `-- migrate:down`"
+        }
+        Format::Goose => {
+            "fix the files listed above; each has a `-- +goose Up` section and an optional `-- +goose Down`"
+        }
     };
     Error::input(format!(
-        "{} problem{} in {what} {}; nothing was run:\n{}",
+        "{} problem{} in the {} migrations folder {}; nothing was run:\n{}",
         problems.len(),
         if problems.len() == 1 { "" } else { "s" },
+        format.name(),
         dir.display(),
         list.join("\n")
     ))
@@ -380,6 +712,7 @@ mod tests {
         };
         let cases = [
             ("1_init.sql", m(1, "init", Role::Simple)),
+            ("0_init.sql", m(0, "init", Role::Simple)),
             ("20240101120000_create_users.up.sql", m(20240101120000, "create users", Role::Up)),
             ("0002_drop_x.down.sql", m(2, "drop x", Role::Down)),
             ("README.md", Ok(NameKind::NotSql)),
@@ -388,27 +721,22 @@ mod tests {
         for (name, expected) in cases {
             assert_eq!(parse_name(name), expected, "{name}");
         }
-        for bad in [
-            "init.sql",
-            "v1_init.sql",
-            "0_init.sql",
-            "12.sql",
-            "1_.sql",
-            "99999999999999999999_x.sql",
-            "-1_x.sql",
-        ] {
+        for bad in ["init.sql", "v1_init.sql", "12.sql", "1_.sql", "99999999999999999999_x.sql", "-1_x.sql"] {
             assert!(parse_name(bad).is_err(), "{bad} should be rejected");
         }
     }
 
     #[test]
     fn assembles_in_version_order_with_downs() {
-        let (set, ignored) = assemble(vec![
-            raw("10_b.up.sql", "SELECT 2;"),
-            raw("2_a.sql", "-- shipgate:no-transaction\nSELECT 1;"),
-            raw("10_b.down.sql", "SELECT 3;"),
-            raw("notes.txt", "x"),
-        ])
+        let (set, ignored) = assemble(
+            vec![
+                raw("10_b.up.sql", "SELECT 2;"),
+                raw("2_a.sql", "-- shipgate:no-transaction\nSELECT 1;"),
+                raw("10_b.down.sql", "SELECT 3;"),
+                raw("notes.txt", "x"),
+            ],
+            Format::Sqlx,
+        )
         .unwrap();
         assert_eq!(set.iter().map(|m| m.version).collect::<Vec<_>>(), vec![2, 10]);
         assert!(set[0].up.directives.no_transaction);
@@ -421,18 +749,21 @@ mod tests {
     fn reports_every_problem_at_once() {
         let mut bad_utf8 = raw("5_latin1.sql", "");
         bad_utf8.bytes = vec![b'S', 0xff, b'X'];
-        let problems = assemble(vec![
-            raw("1_a.sql", "SELECT 1;"),
-            raw("1_b.sql", "SELECT 1;"),
-            raw("2_orphan.down.sql", "SELECT 1;"),
-            raw("three.sql", "SELECT 1;"),
-            raw("4_typo.sql", "-- shipgate:no-transacton\nSELECT 1;"),
-            bad_utf8,
-            raw("6_c.sql", "SELECT 1;"),
-            raw("6_c.down.sql", "SELECT 1;"),
-            raw("7_d.up.sql", "SELECT 1;"),
-            raw("7_e.down.sql", "SELECT 1;"),
-        ])
+        let problems = assemble(
+            vec![
+                raw("1_a.sql", "SELECT 1;"),
+                raw("1_b.sql", "SELECT 1;"),
+                raw("2_orphan.down.sql", "SELECT 1;"),
+                raw("three.sql", "SELECT 1;"),
+                raw("4_typo.sql", "-- shipgate:no-transacton\nSELECT 1;"),
+                bad_utf8,
+                raw("6_c.sql", "SELECT 1;"),
+                raw("6_c.down.sql", "SELECT 1;"),
+                raw("7_d.up.sql", "SELECT 1;"),
+                raw("7_e.down.sql", "SELECT 1;"),
+            ],
+            Format::Sqlx,
+        )
         .unwrap_err();
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         let expect = [

@@ -1,4 +1,5 @@
-//! Switching from Knex, Drizzle and sqlx: histories made by the real tools, adopted without
+//! Switching from Knex, Drizzle, sqlx, dbmate, Prisma, diesel, goose and golang-migrate: histories
+//! made by the real tools (or in their documented shapes), adopted without
 //! running anything, then continued by `shipgate migrate up`; drizzle-kit folders run as they
 //! are; and every refusal leaves the database as it was.
 
@@ -6,32 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::node::node;
+use crate::support::pg::dump;
 use crate::support::pg::{TestDb, exec, scalar};
-use crate::support::{Run, repo_root, run, shipgate};
-
-fn fixture(name: &str) -> PathBuf {
-    repo_root().join("tests/fixtures").join(name)
-}
-
-/// A copy of a fixture folder to change freely.
-fn copy(from: &Path) -> (tempfile::TempDir, PathBuf) {
-    fn walk(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.path().is_dir() {
-                walk(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join(from.file_name().unwrap());
-    walk(from, &dir);
-    (tmp, dir)
-}
+use crate::support::{Run, copy, fixture, run, shipgate};
 
 /// Keep only the journal entries (and files) whose idx is in `keep`: the folder as it was
 /// on the branch drizzle-orm migrated from.
@@ -125,28 +103,6 @@ async fn drizzle_history_is_adopted_and_only_new_migrations_run() {
     assert_eq!(column, 1);
 }
 
-/// `pg_dump --schema-only` of the public schema, without our history table and pg_dump's
-/// per-run lines.
-fn dump(db: &TestDb) -> String {
-    let out = Command::new("pg_dump")
-        .args([
-            "--schema-only",
-            "--no-owner",
-            "--schema=public",
-            "--exclude-table=public.shipgate_migrations",
-        ])
-        .arg(&db.url)
-        .output()
-        .expect("pg_dump runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test]
 async fn a_drizzle_folder_run_by_shipgate_makes_the_schema_drizzle_orm_makes() {
     let Some(node) = node("a_drizzle_folder_run_by_shipgate_makes_the_schema_drizzle_orm_makes") else {
@@ -187,10 +143,14 @@ async fn drizzle_v1_folders_run_in_timestamp_order_one_statement_at_a_time() {
         scalar(&mut conn, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'a'").await;
     assert_eq!(a, 0, "the first statement was rolled back with the second");
 
-    // Forced the other way, the same folder is plain files with a version 0 problem.
+    // Forced the other way, the same folder is plain files, versions 0 to 3 (sqlx allows 0).
     let forced =
-        run(sg(&fresh, &fixture("drizzle"), &["migrate", "status", "--format", "sqlx"])).await.expect(2);
-    assert!(forced.stderr.contains("version must be positive"), "{}", forced.stderr);
+        run(sg(&fresh, &fixture("drizzle"), &["migrate", "status", "--format", "sqlx"])).await.expect(0);
+    assert!(
+        forced.stderr.contains("sqlx layout (--format), 4 .sql files read, 4 migrations"),
+        "{}",
+        forced.stderr
+    );
 }
 
 #[tokio::test]
@@ -424,4 +384,147 @@ async fn baseline_from_schema_proposes_the_version_the_catalog_matches() {
         out.stderr
     );
     assert!(out.stderr.contains("missing: index comments_post_idx"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn baseline_from_schema_resolves_types_of_extensions_in_public() {
+    let db = TestDb::new().await;
+    exec(&mut db.connect().await, "CREATE EXTENSION citext").await;
+    let dir = crate::support::Dir::new(&[
+        ("1_users.sql", "CREATE TABLE users (id int PRIMARY KEY, email citext NOT NULL);"),
+        ("2_index.sql", "CREATE INDEX users_email ON users (email);"),
+    ]);
+    let source = Path::new(dir.arg());
+    run(sg(&db, source, &["migrate", "up"])).await.expect(0);
+    exec(&mut db.connect().await, "DROP TABLE shipgate_migrations").await;
+    let out = run(sg(&db, source, &["migrate", "baseline", "--from-schema"])).await.expect(0);
+    assert!(out.stdout.contains("record it with `shipgate migrate baseline --version 2`"), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn dbmate_applied_half_is_adopted_and_shipgate_applies_the_rest_to_dbmate_s_schema() {
+    let Some(node) = node("dbmate_applied_half_is_adopted_and_shipgate_applies_the_rest_to_dbmate_s_schema")
+    else {
+        return;
+    };
+    let (theirs, ours) = (TestDb::new().await, TestDb::new().await);
+    let full = fixture("dbmate");
+    node.dbmate(&theirs.url, &full, &["up"]).await;
+    // The other database: dbmate applied the first two, then the team switched.
+    let (_tmp, half) = copy(&full);
+    std::fs::remove_file(half.join("20261201111941_index_posts_concurrently.sql")).unwrap();
+    node.dbmate(&ours.url, &half, &["up"]).await;
+    let dry = run(sg(&ours, &full, &["migrate", "adopt", "--from", "dbmate", "--dry-run"])).await.expect(0);
+    assert!(dry.stdout.contains("would record 2 migrations from dbmate"), "{}", dry.stdout);
+    assert!(!ours_exists(&ours).await, "a dry run creates nothing");
+    let adopted = run(sg(&ours, &full, &["migrate", "adopt", "--from", "dbmate"])).await.expect(0);
+    assert!(adopted.stdout.contains("recorded 2 migrations from dbmate"), "{}", adopted.stdout);
+    let up = run(sg(&ours, &full, &["migrate", "up"])).await.expect(0);
+    assert!(up.stdout.contains("applied 1 migration"), "{}", up.stdout);
+    for db in [&theirs, &ours] {
+        exec(&mut db.connect().await, "DROP TABLE schema_migrations").await;
+    }
+    assert_eq!(dump(&theirs), dump(&ours), "pg_dump --schema-only differs");
+}
+
+#[tokio::test]
+async fn histories_of_prisma_diesel_goose_and_golang_migrate_are_adopted_or_refused() {
+    let sha = |path: &Path| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+    };
+    let prisma = fixture("prisma");
+    let init = sha(&prisma.join("20240101120000_init/migration.sql"));
+    // (fixture, --from, their table as the tool makes it, --format, how many recorded, or the refusal)
+    type Case = (PathBuf, &'static str, String, Option<&'static str>, Result<usize, &'static str>);
+    let cases: Vec<Case> = vec![
+        (
+            prisma.clone(),
+            "prisma",
+            format!(
+                "CREATE TABLE _prisma_migrations (id varchar(36) PRIMARY KEY, checksum varchar(64) NOT NULL, \
+                 finished_at timestamptz, migration_name varchar(255) NOT NULL, logs text, rolled_back_at timestamptz, \
+                 started_at timestamptz NOT NULL DEFAULT now(), applied_steps_count integer NOT NULL DEFAULT 0);
+                 INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, applied_steps_count)
+                 VALUES ('a', '{init}', now(), '20240101120000_init', 1);"
+            ),
+            None,
+            Ok(1),
+        ),
+        (
+            prisma.clone(),
+            "prisma",
+            "CREATE TABLE _prisma_migrations (id varchar(36) PRIMARY KEY, checksum varchar(64) NOT NULL, \
+             finished_at timestamptz, migration_name varchar(255) NOT NULL, logs text, rolled_back_at timestamptz, \
+             started_at timestamptz NOT NULL DEFAULT now(), applied_steps_count integer NOT NULL DEFAULT 0);
+             INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name)
+             VALUES ('a', 'deadbeef', now(), '20240101120000_init');"
+                .to_string(),
+            None,
+            Err("mismatch 20240101120000_init"),
+        ),
+        (
+            fixture("diesel"),
+            "diesel",
+            "CREATE TABLE __diesel_schema_migrations (version varchar(50) PRIMARY KEY, run_on timestamp NOT NULL DEFAULT now());
+             INSERT INTO __diesel_schema_migrations (version) VALUES ('00000000000000'), ('20240101120000');"
+                .to_string(),
+            None,
+            Ok(2),
+        ),
+        (
+            fixture("goose"),
+            "goose",
+            "CREATE TABLE goose_db_version (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL, \
+             tstamp timestamp DEFAULT now());
+             INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (20240101120000, true), \
+             (20240102120000, true), (20240102120000, false);"
+                .to_string(),
+            None,
+            Ok(1),
+        ),
+        (
+            fixture("golang-migrate"),
+            "golang-migrate",
+            "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL);
+             INSERT INTO schema_migrations VALUES (2, false);"
+                .to_string(),
+            Some("golang-migrate"),
+            Ok(2),
+        ),
+        (
+            fixture("golang-migrate"),
+            "golang-migrate",
+            "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL);
+             INSERT INTO schema_migrations VALUES (2, true);"
+                .to_string(),
+            Some("golang-migrate"),
+            Err("failed version 2 (dirty)"),
+        ),
+    ];
+    for (folder, tool, table, format, expected) in cases {
+        let db = TestDb::new().await;
+        exec(&mut db.connect().await, &table).await;
+        let mut args = vec!["migrate", "adopt", "--from", tool];
+        if let Some(f) = format {
+            args.extend(["--format", f]);
+        }
+        let out = run(sg(&db, &folder, &args)).await;
+        match expected {
+            Ok(n) => {
+                let out = out.expect(0);
+                let word = if n == 1 { "migration" } else { "migrations" };
+                assert!(
+                    out.stdout.contains(&format!("recorded {n} {word} from {tool}")),
+                    "{tool}: {}",
+                    out.stdout
+                );
+            }
+            Err(needle) => {
+                let out = out.expect(1);
+                assert!(out.stderr.contains(needle), "{tool}: {}", out.stderr);
+                assert!(!ours_exists(&db).await, "{tool}: a refused adoption wrote our table");
+            }
+        }
+    }
 }

@@ -60,7 +60,7 @@ async fn all_problems_are_reported_at_once() {
     let mut cmd = shipgate(&["migrate", "up", "--source", dir.arg()]);
     cmd.env("DATABASE_URL", &db.url);
     let out = run(cmd).await.expect(2);
-    assert!(out.stderr.contains("3 problems in migrations directory"), "{}", out.stderr);
+    assert!(out.stderr.contains("3 problems in the sqlx migrations folder"), "{}", out.stderr);
     for file in ["1_a.sql", "1_b.sql", "x.sql"] {
         assert!(out.stderr.contains(file), "{file}: {}", out.stderr);
     }

@@ -465,3 +465,57 @@ async fn sigterm_cancels_the_tenants_in_flight_and_reports_the_fleet() {
     let t3: i64 = scalar(&mut conn, "SELECT count(*) FROM tenant_003.shipgate_migrations").await;
     assert_eq!(t3, 1, "tenant_003 keeps migration 1; migration 2 was rolled back");
 }
+
+#[tokio::test]
+async fn a_tenant_migration_that_sets_session_state_does_not_reach_the_next_tenant() {
+    let db = TestDb::new().await;
+    let role = format!("{}_role", db.name);
+    // Tenant migration 1 leaves the session as another role, replicating, in another schema;
+    // migration 2 records who and where it ran. With one worker, tenant 2 follows tenant 1 on
+    // the same connection.
+    let tenant = vec![
+        (
+            "1_set.sql".to_string(),
+            format!(
+                "DO $$ BEGIN EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %I TO %I', current_schema(), '{role}'); \
+                 EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), '{role}'); END $$;\n\
+                 SET search_path TO public;\nSET session_replication_role = replica;\nSET ROLE \"{role}\";\n"
+            ),
+        ),
+        (
+            "2_check.sql".to_string(),
+            "CREATE TABLE checks (who text DEFAULT current_user, srr text DEFAULT \
+             current_setting('session_replication_role'), at text DEFAULT current_schema());\n\
+             INSERT INTO checks DEFAULT VALUES;\n"
+                .to_string(),
+        ),
+    ];
+    let dir = project(&tenant);
+    let mut conn = fleet(&db, &dir, 2).await;
+    exec(&mut conn, &format!("CREATE ROLE \"{role}\"")).await;
+    let login: String = scalar(&mut conn, "SELECT current_user::text").await;
+    run(cmd(&db, &dir, &["tenants", "up", "--concurrency", "1"])).await.expect(0);
+    for t in ["tenant_001", "tenant_002"] {
+        let (who, srr, at): (String, String, String) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT who, srr, at FROM {t}.checks")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!((who.as_str(), srr.as_str(), at.as_str()), (login.as_str(), "origin", t), "{t}");
+    }
+    let public: bool = scalar(&mut conn, "SELECT to_regclass('public.checks') IS NULL").await;
+    assert!(public, "a tenant's migration ran in public");
+    exec(&mut conn, &format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\"")).await;
+}
+
+#[tokio::test]
+async fn tenants_query_runs_read_only() {
+    let db = TestDb::new().await;
+    let dir = project(&ten_migrations());
+    let mut conn = fleet(&db, &dir, 2).await;
+    let writing = "INSERT INTO tenants (schema_name) VALUES ('tenant_999') RETURNING schema_name";
+    let out = run(cmd(&db, &dir, &["tenants", "up", "--tenants-query", writing])).await.expect(2);
+    assert!(out.stderr.contains("read-only transaction"), "{}", out.stderr);
+    let n: i64 = scalar(&mut conn, "SELECT count(*) FROM tenants").await;
+    assert_eq!(n, 2, "the query wrote nothing");
+}

@@ -34,7 +34,7 @@ pub async fn run(
 ) -> Result<()> {
     // Load the files first: a broken migration folder is exit 2 before we connect.
     let set = match source.filter(|dir| dir.is_dir()) {
-        Some(dir) => Some(source::load(dir, cfg.format)?),
+        Some(dir) => Some(source::load(dir, &cfg.read)?),
         None => None,
     };
     with_session(cfg, Mode::ReadOnly, shutdown, async |s| {

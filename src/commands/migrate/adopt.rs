@@ -1,5 +1,6 @@
-//! `shipgate migrate adopt --from knex|drizzle|sqlx`: record what another tool already
-//! applied as shipgate history, without running any migration.
+//! `shipgate migrate adopt --from TOOL`: record what another tool (Knex, Drizzle, sqlx,
+//! Prisma, diesel, dbmate, golang-migrate, goose) already applied as shipgate history,
+//! without running any migration.
 //!
 //! Everything happens in one transaction under our lock: their table is read inside it (and
 //! Knex's lock row is held `FOR UPDATE`, so no Knex run can start meanwhile), the mapping is
@@ -28,7 +29,7 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let set = source::load(&cfg.source, cfg.format)?;
+    let set = source::load(&cfg.source, &cfg.read)?;
     check_inputs(cfg, opts, &set)?;
     let mode = if opts.dry_run { Mode::ReadOnly } else { Mode::Write };
     with_session(cfg, mode, shutdown, async |s| {
@@ -60,6 +61,14 @@ pub async fn run(
 
 /// Flag combinations that cannot work, before connecting.
 fn check_inputs(cfg: &MigrateConfig, opts: &AdoptOptions, set: &MigrationSet) -> Result<()> {
+    if opts.tool == Tool::Prisma && set.format != Format::Prisma {
+        return Err(Error::input(format!(
+            "--from prisma needs the Prisma migrations folder as the source, but {} is read as {}",
+            cfg.source.display(),
+            set.format.name()
+        ))
+        .hint("pass --source prisma/migrations (the folder with migration_lock.toml): Prisma's rows name its folders"));
+    }
     if opts.tool == Tool::Drizzle && set.format != Format::Drizzle {
         return Err(Error::input(format!(
             "--from drizzle needs the drizzle-kit folder as the source, but {} holds plain .sql files",
@@ -125,6 +134,17 @@ fn table_hint(tool: Tool) -> &'static str {
         Tool::Sqlx => {
             "pass --table [SCHEMA.]NAME: where `sqlx migrate run` kept its history (default _sqlx_migrations)"
         }
+        Tool::Prisma => {
+            "pass --table [SCHEMA.]NAME: where Prisma Migrate kept its history (default _prisma_migrations)"
+        }
+        Tool::Diesel => {
+            "pass --table [SCHEMA.]NAME: where diesel kept its history (default __diesel_schema_migrations)"
+        }
+        Tool::Dbmate => "pass --table [SCHEMA.]NAME: dbmate's --migrations-table (default schema_migrations)",
+        Tool::GolangMigrate => {
+            "pass --table [SCHEMA.]NAME: golang-migrate's x-migrations-table (default schema_migrations)"
+        }
+        Tool::Goose => "pass --table [SCHEMA.]NAME: goose's -table (default goose_db_version)",
     }
 }
 
@@ -153,8 +173,8 @@ async fn adopt_in_transaction(
             .await
             .map_err(crate::db::failed("could not create shipgate's history table"))?;
     }
-    let order = if opts.tool == Tool::Sqlx { "version" } else { "id" };
-    let sql = format!("SELECT to_jsonb(t)::text FROM {} t ORDER BY t.{order}", theirs.qualified());
+    let sql =
+        format!("SELECT to_jsonb(t)::text FROM {} t ORDER BY t.{}", theirs.qualified(), opts.tool.order_by());
     let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
         .fetch_all(&mut *conn)
         .await
@@ -283,6 +303,13 @@ fn refuse_blocking(mapping: &Mapping, tool: Tool, theirs: &TheirTable) -> Result
         Tool::Sqlx => {
             "restore the files as they were applied (sqlx compares the same SHA-384), and point --source at the \
              folder `sqlx migrate run` used"
+        }
+        Tool::Prisma => {
+            "restore the files as they were applied (Prisma keeps their SHA-256), settle failed migrations with \
+             `prisma migrate resolve`, and point --source at the prisma/migrations folder Prisma used"
+        }
+        Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate | Tool::Goose => {
+            "point --source at the folder the tool migrated from: every version in its table must have a file there"
         }
     };
     Err(Error::failed(format!(

@@ -27,7 +27,7 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let set = source::load(&cfg.source, cfg.format)?;
+    let set = source::load(&cfg.source, &cfg.read)?;
     if set.get(version).is_none() {
         return Err(Error::input(format!(
             "--version {version} is not the version of any migration in {}",
@@ -106,7 +106,7 @@ pub async fn run(
 /// a transaction that is rolled back, read the catalog after each one, and propose the version
 /// the live schema matches. Records nothing: the operator confirms with `--version V`.
 pub async fn propose(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    let set = source::load(&cfg.source, cfg.format)?;
+    let set = source::load(&cfg.source, &cfg.read)?;
     with_session(cfg, Mode::Write, shutdown, async |s| {
         let live_schema = s.table.schema.clone();
         let history = s.history().await?;
@@ -145,9 +145,26 @@ async fn replay(
     live_schema: &str,
 ) -> Result<(Vec<(i64, Shape)>, Option<(i64, String)>)> {
     let scratch = format!("shipgate_scratch_{}", std::process::id());
+    // Types and functions of extensions (citext, uuid-ossp, pgcrypto) live in the schemas the
+    // extensions were created in, usually public: the replay must still resolve them.
+    let extension_schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(crate::db::failed("could not list the database's extensions"))?;
+    let mut path = vec![quote_ident(&scratch)];
+    for schema in extension_schemas.iter().map(String::as_str).chain(["public"]) {
+        let quoted = quote_ident(schema);
+        if !path.contains(&quoted) {
+            path.push(quoted);
+        }
+    }
     let setup = format!(
-        "SET LOCAL lock_timeout = '{}'; CREATE SCHEMA {q}; SET LOCAL search_path TO {q}",
+        "SET LOCAL lock_timeout = '{}'; CREATE SCHEMA {q}; SET LOCAL search_path TO {}",
         duration::pg_setting(cfg.limits.lock_timeout),
+        path.join(", "),
         q = quote_ident(&scratch)
     );
     sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut *conn).await.map_err(|e| {
@@ -161,7 +178,7 @@ async fn replay(
             .await
             .map_err(crate::db::failed("could not set a savepoint"))?;
         let mut failed = None;
-        for statement in m.up.statement_texts() {
+        for statement in m.up.units().into_iter().map(|r| &m.up.sql[r]) {
             let sql = for_replay(statement, live_schema, &scratch, m.up.directives.no_transaction);
             if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
                 failed = Some(crate::db::error_text(&e));

@@ -19,7 +19,8 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let set = source::load(&cfg.source, cfg.format)?;
+    let set = source::load(&cfg.source, &cfg.read)?;
+    set.require_downs()?;
     let dir = cfg.source.display().to_string();
     let started = Instant::now();
     let mode = if dry_run { Mode::ReadOnly } else { Mode::Write };

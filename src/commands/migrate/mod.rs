@@ -30,7 +30,7 @@ pub async fn run(cfg: &MigrateConfig, job: &MigrateJob, shutdown: &Shutdown, out
         MigrateJob::Up { options, dry_run } => up::run(cfg, options, *dry_run, shutdown, out).await,
         MigrateJob::Down { to, dry_run } => down::run(cfg, *to, *dry_run, shutdown, out).await,
         MigrateJob::Status => status::run(cfg, shutdown, out).await,
-        MigrateJob::Verify => verify::run(cfg, shutdown, out).await,
+        MigrateJob::Verify { ignore_missing } => verify::run(cfg, *ignore_missing, shutdown, out).await,
         MigrateJob::Baseline { version, force } => baseline::run(cfg, *version, *force, shutdown, out).await,
         MigrateJob::BaselineFromSchema => baseline::propose(cfg, shutdown, out).await,
         MigrateJob::Adopt(options) => adopt::run(cfg, options, shutdown, out).await,

@@ -1,12 +1,13 @@
-//! `shipgate migrate new NAME`: create `<UTC timestamp>_<slug>.sql` (or `.up.sql` +
-//! `.down.sql`), never overwriting a file and never reusing a version.
+//! `shipgate migrate new NAME`: create the next migration in the layout the folder has
+//! (`<UTC timestamp>_<slug>.sql`, or `.up.sql` + `.down.sql`; a dbmate or goose file with its
+//! two sections; a diesel or Prisma folder), never overwriting a file and never reusing a version.
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{self, Format};
+use crate::migrate::source::{self, Format, ReadOptions};
 use crate::output::{Event, Reporter};
 
 /// `Add Users-Table!` → `add_users_table`.
@@ -31,12 +32,45 @@ pub fn version_for(now: DateTime<Utc>, taken: &[i64]) -> i64 {
     version
 }
 
-/// File names for a new migration.
-pub fn file_names(version: i64, slug: &str, reversible: bool) -> Vec<String> {
-    if reversible {
-        vec![format!("{version}_{slug}.up.sql"), format!("{version}_{slug}.down.sql")]
-    } else {
-        vec![format!("{version}_{slug}.sql")]
+/// The files of a new migration in `format`: paths relative to the folder, and their text.
+pub fn files_for(
+    format: Format,
+    version: i64,
+    slug: &str,
+    name: &str,
+    reversible: bool,
+) -> Vec<(String, String)> {
+    let header = format!("-- {name}\n");
+    let revert = format!("-- Revert: {name}\n\n");
+    let tx = "-- Runs in one transaction; put `-- shipgate:no-transaction` first to opt out.\n\n";
+    match format {
+        Format::Dbmate => {
+            vec![(format!("{version}_{slug}.sql"), format!("{header}-- migrate:up\n\n\n-- migrate:down\n\n"))]
+        }
+        Format::Goose => {
+            vec![(format!("{version}_{slug}.sql"), format!("{header}-- +goose Up\n\n\n-- +goose Down\n\n"))]
+        }
+        Format::Diesel => {
+            let digits = version.to_string();
+            let folder = if digits.len() == 14 {
+                format!("{}-{}-{}-{}_{slug}", &digits[..4], &digits[4..6], &digits[6..8], &digits[8..])
+            } else {
+                format!("{digits}_{slug}")
+            };
+            vec![(format!("{folder}/up.sql"), format!("{header}\n")), (format!("{folder}/down.sql"), revert)]
+        }
+        Format::Prisma => vec![(format!("{version}_{slug}/migration.sql"), format!("{header}\n"))],
+        Format::GolangMigrate => {
+            vec![
+                (format!("{version}_{slug}.up.sql"), format!("{header}\n")),
+                (format!("{version}_{slug}.down.sql"), revert),
+            ]
+        }
+        Format::Sqlx | Format::Drizzle if reversible => vec![
+            (format!("{version}_{slug}.up.sql"), format!("{header}{tx}")),
+            (format!("{version}_{slug}.down.sql"), revert),
+        ],
+        Format::Sqlx | Format::Drizzle => vec![(format!("{version}_{slug}.sql"), format!("{header}{tx}"))],
     }
 }
 
@@ -53,24 +87,23 @@ pub fn run(dir: &Path, name: &str, reversible: bool, out: &Reporter) -> Result<(
         ))
         .hint("run `drizzle-kit generate` (shipgate runs the folder as it is), or move to plain .sql files in a new folder"));
     }
-    let taken: Vec<i64> = if dir.exists() {
-        source::load(dir, Some(Format::Sqlx))?.migrations.iter().map(|m| m.version).collect()
+    let (format, taken): (Format, Vec<i64>) = if dir.exists() {
+        let options = ReadOptions { allow_empty: true, ..ReadOptions::default() };
+        let set = source::load(dir, &options)?;
+        (set.format, set.migrations.iter().map(|m| m.version).collect())
     } else {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::input(format!("cannot create the migrations directory {}: {e}", dir.display()))
         })?;
-        Vec::new()
+        (Format::Sqlx, Vec::new())
     };
     let version = version_for(Utc::now(), &taken);
-    for (i, file) in file_names(version, &slug, reversible).iter().enumerate() {
+    for (file, body) in files_for(format, version, &slug, name, reversible) {
         let path = dir.join(file);
-        let body = if i == 0 {
-            format!(
-                "-- {name}\n-- Runs in one transaction; put `-- shipgate:no-transaction` first to opt out.\n\n"
-            )
-        } else {
-            format!("-- Revert: {name}\n\n")
-        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::input(format!("cannot create {}: {e}", parent.display())))?;
+        }
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -111,6 +144,16 @@ mod tests {
         for (taken, expected) in cases {
             assert_eq!(version_for(now, taken), expected);
         }
-        assert_eq!(file_names(7, "x", true), vec!["7_x.up.sql", "7_x.down.sql"]);
+        let names = |format, reversible| -> Vec<String> {
+            files_for(format, 20240101120000, "x", "x", reversible).into_iter().map(|(p, _)| p).collect()
+        };
+        assert_eq!(names(Format::Sqlx, true), vec!["20240101120000_x.up.sql", "20240101120000_x.down.sql"]);
+        assert_eq!(names(Format::Sqlx, false), vec!["20240101120000_x.sql"]);
+        assert_eq!(
+            names(Format::Diesel, false),
+            vec!["2024-01-01-120000_x/up.sql", "2024-01-01-120000_x/down.sql"]
+        );
+        assert_eq!(names(Format::Prisma, true), vec!["20240101120000_x/migration.sql"]);
+        assert_eq!(names(Format::Dbmate, false), vec!["20240101120000_x.sql"]);
     }
 }

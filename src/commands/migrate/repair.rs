@@ -20,7 +20,7 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let set = source::load(&cfg.source, cfg.format)?;
+    let set = source::load(&cfg.source, &cfg.read)?;
     with_session(cfg, Mode::Write, shutdown, async |s| {
         let history = s.history().await?;
         let Some(row) = history.iter().find(|r| r.version == version) else {

@@ -12,7 +12,7 @@ use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 
 pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    let set = source::load(&cfg.source, cfg.format)?;
+    let set = source::load(&cfg.source, &cfg.read)?;
     with_session(cfg, Mode::ReadOnly, shutdown, async |s| {
         let history = s.history().await?;
         let entries = plan::reconcile(&set, &history);
@@ -22,6 +22,7 @@ pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Re
             "database": s.database,
             "schema": s.table.schema,
             "history_table": s.table.qualified(),
+            "source": source_json(&set),
             "migrations": rows,
             "summary": counts_json(&counts),
         });
@@ -29,6 +30,18 @@ pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Re
         Ok(())
     })
     .await
+}
+
+/// Which folder was read, in which layout, and how much of it: the proof that a short status
+/// is not a folder read wrong.
+pub fn source_json(set: &source::MigrationSet) -> serde_json::Value {
+    json!({
+        "dir": set.dir.display().to_string(),
+        "layout": set.format.name(),
+        "detected": set.detected,
+        "files_read": set.files_read,
+        "migrations": set.migrations.len(),
+    })
 }
 
 /// How many entries are in each state, in `State` order.

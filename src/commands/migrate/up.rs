@@ -19,7 +19,7 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let set = source::load(&cfg.source, cfg.format)?;
+    let set = source::load(&cfg.source, &cfg.read)?;
     let dir = cfg.source.display().to_string();
     let started = Instant::now();
     let mode = if dry_run { Mode::ReadOnly } else { Mode::Write };

@@ -10,20 +10,28 @@ use crate::migrate::source;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
-pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    let set = source::load(&cfg.source, cfg.format)?;
+pub async fn run(
+    cfg: &MigrateConfig,
+    ignore_missing: bool,
+    shutdown: &Shutdown,
+    out: &Reporter,
+) -> Result<()> {
+    let set = source::load(&cfg.source, &cfg.read)?;
     with_session(cfg, Mode::ReadOnly, shutdown, async |s| {
         let history = s.history().await?;
         let entries = plan::reconcile(&set, &history);
+        let agrees = |state: State| {
+            matches!(state, State::Applied | State::Retired) || (ignore_missing && state == State::Missing)
+        };
         let problems: Vec<String> = entries
             .iter()
-            .filter(|e| !matches!(e.state, State::Applied | State::Retired))
+            .filter(|e| !agrees(e.state))
             .map(|e| format!("  - {} ({}): {}", e.version, e.description(), e.state.as_str()))
             .collect();
         if !problems.is_empty() {
             let summary: Vec<String> = counts(&entries)
                 .into_iter()
-                .filter(|(state, n)| !matches!(state, State::Applied | State::Retired) && *n > 0)
+                .filter(|(state, n)| !agrees(*state) && *n > 0)
                 .map(|(state, n)| format!("{n} {}", state.as_str()))
                 .collect();
             return Err(Error::failed(format!(
@@ -43,9 +51,12 @@ pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Re
             duration_ms: 0,
             version,
             message: format!(
-                "verified {}: {} migrations applied, files and history agree",
+                "verified {}: {} migrations applied, files and history agree ({} .sql file{} read as {})",
                 s.describe(),
-                entries.len()
+                entries.iter().filter(|e| e.state != State::Missing).count(),
+                set.files_read,
+                if set.files_read == 1 { "" } else { "s" },
+                set.format.name()
             ),
         });
         Ok(())

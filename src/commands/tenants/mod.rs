@@ -184,7 +184,10 @@ impl Roster {
 /// `tenants up` / `tenants down`: lock the fleet, run every tenant, report, and fail when any
 /// tenant failed.
 pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    let set = source::load(&cfg.db.source, cfg.db.format)?;
+    let set = source::load(&cfg.db.source, &cfg.db.read)?;
+    if matches!(work, Work::Down(_)) {
+        set.require_downs()?;
+    }
     let started = Instant::now();
     let mut control = Control::open(cfg, false, shutdown).await?;
     let result = async {

@@ -28,7 +28,7 @@ pub async fn run(cfg: &FleetConfig, name: &str, shutdown: &Shutdown, out: &Repor
     if let Some(reason) = names::invalid(name, "") {
         return Err(Error::input(format!("cannot provision tenant: {reason}")));
     }
-    let set = source::load(&cfg.db.source, cfg.db.format)?;
+    let set = source::load(&cfg.db.source, &cfg.db.read)?;
     let started = Instant::now();
     let mut control = Control::open(cfg, false, shutdown).await?;
     let result = async {

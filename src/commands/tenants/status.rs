@@ -58,7 +58,7 @@ pub struct Survey {
 }
 
 pub async fn survey(cfg: &FleetConfig, shutdown: &Shutdown) -> Result<Survey> {
-    let set = source::load(&cfg.db.source, cfg.db.format)?;
+    let set = source::load(&cfg.db.source, &cfg.db.read)?;
     let mut control = Control::open(cfg, true, shutdown).await?;
     let result = async {
         let roster = Roster::load(&mut control, cfg).await?;

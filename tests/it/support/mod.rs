@@ -207,7 +207,9 @@ impl Dir {
     }
 
     pub fn write_bytes(&self, name: &str, body: &[u8]) {
-        std::fs::write(self.path.join(name), body).expect("write migration");
+        let path = self.path.join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, body).expect("write migration");
     }
 
     pub fn remove(&self, name: &str) {
@@ -221,4 +223,29 @@ impl Dir {
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A folder of tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(name)
+}
+
+/// A copy of a fixture folder to change freely.
+pub fn copy(from: &Path) -> (tempfile::TempDir, PathBuf) {
+    fn walk(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                walk(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(from.file_name().unwrap());
+    walk(from, &dir);
+    (tmp, dir)
 }

@@ -1,5 +1,6 @@
-//! The real Knex and drizzle-orm migrators, from the npm packages `scripts/test` installs
-//! (pinned by tests/node/package-lock.json) into the folder named by SHIPGATE_NODE_MODULES.
+//! The real Knex and drizzle-orm migrators and dbmate, from the npm packages `scripts/test`
+//! installs (pinned by tests/node/package-lock.json) into the folder named by
+//! SHIPGATE_NODE_MODULES.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,5 +40,19 @@ impl Node {
     /// `knex migrate:latest` on a folder of .js migrations.
     pub async fn knex_migrate(&self, url: &str, folder: &Path) -> Run {
         self.script("knex-migrate.cjs", &[url, folder.to_str().expect("utf-8")]).await
+    }
+
+    /// The real dbmate (its linux-x64 binary package) on a folder; it must succeed.
+    pub async fn dbmate(&self, url: &str, folder: &Path, args: &[&str]) -> Run {
+        let mut url = url::Url::parse(url).expect("url");
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        let mut cmd = Command::new(self.modules.join("@dbmate/linux-x64/bin/dbmate"));
+        cmd.arg("--url")
+            .arg(url.as_str())
+            .arg("--migrations-dir")
+            .arg(folder)
+            .arg("--no-dump-schema")
+            .args(args);
+        run(cmd).await.expect(0)
     }
 }

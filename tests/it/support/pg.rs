@@ -157,3 +157,25 @@ pub async fn exec(conn: &mut PgConnection, sql: &str) {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
+
+/// `pg_dump --schema-only` of the public schema, without our history table and pg_dump's
+/// per-run lines.
+pub fn dump(db: &TestDb) -> String {
+    let out = Command::new("pg_dump")
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--schema=public",
+            "--exclude-table=public.shipgate_migrations",
+        ])
+        .arg(&db.url)
+        .output()
+        .expect("pg_dump runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
