@@ -2,16 +2,23 @@
 """Benchmark `shipgate migrate up` as whole processes on a throwaway PostgreSQL.
 
 (a) 200 small migrations (a table with five columns and an index each) on a fresh database;
-(b) the same command again with nothing pending.
+(b) the same command again with nothing pending;
+(c) a mixed, real-world-sized set: 1,000 migrations with tables, enums, PL/pgSQL functions,
+    views, DO blocks and indexes, as W1 (applied on a fresh database) and W2 (nothing
+    pending), and the time shipgate spends reading and parsing those files alone (from its
+    debug log, so without the database);
+(d) one 50 MB migration file: the time to read and parse it, and the peak RSS.
 Prints min/median/max wall time and peak RSS over several runs, plus `psql -c 'select 1'`
 measured in the same run as a yardstick (disk latency here swings a lot between hours, so
 compare figures only within one run). Uses the release build; the server keeps fsync on.
 
-usage: bench/migrate.py [--runs N] [--migrations N] [--dbmate PATH]
+usage: bench/migrate.py [--runs N] [--migrations N] [--mixed N] [--dbmate PATH] [--sqlx PATH]
 
 --dbmate measures dbmate (e.g. from `npm install dbmate`) in the same loop, same server.
+--sqlx measures sqlx-cli (`cargo install sqlx-cli --no-default-features --features
+postgres,rustls`) on the mixed set, W1 and W2, in the same loop, same server.
 """
-import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, os, re, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,13 +41,53 @@ def summary(label, samples, unit="ms"):
     print(f"{label:<44} min {ms[0]:8.1f} {unit}   median {statistics.median(ms):8.1f} {unit}   max {ms[-1]:8.1f} {unit}")
 
 
+def mixed_migration(i):
+    """The i-th file of the mixed set: one of six shapes real projects have, each building on
+    tables made earlier."""
+    kind = i % 6
+    if kind == 0:
+        return (f"CREATE TABLE m{i} (\n  id bigserial PRIMARY KEY,\n  name text NOT NULL,\n"
+                f"  email text,\n  created_at timestamptz NOT NULL DEFAULT now(),\n  score numeric(10, 2)\n);\n"
+                f"CREATE INDEX m{i}_name ON m{i} (name);\nCREATE UNIQUE INDEX m{i}_email ON m{i} (lower(email));\n"
+                f"COMMENT ON TABLE m{i} IS 'table {i}; made by the mixed benchmark';\n")
+    base = i - kind
+    if kind == 1:
+        return (f"CREATE TYPE m{i}_status AS ENUM ('draft', 'active', 'archived');\n"
+                f"ALTER TABLE m{base} ADD COLUMN status m{i}_status NOT NULL DEFAULT 'draft';\n")
+    if kind == 2:
+        return (f"CREATE FUNCTION m{i}_touch() RETURNS trigger AS $fn$\nBEGIN\n"
+                f"  -- keep created_at; a ';' in a comment; a 'quoted; string'\n"
+                f"  IF NEW.name IS DISTINCT FROM OLD.name THEN\n    NEW.score := coalesce(OLD.score, 0) + 1;\n"
+                f"  END IF;\n  RETURN NEW;\nEND;\n$fn$ LANGUAGE plpgsql;\n"
+                f"CREATE TRIGGER m{i}_touch BEFORE UPDATE ON m{base} FOR EACH ROW EXECUTE FUNCTION m{i}_touch();\n")
+    if kind == 3:
+        return (f"CREATE VIEW m{i}_active AS\n  SELECT id, name, score FROM m{base}\n"
+                f"  WHERE score > 0 /* nested /* comment */ here */ ORDER BY score DESC;\n")
+    if kind == 4:
+        return (f"DO $$\nDECLARE n int;\nBEGIN\n  INSERT INTO m{base} (name, email, score)\n"
+                f"    SELECT 'user ' || g, 'u' || g || '@example.com', g FROM generate_series(1, 20) g;\n"
+                f"  SELECT count(*) INTO n FROM m{base};\n  RAISE NOTICE 'm{base} has % rows; it''s fine', n;\nEND\n$$;\n")
+    return (f"ALTER TABLE m{base} ADD COLUMN note text DEFAULT E'it\\'s a note';\n"
+            f"CREATE INDEX m{i}_created ON m{base} (created_at DESC) WHERE note IS NOT NULL;\n")
+
+
+def parse_ms(stderr):
+    """The read-and-parse time from shipgate's debug log, in seconds."""
+    found = re.search(r"read and parsed \d+ \.sql files \(\d+ bytes, \d+ statements\) in ([0-9.]+) ms", stderr)
+    if not found:
+        sys.exit(f"no parse time in shipgate's log:\n{stderr}")
+    return float(found.group(1)) / 1000
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=1,
                     help="uncounted runs first: a fresh cluster is slow until its WAL segments exist")
     ap.add_argument("--migrations", type=int, default=200)
+    ap.add_argument("--mixed", type=int, default=1000, help="migrations in the mixed set (c)")
     ap.add_argument("--dbmate", help="path to a dbmate binary to measure in the same run")
+    ap.add_argument("--sqlx", help="path to a sqlx-cli binary to measure on the mixed set in the same run")
     args = ap.parse_args()
 
     target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/shipgate-target"))
@@ -68,9 +115,26 @@ def main():
                 with open(os.path.join(src, f"{i:04d}_table_{i}.sql")) as f, \
                         open(os.path.join(dbmate_src, f"{i:04d}_table_{i}.sql"), "w") as out:
                     out.write("-- migrate:up\n" + f.read() + "\n-- migrate:down\n")
+        mixed = os.path.join(work, "mixed")
+        os.mkdir(mixed)
+        for i in range(args.mixed):
+            with open(os.path.join(mixed, f"{i + 1:05d}_mixed_{i}.sql"), "w") as f:
+                f.write(mixed_migration(i))
+        big = os.path.join(work, "big")
+        os.mkdir(big)
+        with open(os.path.join(big, "1_big.sql"), "w") as f:
+            f.write("CREATE TABLE big (id int, payload text);\n")
+            row = "INSERT INTO big VALUES ({n}, 'a row of the fifty megabyte file; with a semicolon and ''quotes''');\n"
+            size, n = 0, 0
+            while size < 50 * 1024 * 1024:
+                line = row.format(n=n)
+                f.write(line)
+                size += len(line)
+                n += 1
         psql = ["psql", url, "-qAtc", "select 1"]
         apply, noop, yardstick, rss = [], [], [], []
         other_apply, other_noop = [], []
+        w1, w2, parse, sqlx_w1, sqlx_w2, big_parse, big_rss = [], [], [], [], [], [], []
         for run in range(-args.warmup, args.runs):
             db = f"bench_{run + args.warmup}"
             subprocess.run(["psql", url, "-qc", f"CREATE DATABASE {db}"], check=True)
@@ -79,6 +143,25 @@ def main():
             t, m = timed([shipgate, "migrate", "up", "--quiet"], env); apply.append(t); rss.append(m)
             t, m = timed([shipgate, "migrate", "up", "--quiet"], env); noop.append(t); rss.append(m)
             t, _ = timed(psql, env); yardstick.append(t)
+            mixed_db = f"bench_mixed_{run + args.warmup}"
+            subprocess.run(["psql", url, "-qc", f"CREATE DATABASE {mixed_db}"], check=True)
+            menv = {**env, "DATABASE_URL": url.rsplit("/", 1)[0] + "/" + mixed_db, "SHIPGATE_SOURCE": mixed}
+            t, m = timed([shipgate, "migrate", "up", "--quiet"], menv); w1.append(t); rss.append(m)
+            t, m = timed([shipgate, "migrate", "up", "--quiet"], menv); w2.append(t); rss.append(m)
+            parse.append(parse_ms(subprocess.run([shipgate, "-v", "migrate", "status"], env=menv, check=True,
+                                                 capture_output=True, text=True).stderr))
+            proc = subprocess.Popen([shipgate, "-v", "migrate", "status"], env={**env, "SHIPGATE_SOURCE": big},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            err = proc.stderr.read()
+            _, _, usage = os.wait4(proc.pid, 0)
+            big_parse.append(parse_ms(err)); big_rss.append(usage.ru_maxrss / 1024)
+            if args.sqlx:
+                sqlx_db = f"bench_sqlx_{run + args.warmup}"
+                subprocess.run(["psql", url, "-qc", f"CREATE DATABASE {sqlx_db}"], check=True)
+                cmd = [args.sqlx, "migrate", "run", "--source", mixed, "--database-url",
+                       url.rsplit("/", 1)[0] + "/" + sqlx_db]
+                t, _ = timed(cmd, env); sqlx_w1.append(t)
+                t, _ = timed(cmd, env); sqlx_w2.append(t)
             if args.dbmate:
                 other = f"bench_dbmate_{run + args.warmup}"
                 subprocess.run(["psql", url, "-qc", f"CREATE DATABASE {other}"], check=True)
@@ -86,7 +169,8 @@ def main():
                 cmd = [args.dbmate, "--no-dump-schema", "--migrations-dir", dbmate_src, "up"]
                 t, _ = timed(cmd, denv); other_apply.append(t)
                 t, _ = timed(cmd, denv); other_noop.append(t)
-        for series in (apply, noop, yardstick, other_apply, other_noop):
+        for series in (apply, noop, yardstick, other_apply, other_noop, w1, w2, parse, sqlx_w1, sqlx_w2,
+                       big_parse, big_rss):
             del series[:args.warmup if series else 0]
         print(f"shipgate migrate up, {args.runs} runs after {args.warmup} warm-up, PostgreSQL from scripts/throwaway-pg (fsync on)")
         summary(f"(a) {args.migrations} migrations on a fresh database", apply)
@@ -94,6 +178,14 @@ def main():
         if args.dbmate:
             summary(f"dbmate (a) {args.migrations} migrations", other_apply)
             summary("dbmate (b) nothing pending", other_noop)
+        summary(f"(c) W1: {args.mixed} mixed migrations, fresh database", w1)
+        summary("(c) W2: again, nothing pending", w2)
+        if args.sqlx:
+            summary(f"sqlx-cli W1: {args.mixed} mixed migrations", sqlx_w1)
+            summary("sqlx-cli W2: nothing pending", sqlx_w2)
+        summary(f"(c) reading + parsing the {args.mixed} files alone", parse)
+        summary("(d) reading + parsing one 50 MB file", big_parse)
+        print(f"{'(d) peak RSS reading the 50 MB file':<44} {max(big_rss):.1f} MB")
         summary("yardstick: psql -c 'select 1'", yardstick)
         print(f"{'peak RSS of any shipgate run':<44} {max(rss):.1f} MB")
     finally:

@@ -577,7 +577,12 @@ fn drizzle_line(set: &MigrationSet, row: &TheirRow) -> Line {
         return unmatched(row, Verdict::Unmatched, note);
     };
     let ours = &m.drizzle.as_ref().expect("found by its drizzle entry").hash;
-    if ours == hash {
+    sha256_line(row, m, hash, ours)
+}
+
+/// A row whose tool keeps the file's SHA-256 (hex): a match, or a mismatch naming both.
+fn sha256_line(row: &TheirRow, m: &Migration, theirs: &str, ours: &str) -> Line {
+    if ours == theirs {
         matched(row, m, Verdict::Match, String::new())
     } else {
         matched(
@@ -587,7 +592,7 @@ fn drizzle_line(set: &MigrationSet, row: &TheirRow) -> Line {
             format!(
                 "{} changed since it was applied: sha256 {} in the table, {} now",
                 m.up.path.display(),
-                short(hash),
+                short(theirs),
                 short(ours)
             ),
         )
@@ -649,22 +654,7 @@ fn prisma_line(set: &MigrationSet, row: &TheirRow) -> Line {
                 .into(),
         );
     }
-    let ours = hex::encode(Sha256::digest(m.up.sql.as_bytes()));
-    if ours == *theirs {
-        matched(row, m, Verdict::Match, String::new())
-    } else {
-        matched(
-            row,
-            m,
-            Verdict::Mismatch,
-            format!(
-                "{} changed since it was applied: sha256 {} in the table, {} now",
-                m.up.path.display(),
-                short(theirs),
-                short(&ours)
-            ),
-        )
-    }
+    sha256_line(row, m, theirs, &hex::encode(Sha256::digest(m.up.sql.as_bytes())))
 }
 
 /// diesel, dbmate, goose and golang-migrate rows: by version; none of them keeps a checksum.
@@ -932,6 +922,7 @@ mod tests {
             run_id: "r".into(),
             applied_by: "t".into(),
             origin: "adopt".into(),
+            statements_done: None,
         };
         let theirs = vec![sqlx(&s, 1, false, true), sqlx(&s, 2, false, true)];
         let ours = vec![row(1, s.get(1).unwrap().up.checksum.clone()), row(2, vec![9])];

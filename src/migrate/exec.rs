@@ -131,6 +131,29 @@ async fn run_statements(conn: &mut PgConnection, script: &Script) -> Result<(), 
     Ok(())
 }
 
+/// Send a no-transaction script's statements from `start` on, recording after each one (on
+/// the way up) how many have completed, so that a rerun resumes after them. A statement and
+/// its record are two commits: a crash between them runs that one statement again.
+async fn run_recording_progress(
+    conn: &mut PgConnection,
+    step: &Step<'_>,
+    start: usize,
+) -> Result<(), ScriptError> {
+    for (i, range) in step.script.units().into_iter().enumerate().skip(start) {
+        sqlx::raw_sql(AssertSqlSafe(&step.script.sql[range]))
+            .execute(&mut *conn)
+            .await
+            .map_err(|error| ScriptError { statement: Some(i), error, ended_transaction: false })?;
+        if step.direction == Direction::Up {
+            let done = i32::try_from(i + 1).unwrap_or(i32::MAX);
+            history::set_progress(&mut *conn, step.table, step.m.version, done)
+                .await
+                .map_err(ScriptError::setup)?;
+        }
+    }
+    Ok(())
+}
+
 /// The script being run, and everything needed to run and record it.
 struct Step<'a> {
     table: &'a HistoryTable,
@@ -200,7 +223,9 @@ pub async fn run(conn: &mut PgConnection, run: &Run<'_>) -> Result<Duration, Err
 async fn ended_our_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Result<Duration, Error> {
     let m = step.m;
     let recorded = match step.direction {
-        Direction::Up => history::insert(conn, step.table, &up_row(m, false, Duration::ZERO), step.by).await,
+        Direction::Up => {
+            history::insert(conn, step.table, &up_row(m, false, Duration::ZERO, None), step.by).await
+        }
         Direction::Down => history::set_success(conn, step.table, m.version, false, 0).await,
     };
     let record = match recorded {
@@ -251,7 +276,7 @@ async fn run_in_transaction(
         }
         match step.direction {
             Direction::Up => {
-                history::insert(&mut *conn, step.table, &up_row(step.m, true, elapsed), step.by).await?
+                history::insert(&mut *conn, step.table, &up_row(step.m, true, elapsed, None), step.by).await?
             }
             Direction::Down => {
                 history::delete(&mut *conn, step.table, step.m.version).await?;
@@ -279,9 +304,27 @@ async fn run_outside_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Re
             crate::db::error_text(&e)
         ))
     };
-    match step.direction {
-        Direction::Up => history::insert(conn, table, &up_row(m, false, Duration::ZERO), step.by).await,
-        Direction::Down => history::set_success(conn, table, m.version, false, 0).await,
+    // A rerun of an unchanged file that stopped part-way resumes after its last completed
+    // statement (the plan lets only such a failed row through).
+    let resume_at = match step.direction {
+        Direction::Up => history::progress(conn, table, m.version).await.map_err(record_err)?,
+        Direction::Down => None,
+    };
+    let units = step.script.units().len();
+    match (step.direction, resume_at) {
+        (Direction::Up, Some(done)) => {
+            tracing::info!(
+                "resuming migration {} ({}) at statement {} of {units}: the first {done} completed in an earlier run",
+                m.version,
+                m.description,
+                done + 1
+            );
+            Ok(())
+        }
+        (Direction::Up, None) => {
+            history::insert(conn, table, &up_row(m, false, Duration::ZERO, Some(0)), step.by).await
+        }
+        (Direction::Down, _) => history::set_success(conn, table, m.version, false, 0).await,
     }
     .map_err(record_err)?;
     let set = format!(
@@ -294,7 +337,7 @@ async fn run_outside_transaction(conn: &mut PgConnection, step: &Step<'_>) -> Re
     let mut result =
         sqlx::raw_sql(AssertSqlSafe(set)).execute(&mut *conn).await.map(|_| ()).map_err(ScriptError::setup);
     if result.is_ok() {
-        result = run_statements(&mut *conn, step.script).await;
+        result = run_recording_progress(&mut *conn, step, resume_at.map_or(0, |d| d.max(0) as usize)).await;
     }
     let elapsed = started.elapsed();
     // A transaction the file opened and did not close (or that a failure aborted) is rolled
@@ -345,7 +388,7 @@ async fn in_transaction_block(conn: &mut PgConnection) -> sqlx::Result<bool> {
     sqlx::Row::try_get::<bool, _>(&row, 0)
 }
 
-fn up_row(m: &Migration, success: bool, elapsed: Duration) -> NewRow<'_> {
+fn up_row(m: &Migration, success: bool, elapsed: Duration, statements_done: Option<i32>) -> NewRow<'_> {
     NewRow {
         version: m.version,
         description: &m.description,
@@ -355,6 +398,7 @@ fn up_row(m: &Migration, success: bool, elapsed: Duration) -> NewRow<'_> {
         execution_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
         origin: ORIGIN_APPLY,
         applied_at: None,
+        statements_done,
     }
 }
 
@@ -429,17 +473,26 @@ fn failure(step: &Step<'_>, failed: &ScriptError, attempts: u32, transactional: 
         _ if transactional => {
             "nothing from this migration was committed; fix the SQL and deploy again".to_string()
         }
-        _ => format!(
-            "it ran without a transaction: {}; it is recorded as failed. Check the schema, then run \
-             `shipgate migrate repair --version {} --mark-applied` or `--remove`",
-            match failed.statement {
-                Some(0) => "no statement of it had completed".to_string(),
-                Some(1) => "its first statement had completed".to_string(),
-                Some(i) if i < units.len() => format!("statements 1-{i} of {} had completed", units.len()),
-                _ => "part of it may have been applied".to_string(),
-            },
-            m.version
-        ),
+        _ => match (failed.statement, direction) {
+            (Some(i), Direction::Up) if i < units.len() => format!(
+                "it runs without a transaction: {} (its history row says so) and it is recorded as failed. Fix the \
+                 cause and run `shipgate migrate up` again: while the file is unchanged it resumes at statement {}. \
+                 Or check the schema (an interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index to drop) \
+                 and settle it with `shipgate migrate repair --version {} --mark-applied` or `--remove`",
+                match i {
+                    0 => "no statement of it had completed".to_string(),
+                    1 => "its first statement had completed".to_string(),
+                    _ => format!("statements 1-{i} of {} had completed", units.len()),
+                },
+                i + 1,
+                m.version
+            ),
+            _ => format!(
+                "it ran without a transaction, so part of it may have been applied; it is recorded as failed. Check \
+                 the schema, then run `shipgate migrate repair --version {} --mark-applied` or `--remove`",
+                m.version
+            ),
+        },
     };
     Error::failed(message).hint(hint)
 }

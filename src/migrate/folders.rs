@@ -58,6 +58,13 @@ fn read_script(
     }
 }
 
+/// A small TOML file of the layout's own (Prisma's lock file, diesel's metadata.toml).
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> std::result::Result<T, String> {
+    let text =
+        read_regular(path).and_then(|b| String::from_utf8(b).map_err(|_| "not valid UTF-8".to_string()))?;
+    toml::from_str(&text).map_err(|e| format!("not valid TOML: {e}"))
+}
+
 /// The leading digits of a folder name, as a version and the rest as a description. Pure.
 pub fn numbered(name: &str) -> Option<(i64, String)> {
     let digits = name.bytes().take_while(u8::is_ascii_digit).count();
@@ -76,10 +83,7 @@ pub fn load_prisma(dir: &Path) -> Result<Loaded> {
     let mut problems = Vec::new();
     let lock = dir.join(PRISMA_LOCK);
     if lock.is_file() {
-        let provider = read_regular(&lock)
-            .and_then(|b| String::from_utf8(b).map_err(|_| "not valid UTF-8".to_string()))
-            .and_then(|text| toml::from_str::<PrismaLock>(&text).map_err(|e| format!("not valid TOML: {e}")));
-        match provider {
+        match read_toml::<PrismaLock>(&lock) {
             Ok(PrismaLock { provider: Some(p) }) if p == "postgresql" || p == "postgres" => {}
             Ok(PrismaLock { provider }) => problems.push(Problem {
                 path: lock.clone(),
@@ -175,11 +179,7 @@ pub fn load_diesel(dir: &Path) -> Result<Loaded> {
         };
         let metadata_path = folder.join("metadata.toml");
         let metadata = if metadata_path.exists() {
-            match read_regular(&metadata_path)
-                .and_then(|b| String::from_utf8(b).map_err(|_| "not valid UTF-8".to_string()))
-                .and_then(|t| {
-                    toml::from_str::<DieselMetadata>(&t).map_err(|e| format!("not valid TOML: {e}"))
-                }) {
+            match read_toml::<DieselMetadata>(&metadata_path) {
                 Ok(m) => m,
                 Err(message) => {
                     problems.push(Problem { path: metadata_path, message });

@@ -45,7 +45,7 @@ pub async fn exists(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
 /// Create the schema (if named and missing) and the table. Idempotent; callers hold the lock.
 pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<()> {
     if exists(conn, table).await? {
-        return Ok(());
+        return add_progress_column(conn, table).await;
     }
     // CREATE SCHEMA IF NOT EXISTS checks the database-level CREATE privilege before it checks
     // for the schema, so a least-privilege role that owns only its schema would fail on it.
@@ -71,12 +71,30 @@ pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
              execution_ms        BIGINT NOT NULL DEFAULT 0,
              run_id              TEXT NOT NULL,
              applied_by          TEXT NOT NULL,
-             origin              TEXT NOT NULL DEFAULT 'apply'
+             origin              TEXT NOT NULL DEFAULT 'apply',
+             statements_done     INTEGER
          );
          COMMENT ON TABLE {t} IS 'Migration history written by shipgate; see `shipgate migrate status`.';",
         t = table.qualified()
     );
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;
+    Ok(())
+}
+
+/// Tables made before no-transaction progress was recorded gain its column (`NULL`: none).
+async fn add_progress_column(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<()> {
+    let has: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'statements_done' \
+         AND NOT attisdropped)",
+    )
+    .bind(table.qualified())
+    .fetch_one(&mut *conn)
+    .await?;
+    if !has {
+        let sql =
+            format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS statements_done INTEGER", table.qualified());
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;
+    }
     Ok(())
 }
 
@@ -87,8 +105,9 @@ pub async fn load(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result
     }
     let sql = format!(
         "SELECT version, description, checksum, checksum_normalized, success, applied_at,
-                execution_ms, run_id, applied_by, origin
-         FROM {} ORDER BY version",
+                execution_ms, run_id, applied_by, origin,
+                (to_jsonb(t) ->> 'statements_done')::int AS statements_done
+         FROM {} t ORDER BY version",
         table.qualified()
     );
     let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(conn).await?;
@@ -105,6 +124,7 @@ pub async fn load(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result
                 run_id: r.try_get("run_id")?,
                 applied_by: r.try_get("applied_by")?,
                 origin: r.try_get("origin")?,
+                statements_done: r.try_get("statements_done")?,
             })
         })
         .collect()
@@ -122,6 +142,8 @@ pub struct NewRow<'a> {
     pub origin: &'a str,
     /// When it was applied, if not now (adopted rows keep the other tool's time).
     pub applied_at: Option<DateTime<Utc>>,
+    /// How many statements of a no-transaction migration have completed; `None` otherwise.
+    pub statements_done: Option<i32>,
 }
 
 pub async fn insert(
@@ -131,8 +153,8 @@ pub async fn insert(
     by: &Writer<'_>,
 ) -> sqlx::Result<()> {
     let sql = format!(
-        "INSERT INTO {} (version, description, checksum, checksum_normalized, success, execution_ms, run_id, applied_by, origin, applied_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, clock_timestamp()))",
+        "INSERT INTO {} (version, description, checksum, checksum_normalized, success, execution_ms, run_id, applied_by, origin, applied_at, statements_done)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, clock_timestamp()), $11)",
         table.qualified()
     );
     sqlx::query(AssertSqlSafe(sql))
@@ -146,12 +168,40 @@ pub async fn insert(
         .bind(by.applied_by)
         .bind(row.origin)
         .bind(row.applied_at)
+        .bind(row.statements_done)
         .execute(conn)
         .await?;
     Ok(())
 }
 
-/// Mark a row finished (no-transaction migrations) or failed (before a no-transaction down).
+/// Record that the first `done` statements of a no-transaction migration have completed.
+pub async fn set_progress(
+    conn: &mut PgConnection,
+    table: &HistoryTable,
+    version: i64,
+    done: i32,
+) -> sqlx::Result<()> {
+    let sql = format!("UPDATE {} SET statements_done = $2 WHERE version = $1", table.qualified());
+    sqlx::query(AssertSqlSafe(sql)).bind(version).bind(done).execute(conn).await?;
+    Ok(())
+}
+
+/// The progress of a failed no-transaction migration, if its row records one.
+pub async fn progress(
+    conn: &mut PgConnection,
+    table: &HistoryTable,
+    version: i64,
+) -> sqlx::Result<Option<i32>> {
+    let sql = format!("SELECT statements_done FROM {} WHERE version = $1 AND NOT success", table.qualified());
+    Ok(sqlx::query_scalar::<_, Option<i32>>(AssertSqlSafe(sql))
+        .bind(version)
+        .fetch_optional(conn)
+        .await?
+        .flatten())
+}
+
+/// Mark a row finished (no-transaction migrations) or failed (before a no-transaction down);
+/// either way its progress is over.
 pub async fn set_success(
     conn: &mut PgConnection,
     table: &HistoryTable,
@@ -160,7 +210,8 @@ pub async fn set_success(
     execution_ms: i64,
 ) -> sqlx::Result<()> {
     let sql = format!(
-        "UPDATE {} SET success = $2, execution_ms = $3, applied_at = clock_timestamp() WHERE version = $1",
+        "UPDATE {} SET success = $2, execution_ms = $3, applied_at = clock_timestamp(), statements_done = NULL \
+         WHERE version = $1",
         table.qualified()
     );
     sqlx::query(AssertSqlSafe(sql)).bind(version).bind(success).bind(execution_ms).execute(conn).await?;
@@ -176,7 +227,7 @@ pub async fn restamp(
 ) -> sqlx::Result<u64> {
     let sql = format!(
         "UPDATE {} SET description = $2, checksum = $3, checksum_normalized = $4, success = true,
-                origin = $5, run_id = $6, applied_by = $7, applied_at = clock_timestamp()
+                origin = $5, run_id = $6, applied_by = $7, applied_at = clock_timestamp(), statements_done = NULL
          WHERE version = $1",
         table.qualified()
     );

@@ -30,6 +30,8 @@ pub struct AppliedRow {
     pub run_id: String,
     pub applied_by: String,
     pub origin: String,
+    /// Statements of a no-transaction migration completed so far (`None`: not recorded).
+    pub statements_done: Option<i32>,
 }
 
 /// A migration's state, reconciling the directory with the history table.
@@ -44,6 +46,9 @@ pub enum State {
     Missing,
     /// A no-transaction migration started and did not finish (dirty).
     Failed,
+    /// A no-transaction migration that stopped part-way, with its completed statements
+    /// recorded and its file unchanged: `up` resumes it after them.
+    Partial,
     /// Adopted from Knex with no file of its own (folded into a baseline); never run again.
     Retired,
 }
@@ -56,6 +61,7 @@ impl State {
             State::Modified => "modified",
             State::Missing => "missing",
             State::Failed => "failed",
+            State::Partial => "partial",
             State::Retired => "retired",
         }
     }
@@ -94,6 +100,7 @@ pub fn reconcile<'a>(set: &'a MigrationSet, applied: &'a [AppliedRow]) -> Vec<En
         let row = applied.iter().find(|r| r.version == m.version);
         let state = match row {
             None => State::Pending,
+            Some(r) if !r.success && r.statements_done.is_some() && checksum_matches(m, r) => State::Partial,
             Some(r) if !r.success => State::Failed,
             Some(r) if !checksum_matches(m, r) => State::Modified,
             Some(_) => State::Applied,
@@ -130,9 +137,19 @@ pub fn check_consistency(entries: &[Entry], dir: &str, ignore_missing: bool) -> 
     let failed: Vec<&Entry> = entries.iter().filter(|e| e.state == State::Failed).collect();
     if let Some(first) = failed.first() {
         let row = first.applied.expect("failed entries have a row");
+        // A recorded progress whose file changed: where to resume is no longer known.
+        let progress = match (row.statements_done, first.local) {
+            (Some(done), Some(m)) => format!(
+                "; its first {done} statement{} completed, but {} changed since, so shipgate cannot tell where to \
+                 resume",
+                if done == 1 { "" } else { "s" },
+                m.up.path.display()
+            ),
+            _ => String::new(),
+        };
         return Err(Error::failed(format!(
             "migration {} ({}) is marked as failed: it ran without a transaction (run {}, by {}, at {}) \
-             and did not finish, so its changes may be partly applied{}",
+             and did not finish, so its changes may be partly applied{progress}{}",
             first.version,
             first.description(),
             row.run_id,
@@ -222,7 +239,9 @@ pub fn plan_up<'a>(entries: &[Entry<'a>], dir: &str, opts: &UpOptions) -> Result
     }
     Ok(entries
         .iter()
-        .filter(|e| e.state == State::Pending && opts.target.is_none_or(|t| e.version <= t))
+        .filter(|e| {
+            matches!(e.state, State::Pending | State::Partial) && opts.target.is_none_or(|t| e.version <= t)
+        })
         .filter_map(|e| e.local)
         .collect())
 }
@@ -241,6 +260,20 @@ pub enum DownTo {
 /// The applied migrations to revert, newest first, each guaranteed to have a down script.
 pub fn plan_down<'a>(entries: &[Entry<'a>], dir: &str, to: DownTo) -> Result<Vec<&'a Migration>> {
     check_consistency(entries, dir, true)?;
+    if let Some(e) = entries.iter().find(|e| e.state == State::Partial) {
+        let done = e.applied.and_then(|r| r.statements_done).unwrap_or(0);
+        return Err(Error::failed(format!(
+            "migration {} ({}) stopped part-way ({done} statement{} completed); nothing was reverted",
+            e.version,
+            e.description(),
+            if done == 1 { "" } else { "s" }
+        ))
+        .hint(format!(
+            "finish it with `shipgate migrate up` (it resumes there), or settle it with `shipgate migrate repair \
+             --version {} --mark-applied` or `--remove`",
+            e.version
+        )));
+    }
     let applied: Vec<&Entry<'a>> =
         entries.iter().rev().filter(|e| matches!(e.state, State::Applied | State::Missing)).collect();
     let chosen: Vec<&Entry<'a>> = match to {
@@ -338,6 +371,7 @@ mod tests {
             run_id: run.into(),
             applied_by: "me@host".into(),
             origin: ORIGIN_APPLY.into(),
+            statements_done: None,
         }
     }
 

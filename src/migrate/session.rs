@@ -219,8 +219,9 @@ pub async fn execute(
             format!("migration {} had already committed; stopping before the next one", m.version)
         }
         _ if direction.script(m).directives.no_transaction => format!(
-            "migration {} ran without a transaction and was interrupted; it is recorded as failed, \
-             check the schema and use `shipgate migrate repair --version {}`",
+            "migration {} ran without a transaction and was interrupted; it is recorded as failed with the \
+             statements it completed, so `shipgate migrate up` resumes after them while the file is unchanged \
+             (or check the schema and settle it with `shipgate migrate repair --version {}`)",
             m.version, m.version
         ),
         _ => format!(

@@ -299,10 +299,11 @@ async fn a_prisma_file_failing_after_its_own_commit_is_recorded_failed_and_never
     assert!(!failed.stderr.contains("nothing from this migration was committed"), "{}", failed.stderr);
     let status = run(sg(&db, source, &["migrate", "status", "--output", "json"])).await.expect(0);
     let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    assert_eq!(doc["migrations"][1]["state"], "failed");
-    // The rerun refuses instead of applying the committed part again.
+    assert_eq!(doc["migrations"][1]["state"], "partial");
+    assert_eq!(doc["migrations"][1]["statements_done"], 4);
+    // The rerun resumes after the committed part instead of applying it again.
     let rerun = run(sg(&db, source, &["migrate", "up"])).await.expect(1);
-    assert!(rerun.stderr.contains("migration 2 (enum) is marked as failed"), "{}", rerun.stderr);
+    assert!(rerun.stderr.contains("resuming migration 2 (enum) at statement 5 of 5"), "{}", rerun.stderr);
     let rows: i64 = scalar(&mut db.connect().await, "SELECT count(*) FROM log").await;
     assert_eq!(rows, 1, "the INSERT before the COMMIT ran exactly once");
 
@@ -407,4 +408,78 @@ async fn two_folders_sharing_one_history_verify_with_ignore_missing() {
     assert!(strict.stderr.contains("1 missing"), "{}", strict.stderr);
     let out = run(sg(&db, a, &["migrate", "verify", "--ignore-missing"])).await.expect(0);
     assert!(out.all().contains("files and history agree (1 .sql file read as sqlx)"), "{}", out.all());
+}
+
+#[tokio::test]
+async fn a_no_transaction_file_killed_during_statement_3_resumes_at_statement_3() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    exec(&mut conn, "CREATE TABLE gate (n int); CREATE TABLE counter (n int);").await;
+    // Statements 1 and 2 are not idempotent; statement 3 waits on a lock the test holds.
+    let dir = Dir::new(&[(
+        "1_steps.sql",
+        "-- no-transaction\nCREATE TABLE made_once (n int);\nINSERT INTO counter VALUES (1);\n\
+         INSERT INTO gate VALUES (3);\nCREATE INDEX CONCURRENTLY made_once_n ON made_once (n);\n",
+    )]);
+    let source = Path::new(dir.arg());
+    let mut holder = db.connect().await;
+    exec(&mut holder, "BEGIN; LOCK TABLE gate IN ACCESS EXCLUSIVE MODE").await;
+    let child = spawn(sg(&db, source, &["migrate", "up", "--ddl-lock-timeout", "60s"]));
+    let waiting =
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO gate%' AND wait_event_type = 'Lock'";
+    let mut pid: Option<i32> = None;
+    for _ in 0..200 {
+        pid = sqlx::query_scalar(waiting).fetch_optional(&mut conn).await.unwrap();
+        if pid.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = pid.expect("statement 3 never started waiting");
+    // A crash: the runner dies, and so does its connection, before statement 3 completes.
+    crate::support::signal(&child, "KILL");
+    let _ = finish(child, Duration::from_secs(10)).await;
+    exec(&mut conn, &format!("SELECT pg_terminate_backend({pid})")).await;
+    exec(&mut holder, "ROLLBACK").await;
+
+    let status = run(sg(&db, source, &["migrate", "status"])).await.expect(0);
+    assert!(status.stdout.contains("[2 of 4 statements done; `up` resumes]"), "{}", status.stdout);
+    let resumed = run(sg(&db, source, &["migrate", "up"])).await.expect(0);
+    assert!(
+        resumed.stderr.contains("resuming migration 1 (steps) at statement 3 of 4"),
+        "{}",
+        resumed.stderr
+    );
+    let counted: i64 = scalar(&mut conn, "SELECT count(*) FROM counter").await;
+    let gated: i64 = scalar(&mut conn, "SELECT count(*) FROM gate").await;
+    assert_eq!((counted, gated), (1, 1), "statements 1-2 ran once, statement 3 once");
+    run(sg(&db, source, &["migrate", "verify"])).await.expect(0);
+}
+
+#[tokio::test]
+async fn a_history_table_from_before_progress_was_recorded_is_read_and_upgraded() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    // The table as shipgate created it before statements_done existed, with one applied row.
+    exec(
+        &mut conn,
+        "CREATE TABLE shipgate_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, checksum BYTEA NOT NULL,
+             checksum_normalized BYTEA NOT NULL, success BOOLEAN NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+             execution_ms BIGINT NOT NULL DEFAULT 0, run_id TEXT NOT NULL, applied_by TEXT NOT NULL, origin TEXT NOT NULL DEFAULT 'apply');",
+    )
+    .await;
+    let dir =
+        Dir::new(&[("1_a.sql", "CREATE TABLE a ();"), ("2_b.sql", "-- no-transaction\nCREATE TABLE b ();")]);
+    let source = Path::new(dir.arg());
+    run(sg(&db, source, &["migrate", "baseline", "--version", "1"])).await.expect(0);
+    run(sg(&db, source, &["migrate", "status"])).await.expect(0);
+    run(sg(&db, source, &["migrate", "up"])).await.expect(0);
+    let column: bool = scalar(
+        &mut conn,
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'shipgate_migrations' \
+         AND column_name = 'statements_done')",
+    )
+    .await;
+    assert!(column);
+    run(sg(&db, source, &["migrate", "verify"])).await.expect(0);
 }

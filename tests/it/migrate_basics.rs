@@ -139,12 +139,18 @@ async fn failed_no_transaction_migration_stops_later_runs_until_repaired() {
     ]);
     let first = run(cmd(&db, &dir, &["migrate", "up"])).await.expect(1);
     assert!(first.stderr.contains("recorded as failed"), "{}", first.stderr);
+    // The file is unchanged, so the rerun resumes at its first unfinished statement (here its
+    // only one), which fails the same way.
     let second = run(cmd(&db, &dir, &["migrate", "up"])).await.expect(1);
-    assert!(second.stderr.contains("migration 2 (idx) is marked as failed"), "{}", second.stderr);
+    assert!(second.stderr.contains("resuming migration 2 (idx) at statement 1 of 1"), "{}", second.stderr);
     assert!(second.stderr.contains("shipgate migrate repair --version 2"), "{}", second.stderr);
-
-    // The operator fixes the file and forgets the failed attempt.
+    // Edited, it is refused: where to resume is no longer known.
     dir.write("2_idx.sql", "-- shipgate:no-transaction\nCREATE INDEX CONCURRENTLY t_id ON t (id);");
+    let third = run(cmd(&db, &dir, &["migrate", "up"])).await.expect(1);
+    assert!(third.stderr.contains("migration 2 (idx) is marked as failed"), "{}", third.stderr);
+    assert!(third.stderr.contains("cannot tell where to resume"), "{}", third.stderr);
+
+    // The operator forgets the failed attempt.
     run(cmd(&db, &dir, &["migrate", "repair", "--version", "2", "--remove"])).await.expect(0);
     run(cmd(&db, &dir, &["migrate", "up"])).await.expect(0);
     run(cmd(&db, &dir, &["migrate", "verify"])).await.expect(0);

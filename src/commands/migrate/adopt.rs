@@ -243,6 +243,7 @@ async fn adopt_in_transaction(
             execution_ms: 0,
             origin,
             applied_at: line.applied_at,
+            statements_done: None,
         };
         history::insert(&mut *conn, table, &row, &by).await.map_err(|e| {
             Error::failed(format!(

@@ -68,6 +68,7 @@ pub async fn run(
                     execution_ms: 0,
                     origin: ORIGIN_BASELINE,
                     applied_at: None,
+                    statements_done: None,
                 };
                 history::insert(&mut *conn, &table, &row, &by).await?;
             }

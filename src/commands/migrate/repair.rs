@@ -51,6 +51,7 @@ pub async fn run(
                     execution_ms: row.execution_ms,
                     origin: ORIGIN_REPAIR,
                     applied_at: None,
+                    statements_done: None,
                 };
                 history::restamp(s.worker(), &table, &new, &by).await.map_err(|e| {
                     Error::failed(format!(

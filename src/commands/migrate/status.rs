@@ -46,10 +46,18 @@ pub fn source_json(set: &source::MigrationSet) -> serde_json::Value {
 
 /// How many entries are in each state, in `State` order.
 pub fn counts(entries: &[Entry]) -> Vec<(State, usize)> {
-    [State::Applied, State::Retired, State::Pending, State::Modified, State::Missing, State::Failed]
-        .into_iter()
-        .map(|state| (state, entries.iter().filter(|e| e.state == state).count()))
-        .collect()
+    [
+        State::Applied,
+        State::Retired,
+        State::Pending,
+        State::Partial,
+        State::Modified,
+        State::Missing,
+        State::Failed,
+    ]
+    .into_iter()
+    .map(|state| (state, entries.iter().filter(|e| e.state == state).count()))
+    .collect()
 }
 
 fn counts_json(counts: &[(State, usize)]) -> serde_json::Value {
@@ -70,6 +78,7 @@ fn row_json(e: &Entry) -> serde_json::Value {
         "run_id": e.applied.map(|r| r.run_id.clone()),
         "applied_by": e.applied.map(|r| r.applied_by.clone()),
         "origin": e.applied.map(|r| r.origin.clone()),
+        "statements_done": e.applied.and_then(|r| r.statements_done),
     })
 }
 
@@ -95,8 +104,14 @@ fn render_text(scope: &str, entries: &[Entry], counts: &[(State, usize)]) -> Str
             if e.late {
                 state.push('*');
             }
+            let progress = match (e.state, e.applied.and_then(|r| r.statements_done), e.local) {
+                (State::Partial, Some(done), Some(m)) => {
+                    format!("  [{done} of {} statements done; `up` resumes]", m.up.units().len())
+                }
+                _ => String::new(),
+            };
             s.push_str(&format!(
-                "  {:>14}  {:<8}  {:<23}  {:>9}  {:<24}  {}\n",
+                "  {:>14}  {:<8}  {:<23}  {:>9}  {:<24}  {}{progress}\n",
                 e.version,
                 state,
                 at,
@@ -108,7 +123,7 @@ fn render_text(scope: &str, entries: &[Entry], counts: &[(State, usize)]) -> Str
     }
     let summary: Vec<String> = counts
         .iter()
-        .filter(|(state, n)| *state != State::Retired || *n > 0)
+        .filter(|(state, n)| !matches!(state, State::Retired | State::Partial) || *n > 0)
         .map(|(state, n)| format!("{n} {}", state.as_str()))
         .collect();
     s.push_str(&summary.join(", "));
