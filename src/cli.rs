@@ -288,6 +288,8 @@ pub enum SourceFormat {
     Dbmate,
     /// goose's files with `-- +goose Up` and `-- +goose Down` sections.
     Goose,
+    /// Flyway's V<version>__<description>.sql files (U... undo scripts), at any depth.
+    Flyway,
 }
 
 /// Output format for results on stdout.
@@ -470,6 +472,8 @@ pub enum AdoptFrom {
     GolangMigrate,
     /// goose_db_version (matched by version, the newest row per version deciding).
     Goose,
+    /// flyway_schema_history (matched by version, Flyway's CRC32 checksums verified).
+    Flyway,
 }
 
 #[derive(Debug, Args)]
@@ -480,7 +484,8 @@ pub struct AdoptArgs {
 
     /// Their history table, [SCHEMA.]NAME; unqualified names are looked up in --schema
     /// [default: knex_migrations, drizzle.__drizzle_migrations, _sqlx_migrations,
-    /// _prisma_migrations, __diesel_schema_migrations, schema_migrations, goose_db_version].
+    /// _prisma_migrations, __diesel_schema_migrations, schema_migrations, goose_db_version,
+    /// flyway_schema_history].
     #[arg(long, value_name = "TABLE")]
     pub table: Option<String>,
 

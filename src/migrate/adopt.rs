@@ -6,7 +6,8 @@
 //! name (v1), with a SHA-256 of the file; sqlx by version, with the SHA-384 we use too;
 //! Prisma by folder name, with a SHA-256 of `migration.sql`; diesel and dbmate by version
 //! alone; goose by version, newest row per version deciding; golang-migrate by one row that
-//! holds the current version (everything up to it is applied) and a dirty flag. The result is
+//! holds the current version (everything up to it is applied) and a dirty flag; Flyway by
+//! version, replaying its undo, delete and baseline rows, with its CRC32 checksum. The result is
 //! one table of lines, the same for all tools, that `--dry-run` prints and the real run
 //! writes from. Anything that cannot be matched safely blocks the whole adoption: a
 //! wrong history row would make a later `up` skip a migration that never ran, or re-run one
@@ -34,6 +35,7 @@ pub enum Tool {
     Dbmate,
     GolangMigrate,
     Goose,
+    Flyway,
 }
 
 impl Tool {
@@ -47,6 +49,7 @@ impl Tool {
             Tool::Dbmate => "dbmate",
             Tool::GolangMigrate => "golang-migrate",
             Tool::Goose => "goose",
+            Tool::Flyway => "flyway",
         }
     }
 
@@ -60,6 +63,7 @@ impl Tool {
             Tool::Diesel => "__diesel_schema_migrations",
             Tool::Dbmate | Tool::GolangMigrate => "schema_migrations",
             Tool::Goose => "goose_db_version",
+            Tool::Flyway => "flyway_schema_history",
         }
     }
 
@@ -69,6 +73,7 @@ impl Tool {
             Tool::Knex | Tool::Drizzle | Tool::Goose => "id",
             Tool::Sqlx | Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate => "version",
             Tool::Prisma => "started_at",
+            Tool::Flyway => "installed_rank",
         }
     }
 }
@@ -104,6 +109,16 @@ pub enum TheirRow {
         rolled_back: bool,
         at: Option<DateTime<Utc>>,
     },
+    Flyway {
+        rank: i64,
+        /// `None` for repeatable migrations; text, since Flyway versions may be dotted.
+        version: Option<String>,
+        /// `SQL`, `BASELINE`, `UNDO_SQL`, `DELETE`, `SCHEMA`, ...
+        kind: String,
+        checksum: Option<i32>,
+        success: bool,
+        at: Option<DateTime<Utc>>,
+    },
     /// diesel, dbmate, goose and golang-migrate: a version, and whether it counts as applied.
     Version {
         version: i64,
@@ -132,6 +147,9 @@ impl TheirRow {
             TheirRow::Prisma { name, .. } => name.clone(),
             TheirRow::Version { version, dirty: true, .. } => format!("version {version} (dirty)"),
             TheirRow::Version { version, .. } => format!("version {version}"),
+            TheirRow::Flyway { rank, version, kind, .. } => {
+                format!("#{rank} {kind} {}", version.as_deref().unwrap_or("(repeatable)"))
+            }
         }
     }
 
@@ -141,7 +159,8 @@ impl TheirRow {
             | TheirRow::Drizzle { at, .. }
             | TheirRow::Sqlx { at, .. }
             | TheirRow::Prisma { at, .. }
-            | TheirRow::Version { at, .. } => *at,
+            | TheirRow::Version { at, .. }
+            | TheirRow::Flyway { at, .. } => *at,
         }
     }
 }
@@ -228,6 +247,14 @@ pub fn their_row(tool: Tool, row: &serde_json::Value) -> Result<TheirRow, String
             dirty: false,
             at: time("tstamp"),
         },
+        Tool::Flyway => TheirRow::Flyway {
+            rank: int("installed_rank").ok_or_else(|| need("installed_rank"))?,
+            version: text("version"),
+            kind: text("type").ok_or_else(|| need("type"))?,
+            checksum: int("checksum").and_then(|c| i32::try_from(c).ok()),
+            success: flag("success").unwrap_or(true),
+            at: time("installed_on"),
+        },
     })
 }
 
@@ -271,8 +298,52 @@ fn effective(tool: Tool, set: &MigrationSet, theirs: &[TheirRow]) -> Vec<TheirRo
             }
             out
         }
+        Tool::Flyway => flyway_effective(set, theirs),
         _ => theirs.to_vec(),
     }
+}
+
+/// Flyway's rows replayed in rank order: a versioned row applies, an undo or a `repair`
+/// deletion takes it back, a baseline row stands for every version up to its own, and
+/// repeatable and schema rows say nothing about versions.
+fn flyway_effective(set: &MigrationSet, theirs: &[TheirRow]) -> Vec<TheirRow> {
+    let mut applied: BTreeMap<String, TheirRow> = BTreeMap::new();
+    let mut baseline: Option<(i64, TheirRow)> = None;
+    for row in theirs {
+        let TheirRow::Flyway { version: Some(v), kind, .. } = row else { continue };
+        match kind.as_str() {
+            "SQL" | "JDBC" | "SPRING_JDBC" | "SCRIPT" => {
+                applied.insert(v.clone(), row.clone());
+            }
+            "UNDO_SQL" | "UNDO_JDBC" | "DELETE" => {
+                applied.remove(v);
+            }
+            "BASELINE" => {
+                if let Ok(version) = v.parse::<i64>() {
+                    baseline = Some((version, row.clone()));
+                } else {
+                    applied.insert(v.clone(), row.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let has_row: std::collections::BTreeSet<i64> = applied.keys().filter_map(|v| v.parse().ok()).collect();
+    let mut out: Vec<TheirRow> = applied.into_values().collect();
+    if let Some((version, row)) = baseline {
+        let at = row.applied_at();
+        for m in set.migrations.iter().filter(|m| m.version <= version && !has_row.contains(&m.version)) {
+            out.push(TheirRow::Flyway {
+                rank: 0,
+                version: Some(m.version.to_string()),
+                kind: "BASELINE".into(),
+                checksum: None,
+                success: true,
+                at,
+            });
+        }
+    }
+    out
 }
 
 /// What became of one line of the mapping.
@@ -381,6 +452,7 @@ pub fn map(
             Tool::Sqlx => sqlx_line(set, row),
             Tool::Prisma => prisma_line(set, row),
             Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate | Tool::Goose => version_line(tool, set, row),
+            Tool::Flyway => flyway_line(set, row),
         };
         match line.version {
             Some(v) if line.verdict != Verdict::NoSource => {
@@ -676,6 +748,44 @@ fn version_line(tool: Tool, set: &MigrationSet, row: &TheirRow) -> Line {
             Verdict::Unmatched,
             format!("no migration with version {version} in the folder {} migrated from", tool.name()),
         ),
+    }
+}
+
+fn flyway_line(set: &MigrationSet, row: &TheirRow) -> Line {
+    let TheirRow::Flyway { version: Some(version), kind, checksum, success, .. } = row else {
+        unreachable!("versioned flyway rows only")
+    };
+    let Ok(number) = version.parse::<i64>() else {
+        return unmatched(
+            row,
+            Verdict::Unmatched,
+            format!("version {version} has parts; shipgate's versions are integers (see `--format flyway`)"),
+        );
+    };
+    let Some(m) = set.get(number) else {
+        return unmatched(row, Verdict::Unmatched, format!("no V{number}__ file in the Flyway location"));
+    };
+    if !success {
+        return matched(
+            row,
+            m,
+            Verdict::Failed,
+            "Flyway recorded it as failed; settle it with `flyway repair` first".into(),
+        );
+    }
+    let ours = crate::migrate::flyway::checksum(&m.up.sql);
+    match checksum {
+        Some(theirs) if *theirs != ours => matched(
+            row,
+            m,
+            Verdict::Mismatch,
+            format!(
+                "{} changed since it was applied: Flyway checksum {theirs} in the table, {ours} now",
+                m.up.path.display()
+            ),
+        ),
+        _ if kind == "BASELINE" => matched(row, m, Verdict::Match, "covered by Flyway's baseline".into()),
+        _ => matched(row, m, Verdict::Match, String::new()),
     }
 }
 

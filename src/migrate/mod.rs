@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod directives;
 pub mod drizzle;
 pub mod exec;
+pub mod flyway;
 pub mod folders;
 pub mod history;
 pub mod lock;

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::migrate::checksum;
 use crate::migrate::directives::{self, Directives};
 use crate::migrate::sql::{self, Effect};
-use crate::migrate::{drizzle, folders, sections};
+use crate::migrate::{drizzle, flyway, folders, sections};
 
 /// How a migrations folder is laid out: which tool wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +44,12 @@ pub enum Format {
     Dbmate,
     /// `<version>_<name>.sql` with `-- +goose Up` and `-- +goose Down` sections (goose).
     Goose,
+    /// `V<version>__<description>.sql` with `U...` undo scripts, at any depth (Flyway).
+    Flyway,
 }
 
 impl Format {
-    pub const ALL: [Format; 7] = [
+    pub const ALL: [Format; 8] = [
         Format::Sqlx,
         Format::GolangMigrate,
         Format::Drizzle,
@@ -55,6 +57,7 @@ impl Format {
         Format::Diesel,
         Format::Dbmate,
         Format::Goose,
+        Format::Flyway,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +69,7 @@ impl Format {
             Format::Diesel => "diesel",
             Format::Dbmate => "dbmate",
             Format::Goose => "goose",
+            Format::Flyway => "flyway",
         }
     }
 
@@ -85,7 +89,14 @@ impl Format {
             Format::Diesel => "put `run_in_transaction = false` in the migration folder's metadata.toml",
             Format::Dbmate => "write the section marker as `-- migrate:up transaction:false`",
             Format::Goose => "put `-- +goose NO TRANSACTION` at the top of the file",
+            Format::Flyway => "put `executeInTransaction=false` in a `<file>.conf` beside it",
         }
+    }
+
+    /// Whether the layout's tool runs a file of statements PostgreSQL refuses in a transaction
+    /// outside one by itself (Flyway detects them).
+    pub fn detects_no_transaction(self) -> bool {
+        self == Format::Flyway
     }
 
     /// Whether migrations of this layout can have down scripts at all.
@@ -163,7 +174,8 @@ impl Script {
         let Some(found) = control.or(outside) else {
             return Ok(self);
         };
-        if !format.wraps_in_transaction() {
+        let detected = control.is_none() && format.detects_no_transaction();
+        if !format.wraps_in_transaction() || detected {
             self.directives.no_transaction = true;
             return Ok(self);
         }
@@ -481,6 +493,12 @@ pub fn detect(dir: &Path) -> Format {
                 let drizzle = path.join("snapshot.json").is_file();
                 found = Some(if drizzle { Format::Drizzle } else { Format::Prisma });
             }
+        } else if found.is_none()
+            && path.file_name().is_some_and(|n| {
+                matches!(flyway::parse_name(&n.to_string_lossy()), flyway::Name::Versioned { .. })
+            })
+        {
+            found = Some(Format::Flyway);
         } else if found.is_none() && path.extension().is_some_and(|x| x == "sql") {
             // Only a plain file is opened: reading a FIFO would block.
             let head = std::fs::metadata(&path)
@@ -531,6 +549,7 @@ pub fn load(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
         Format::Prisma => folders::load_prisma(dir)?,
         Format::Diesel => folders::load_diesel(dir)?,
         Format::Dbmate | Format::Goose => sections::load(dir, format)?,
+        Format::Flyway => flyway::load(dir)?,
     }
     .map_err(|problems| problems_error(dir, format, &problems))?;
     for path in ignored {
@@ -559,7 +578,7 @@ pub fn load(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
                 "check --format: another layout may read them"
             } else {
                 "pass --format NAME if the layout was detected wrongly (sqlx, golang-migrate, drizzle, prisma, \
-                 diesel, dbmate, goose)"
+                 diesel, dbmate, goose, flyway)"
             }
         )));
     }
@@ -693,6 +712,9 @@ fn problems_error(dir: &Path, format: Format, problems: &[Problem]) -> Error {
         }
         Format::Goose => {
             "fix the files listed above; each has a `-- +goose Up` section and an optional `-- +goose Down`"
+        }
+        Format::Flyway => {
+            "fix the files listed above; versioned migrations are V<integer>__<description>.sql"
         }
     };
     Error::input(format!(

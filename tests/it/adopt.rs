@@ -528,3 +528,51 @@ async fn histories_of_prisma_diesel_goose_and_golang_migrate_are_adopted_or_refu
         }
     }
 }
+
+#[tokio::test]
+async fn a_flyway_history_is_adopted_with_its_checksums_undo_and_baseline_rows() {
+    let folder = fixture("flyway");
+    let crc = |name: &str| {
+        let text = std::fs::read_to_string(folder.join(name)).unwrap();
+        let mut h = crc32fast::Hasher::new();
+        for line in text.lines() {
+            h.update(line.as_bytes());
+        }
+        h.finalize() as i32
+    };
+    let table = "CREATE TABLE flyway_schema_history (installed_rank int PRIMARY KEY, version varchar(50), \
+                 description varchar(200) NOT NULL, type varchar(20) NOT NULL, script varchar(1000) NOT NULL, \
+                 checksum int, installed_by varchar(100) NOT NULL DEFAULT 'flyway', installed_on timestamp NOT NULL \
+                 DEFAULT now(), execution_time int NOT NULL DEFAULT 0, success boolean NOT NULL);";
+    // Baseline at 1; V2 applied; V3 applied then undone; nothing of V4.
+    let rows = format!(
+        "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, success) VALUES
+           (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, true),
+           (2, '2', 'add email', 'SQL', 'V2__add_email.sql', {}, true),
+           (3, '3', 'index email', 'SQL', 'indexes/V3__index_email.sql', {}, true),
+           (4, '3', 'index email', 'UNDO_SQL', 'indexes/U3__index_email.sql', NULL, true),
+           (5, NULL, 'views', 'SQL', 'R__views.sql', 1, true);",
+        crc("V2__add_email.sql"),
+        crc("indexes/V3__index_email.sql")
+    );
+    let db = TestDb::new().await;
+    exec(&mut db.connect().await, &format!("{table}\n{rows}")).await;
+    let adopted = run(sg(&db, &folder, &["migrate", "adopt", "--from", "flyway"])).await.expect(0);
+    assert!(adopted.stdout.contains("recorded 2 migrations from flyway"), "{}", adopted.stdout);
+    let status = run(sg(&db, &folder, &["migrate", "status", "--output", "json"])).await.expect(0);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let states: Vec<&str> =
+        doc["migrations"].as_array().unwrap().iter().map(|m| m["state"].as_str().unwrap()).collect();
+    assert_eq!(states, vec!["applied", "applied", "pending", "pending"]);
+
+    // An edited V2 is a mismatch, and nothing is written.
+    let db = TestDb::new().await;
+    exec(
+        &mut db.connect().await,
+        &format!("{table}\n{}", rows.replace(&crc("V2__add_email.sql").to_string(), "42")),
+    )
+    .await;
+    let refused = run(sg(&db, &folder, &["migrate", "adopt", "--from", "flyway"])).await.expect(1);
+    assert!(refused.stderr.contains("Flyway checksum 42 in the table"), "{}", refused.stderr);
+    assert!(!ours_exists(&db).await);
+}

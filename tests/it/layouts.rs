@@ -59,7 +59,14 @@ async fn a_dbmate_folder_makes_the_schema_dbmate_makes_and_goes_back_down() {
 async fn each_layout_is_detected_applied_verified_and_reverted_where_it_has_downs() {
     // (fixture, forced --format, the line that names the layout, tables after up, downs)
     type Case = (&'static str, Option<&'static str>, &'static str, &'static [&'static str], bool);
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
+        (
+            "flyway",
+            None,
+            "flyway layout (detected), 8 .sql files read, 4 migrations",
+            &["accounts", "audit"],
+            true,
+        ),
         ("diesel", None, "diesel layout (detected), 6 .sql files read, 3 migrations", &["users"], true),
         ("prisma", None, "prisma layout (detected), 2 .sql files read, 2 migrations", &["User"], false),
         (
@@ -482,4 +489,34 @@ async fn a_history_table_from_before_progress_was_recorded_is_read_and_upgraded(
     .await;
     assert!(column);
     run(sg(&db, source, &["migrate", "verify"])).await.expect(0);
+}
+
+#[tokio::test]
+async fn flyway_runs_a_concurrent_index_outside_a_transaction_and_refuses_what_it_cannot_run() {
+    let db = TestDb::new().await;
+    let folder = fixture("flyway");
+    run(sg(&db, &folder, &["migrate", "up"])).await.expect(0);
+    let status = run(sg(&db, &folder, &["migrate", "status", "--output", "json"])).await.expect(0);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let no_tx: Vec<bool> = doc["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["no_transaction"].as_bool().unwrap())
+        .collect();
+    // V3 (CONCURRENTLY, detected as Flyway does) and V4 (its .conf) ran outside a transaction.
+    assert_eq!(no_tx, vec![false, false, true, true]);
+
+    let (_keep, bad) = copy(&folder);
+    std::fs::write(bad.join("R__views.sql"), "CREATE OR REPLACE VIEW v AS SELECT 1;").unwrap();
+    std::fs::write(bad.join("V5.1__dotted.sql"), "SELECT 1;").unwrap();
+    std::fs::write(bad.join("afterMigrate.sql"), "SELECT 1;").unwrap();
+    let out = run(sg(&TestDb::new().await, &bad, &["migrate", "up"])).await.expect(2);
+    for needle in [
+        "R__views.sql: a repeatable Flyway migration",
+        "V5.1__dotted.sql: Flyway version `5.1` has parts",
+        "afterMigrate.sql: a Flyway SQL callback",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
+    }
 }

@@ -1,5 +1,5 @@
 //! `shipgate migrate adopt --from TOOL`: record what another tool (Knex, Drizzle, sqlx,
-//! Prisma, diesel, dbmate, golang-migrate, goose) already applied as shipgate history,
+//! Prisma, diesel, dbmate, golang-migrate, goose, Flyway) already applied as shipgate history,
 //! without running any migration.
 //!
 //! Everything happens in one transaction under our lock: their table is read inside it (and
@@ -145,6 +145,9 @@ fn table_hint(tool: Tool) -> &'static str {
             "pass --table [SCHEMA.]NAME: golang-migrate's x-migrations-table (default schema_migrations)"
         }
         Tool::Goose => "pass --table [SCHEMA.]NAME: goose's -table (default goose_db_version)",
+        Tool::Flyway => {
+            "pass --table [SCHEMA.]NAME: Flyway's `table` setting (default flyway_schema_history)"
+        }
     }
 }
 
@@ -308,6 +311,10 @@ fn refuse_blocking(mapping: &Mapping, tool: Tool, theirs: &TheirTable) -> Result
         Tool::Prisma => {
             "restore the files as they were applied (Prisma keeps their SHA-256), settle failed migrations with \
              `prisma migrate resolve`, and point --source at the prisma/migrations folder Prisma used"
+        }
+        Tool::Flyway => {
+            "restore the files as they were applied (Flyway keeps their CRC32), settle failed rows with `flyway \
+             repair`, and point --source at the Flyway location"
         }
         Tool::Diesel | Tool::Dbmate | Tool::GolangMigrate | Tool::Goose => {
             "point --source at the folder the tool migrated from: every version in its table must have a file there"

@@ -60,6 +60,11 @@ pub fn files_for(
             vec![(format!("{folder}/up.sql"), format!("{header}\n")), (format!("{folder}/down.sql"), revert)]
         }
         Format::Prisma => vec![(format!("{version}_{slug}/migration.sql"), format!("{header}\n"))],
+        Format::Flyway if reversible => vec![
+            (format!("V{version}__{slug}.sql"), format!("{header}\n")),
+            (format!("U{version}__{slug}.sql"), revert),
+        ],
+        Format::Flyway => vec![(format!("V{version}__{slug}.sql"), format!("{header}\n"))],
         Format::GolangMigrate => {
             vec![
                 (format!("{version}_{slug}.up.sql"), format!("{header}\n")),
