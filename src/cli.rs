@@ -320,9 +320,10 @@ pub struct MigrateArgs {
     pub db: DbArgs,
 
     /// Folder of migration files; with master/ and tenant/ inside, the two sets
-    /// [default: shipgate.toml's [migrations], else ./migrations].
-    #[arg(long, env = "SHIPGATE_SOURCE", global = true, value_name = "DIR")]
-    pub source: Option<PathBuf>,
+    /// [default: shipgate.toml's [migrations], else ./migrations]. Repeated (or
+    /// comma-separated), the folders are one set: merged into one version order, one history.
+    #[arg(long, env = "SHIPGATE_SOURCE", global = true, value_name = "DIR", value_delimiter = ',')]
+    pub source: Vec<PathBuf>,
 
     /// How the migrations folder is laid out, i.e. which tool wrote it [default: detected from
     /// the folder: drizzle-kit's journal or snapshots, Prisma's lock file or <name>/migration.sql

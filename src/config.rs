@@ -454,8 +454,18 @@ pub fn migration_type(env: &dyn Fn(&str) -> Option<String>) -> Result<MigrationT
 /// The project file and the sets it (or `--source`) describes.
 fn project_sets(args: &MigrateArgs) -> Result<(Option<Project>, Sets)> {
     let project = project::load(args.config.as_deref())?;
+    if args.source.len() > 1
+        && let Some(split) =
+            args.source.iter().find(|d| d.join("master").is_dir() || d.join("tenant").is_dir())
+    {
+        return Err(Error::input(format!(
+            "several --source folders are merged into one migration set, but {} holds master/ and tenant/ sets",
+            split.display()
+        ))
+        .hint("pass one --source for a folder of sets, or name the sets in shipgate.toml ([migrations] master, tenant)"));
+    }
     let sets = project::resolve_sets(
-        args.source.as_deref(),
+        args.source.first().map(PathBuf::as_path),
         args.fleet.tenant_source.as_deref(),
         project.as_ref(),
         &|p| p.is_dir(),
@@ -768,6 +778,11 @@ fn migrate_config(
     let run_id =
         args.run_id.clone().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| identity::default_run_id(env));
     let application_name = identity::application_name(&run_id);
+    // The further --source folders join the set the first one is.
+    let also = match args.source.split_first() {
+        Some((first, rest)) if *first == source => rest.to_vec(),
+        _ => Vec::new(),
+    };
     Ok(MigrateConfig {
         source,
         read: ReadOptions {
@@ -783,6 +798,7 @@ fn migrate_config(
             }),
             allow_unread: args.allow_unread.clone(),
             allow_empty: args.allow_empty,
+            also,
         },
         credentials,
         schema: args.schema.clone(),

@@ -49,17 +49,6 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 8] = [
-        Format::Sqlx,
-        Format::GolangMigrate,
-        Format::Drizzle,
-        Format::Prisma,
-        Format::Diesel,
-        Format::Dbmate,
-        Format::Goose,
-        Format::Flyway,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Format::Sqlx => "sqlx",
@@ -468,6 +457,8 @@ pub struct ReadOptions {
     pub allow_unread: Vec<String>,
     /// `--allow-empty`: a folder with no migration at all is what the user means.
     pub allow_empty: bool,
+    /// Further folders of the same set (`--source A --source B`): one version order, one history.
+    pub also: Vec<PathBuf>,
 }
 
 /// Which layout `dir` has, from its files: drizzle-kit's journal or snapshot folders,
@@ -525,10 +516,52 @@ pub fn read_regular(path: &Path) -> std::result::Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
-/// Read and validate a folder in the given layout or the detected one. Any problem, a `.sql`
-/// file the layout did not read, or a folder without migrations is an input error (exit 2)
-/// listing them all.
+/// Read and validate a folder, and the further folders of the same set, into one set. A
+/// version in two folders is an input error naming both files.
 pub fn load(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
+    if options.also.is_empty() {
+        return load_one(dir, options);
+    }
+    let each = ReadOptions { also: Vec::new(), allow_empty: true, ..options.clone() };
+    let mut set = load_one(dir, &each)?;
+    for other in &options.also {
+        let more = load_one(other, &each)?;
+        set.files_read += more.files_read;
+        set.migrations.extend(more.migrations);
+    }
+    set.migrations.sort_by_key(|m| m.version);
+    let clashes: Vec<String> = set
+        .migrations
+        .windows(2)
+        .filter(|pair| pair[0].version == pair[1].version)
+        .map(|pair| {
+            format!(
+                "  - version {}: {} and {}",
+                pair[0].version,
+                pair[0].up.path.display(),
+                pair[1].up.path.display()
+            )
+        })
+        .collect();
+    if !clashes.is_empty() {
+        return Err(Error::input(format!(
+            "{} version{} used in two --source folders; nothing was run:\n{}",
+            clashes.len(),
+            if clashes.len() == 1 { " is" } else { "s are" },
+            clashes.join("\n")
+        ))
+        .hint("the folders are one set with one history: give one of each pair a new version"));
+    }
+    if set.migrations.is_empty() && !options.allow_empty {
+        return Err(empty_error(dir, set.format));
+    }
+    Ok(set)
+}
+
+/// Read and validate one folder in the given layout or the detected one. Any problem, a
+/// `.sql` file the layout did not read, or a folder without migrations is an input error
+/// (exit 2) listing them all.
+fn load_one(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
     let started = std::time::Instant::now();
     let allow = allow_set(&options.allow_unread)?;
     let format = options.format.unwrap_or_else(|| detect(dir));
@@ -583,15 +616,7 @@ pub fn load(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
         )));
     }
     if migrations.is_empty() && !options.allow_empty {
-        return Err(Error::input(format!(
-            "no migrations found in {} (read as {} layout); nothing was run",
-            dir.display(),
-            format.name()
-        ))
-        .hint(
-            "point --source (or SHIPGATE_SOURCE) at the folder that holds the migrations, or pass --allow-empty \
-             if an empty folder is what you mean",
-        ));
+        return Err(empty_error(dir, format));
     }
     let detected = options.format.is_none();
     let bytes: usize = migrations.iter().map(|m| m.up.sql.len()).sum();
@@ -613,6 +638,18 @@ pub fn load(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
         if migrations.len() == 1 { "" } else { "s" },
     );
     Ok(MigrationSet { dir: dir.to_path_buf(), format, detected, files_read: read.len(), migrations })
+}
+
+fn empty_error(dir: &Path, format: Format) -> Error {
+    Error::input(format!(
+        "no migrations found in {} (read as {} layout); nothing was run",
+        dir.display(),
+        format.name()
+    ))
+    .hint(
+        "point --source (or SHIPGATE_SOURCE) at the folder that holds the migrations, or pass --allow-empty \
+             if an empty folder is what you mean",
+    )
 }
 
 fn allow_set(patterns: &[String]) -> Result<globset::GlobSet> {

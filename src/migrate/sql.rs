@@ -41,7 +41,7 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    /// The first statement with a transaction effect of either kind.
+    /// The first statement whose effect `want` picks.
     pub fn first(&self, want: fn(Effect) -> bool) -> Option<&Statement> {
         self.statements.iter().find(|s| want(s.effect))
     }

@@ -520,3 +520,38 @@ async fn flyway_runs_a_concurrent_index_outside_a_transaction_and_refuses_what_i
         assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
     }
 }
+
+#[tokio::test]
+async fn several_source_folders_are_one_set_with_one_history() {
+    let db = TestDb::new().await;
+    let app = Dir::new(&[("1_a.sql", "CREATE TABLE a ();"), ("3_c.sql", "CREATE TABLE c ();")]);
+    let jobs = Dir::new(&[("2_b.sql", "CREATE TABLE b ();")]);
+    let both = |args: &[&str]| {
+        let mut cmd = shipgate(args);
+        cmd.env("DATABASE_URL", &db.url).args(["--source", app.arg(), "--source", jobs.arg()]);
+        cmd
+    };
+    let up = run(both(&["migrate", "up"])).await.expect(0);
+    let order: Vec<&str> = up.stdout.lines().filter(|l| l.starts_with("applied  ")).collect();
+    assert_eq!(order.len(), 3, "{}", up.stdout);
+    assert!(
+        order[0].contains(" 1  a") && order[1].contains(" 2  b") && order[2].contains(" 3  c"),
+        "{order:?}"
+    );
+    run(both(&["migrate", "verify"])).await.expect(0);
+    // The same through the environment, comma-separated.
+    let mut env = shipgate(&["migrate", "verify"]);
+    env.env("DATABASE_URL", &db.url).env("SHIPGATE_SOURCE", format!("{},{}", app.arg(), jobs.arg()));
+    run(env).await.expect(0);
+    // One folder alone is missing the other's migration.
+    run(sg(&db, Path::new(app.arg()), &["migrate", "verify"])).await.expect(1);
+
+    jobs.write("3_clash.sql", "CREATE TABLE clash ();");
+    let clash = run(both(&["migrate", "up"])).await.expect(2);
+    assert!(clash.stderr.contains("version 3:"), "{}", clash.stderr);
+    assert!(
+        clash.stderr.contains("3_c.sql and ") && clash.stderr.contains("3_clash.sql"),
+        "{}",
+        clash.stderr
+    );
+}
