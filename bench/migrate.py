@@ -73,7 +73,7 @@ def mixed_migration(i):
 
 def parse_ms(stderr):
     """The read-and-parse time from shipgate's debug log, in seconds."""
-    found = re.search(r"read and parsed \d+ \.sql files \(\d+ bytes, \d+ statements\) in ([0-9.]+) ms", stderr)
+    found = re.search(r"read and parsed \d+ \.sql files \(\d+ bytes; \d+ up scripts needed the parser\) in ([0-9.]+) ms", stderr)
     if not found:
         sys.exit(f"no parse time in shipgate's log:\n{stderr}")
     return float(found.group(1)) / 1000

@@ -180,6 +180,7 @@ mod tests {
         let script = |v: i64| Script {
             path: PathBuf::from(format!("{v}_m.sql")),
             sql: String::new(),
+            part: 0..0,
             statements: std::iter::once(0..0).collect(),
             parsed: Default::default(),
             directives: Default::default(),

@@ -35,9 +35,13 @@ pub enum Effect {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parsed {
     pub statements: Vec<Statement>,
-    /// Where the parser first met syntax it does not know (a byte offset), if anywhere. Not an
-    /// error: the server decides.
+    /// Where the parser first met syntax it does not know between statements (a byte offset),
+    /// if anywhere; errors inside a statement the parser recognised are not searched for, to
+    /// keep reading to one pass. Not an error: the server decides.
     pub unrecognised_at: Option<usize>,
+    /// Whether the parser ran; when it did not ([`needs_parse`] said so), `statements` is
+    /// empty and every statement is plain.
+    pub complete: bool,
 }
 
 impl Parsed {
@@ -54,6 +58,47 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// The words that start or mark a statement with a transaction effect, or that `parse`
+/// refuses (`copy`): lowercase.
+const WORDS: [&str; 15] = [
+    "abort",
+    "begin",
+    "commit",
+    "concurrently",
+    "copy",
+    "database",
+    "end",
+    "prepare",
+    "release",
+    "rollback",
+    "savepoint",
+    "start",
+    "system",
+    "tablespace",
+    "vacuum",
+];
+
+/// Whether `text` needs the parser to be run safely: it has one of [`WORDS`] outside
+/// strings and comments, a character the lexer does not know (a psql backslash), or a NUL
+/// byte. Otherwise every statement in it is plain, whatever its boundaries, and a script that
+/// runs in a transaction is sent whole. Pure; a lexer pass, several times faster than a parse.
+pub fn needs_parse(text: &str) -> bool {
+    let mut at = 0;
+    for token in squawk_lexer::tokenize(text) {
+        let len = token.len as usize;
+        let word = &text[at..at + len];
+        at += len;
+        match token.kind {
+            squawk_lexer::TokenKind::Ident if WORDS.iter().any(|w| word.eq_ignore_ascii_case(w)) => {
+                return true;
+            }
+            squawk_lexer::TokenKind::Unknown => return true,
+            _ => {}
+        }
+    }
+    text.contains('\0')
+}
+
 /// Read a file's text into statements. Pure.
 pub fn parse(text: &str) -> Result<Parsed, Refusal> {
     if let Some(at) = text.find('\0') {
@@ -65,7 +110,7 @@ pub fn parse(text: &str) -> Result<Parsed, Refusal> {
     }
     let parse = SourceFile::parse(text);
     let root = parse.syntax_node();
-    let mut parsed = Parsed::default();
+    let mut parsed = Parsed { complete: true, ..Parsed::default() };
     // The statement being gathered. Top-level nodes are statements, each with its `;` when it
     // has one; tokens the parser could not place (ERROR) belong to the statement they sit in,
     // which ends at the next `;`.
@@ -92,7 +137,7 @@ pub fn parse(text: &str) -> Result<Parsed, Refusal> {
                             .into(),
                     });
                 }
-                if has_error(node) {
+                if node.kind() == SyntaxKind::ERROR {
                     parsed.unrecognised_at.get_or_insert(start);
                 }
                 effect(node)
@@ -117,13 +162,18 @@ pub fn parse(text: &str) -> Result<Parsed, Refusal> {
             open = Some(statement);
         }
     }
-    // After COPY (whose `\\.` ends its data): a backslash starting a line is a psql meta-command wherever the parser put it.
-    let meta = root.descendants_with_tokens().find_map(|e| {
-        let token = e.into_token()?;
-        let at = usize::from(token.text_range().start());
-        (token.text().starts_with('\\') && starts_line(text, at)).then_some(at)
+    // After COPY (whose `\\.` ends its data): a backslash starting a line is a psql
+    // meta-command wherever the parser put it, unless it is inside a string or a comment. The
+    // tree is searched only when the text has such a line at all.
+    let backslash_line = text.lines().any(|line| line.trim_start().starts_with('\\'));
+    let meta = backslash_line.then(|| {
+        root.descendants_with_tokens().find_map(|e| {
+            let token = e.into_token()?;
+            let at = usize::from(token.text_range().start());
+            (token.text().starts_with('\\') && starts_line(text, at)).then_some(at)
+        })
     });
-    if let Some(at) = meta {
+    if let Some(at) = meta.flatten() {
         return Err(meta_command(text, at));
     }
     parsed.statements.extend(open);
@@ -147,10 +197,6 @@ fn starts_line(text: &str, at: usize) -> bool {
 
 fn has_token(node: &SyntaxNode, kind: SyntaxKind) -> bool {
     node.descendants_with_tokens().any(|e| e.kind() == kind)
-}
-
-fn has_error(node: &SyntaxNode) -> bool {
-    node.descendants_with_tokens().any(|e| e.kind() == SyntaxKind::ERROR)
 }
 
 fn copies_from_stdin(node: &SyntaxNode) -> bool {
@@ -304,8 +350,31 @@ mod tests {
     #[test]
     fn unknown_syntax_is_noted_not_refused() {
         let parsed = parse("SELECT 1;\nFROBNICATE;\n").unwrap();
+        assert_eq!(parsed.statements.len(), 2);
         assert_eq!(parsed.unrecognised_at, Some(10));
         assert_eq!(parse("SELECT 1;").unwrap().unrecognised_at, None);
+    }
+
+    #[test]
+    fn only_files_with_a_word_that_matters_need_the_parser() {
+        let cases = [
+            ("CREATE TABLE t (a int);", false),
+            ("CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql;", false),
+            ("DO $$ BEGIN COMMIT; END $$;", false),
+            ("SELECT 'begin; commit';", false),
+            ("-- begin\n/* commit */ SELECT 1;", false),
+            ("SELECT \"end\" FROM t;", false),
+            ("BEGIN;", true),
+            ("select 1; commit;", true),
+            ("CREATE INDEX CONCURRENTLY i ON t (a);", true),
+            ("SELECT CASE WHEN a THEN 1 END FROM t;", true),
+            ("COPY t FROM stdin;", true),
+            ("\\connect x", true),
+            ("SELECT 1;\0", true),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(needs_parse(sql), expected, "{sql:?}");
+        }
     }
 
     #[test]
