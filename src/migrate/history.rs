@@ -81,16 +81,20 @@ pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
     Ok(())
 }
 
-/// Tables made before no-transaction progress was recorded gain its column (`NULL`: none).
-async fn add_progress_column(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<()> {
-    let has: bool = sqlx::query_scalar(
+/// Whether the table has the `statements_done` column (tables made before it was added do not).
+async fn has_progress_column(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'statements_done' \
          AND NOT attisdropped)",
     )
     .bind(table.qualified())
-    .fetch_one(&mut *conn)
-    .await?;
-    if !has {
+    .fetch_one(conn)
+    .await
+}
+
+/// Tables made before no-transaction progress was recorded gain its column (`NULL`: none).
+async fn add_progress_column(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<()> {
+    if !has_progress_column(&mut *conn, table).await? {
         let sql =
             format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS statements_done INTEGER", table.qualified());
         sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;
@@ -103,11 +107,12 @@ pub async fn load(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result
     if !exists(conn, table).await? {
         return Ok(Vec::new());
     }
+    // A read-only session reads an old table as it is: no progress recorded.
+    let progress = if has_progress_column(&mut *conn, table).await? { "statements_done" } else { "NULL::int" };
     let sql = format!(
         "SELECT version, description, checksum, checksum_normalized, success, applied_at,
-                execution_ms, run_id, applied_by, origin,
-                (to_jsonb(t) ->> 'statements_done')::int AS statements_done
-         FROM {} t ORDER BY version",
+                execution_ms, run_id, applied_by, origin, {progress} AS statements_done
+         FROM {} ORDER BY version",
         table.qualified()
     );
     let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(conn).await?;
