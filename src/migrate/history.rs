@@ -108,7 +108,8 @@ pub async fn load(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result
         return Ok(Vec::new());
     }
     // A read-only session reads an old table as it is: no progress recorded.
-    let progress = if has_progress_column(&mut *conn, table).await? { "statements_done" } else { "NULL::int" };
+    let progress =
+        if has_progress_column(&mut *conn, table).await? { "statements_done" } else { "NULL::int" };
     let sql = format!(
         "SELECT version, description, checksum, checksum_normalized, success, applied_at,
                 execution_ms, run_id, applied_by, origin, {progress} AS statements_done
