@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, read_regular, text_of};
+use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, loaded, read_regular, text_of};
 
 /// What a Flyway file name says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,11 +234,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             message: format!("an undo script without its versioned migration (no V{version}__...sql)"),
         });
     }
-    if !problems.is_empty() {
-        problems.sort_by(|a, b| a.path.cmp(&b.path));
-        return Ok(Err(problems));
-    }
-    Ok(Ok((migrations, ignored)))
+    Ok(loaded(migrations, ignored, problems))
 }
 
 #[cfg(test)]

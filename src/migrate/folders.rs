@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, read_regular};
+use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, loaded, read_regular};
 
 /// Prisma's lock file at the top of `prisma/migrations`.
 pub const PRISMA_LOCK: &str = "migration_lock.toml";
@@ -133,10 +133,7 @@ pub fn load_prisma(dir: &Path) -> Result<Loaded> {
             });
         }
     }
-    if !problems.is_empty() {
-        return Ok(Err(problems));
-    }
-    Ok(Ok((ordered.into_iter().map(|(_, _, m)| m).collect(), Vec::new())))
+    Ok(loaded(ordered.into_iter().map(|(_, _, m)| m).collect(), Vec::new(), problems))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,10 +215,7 @@ pub fn load_diesel(dir: &Path) -> Result<Loaded> {
         }
         migrations.push(ms.remove(0).1);
     }
-    if !problems.is_empty() {
-        return Ok(Err(problems));
-    }
-    Ok(Ok((migrations, Vec::new())))
+    Ok(loaded(migrations, Vec::new(), problems))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, read_regular, text_of};
+use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, loaded, read_regular, text_of};
 
 /// A file's sections: byte ranges of the text after each marker line, and whether each runs
 /// without a transaction.
@@ -272,11 +272,7 @@ pub fn load(dir: &Path, format: Format) -> Result<Loaded> {
         }
         migrations.push(ms.remove(0));
     }
-    if !problems.is_empty() {
-        problems.sort_by(|a, b| a.path.cmp(&b.path));
-        return Ok(Err(problems));
-    }
-    Ok(Ok((migrations, ignored)))
+    Ok(loaded(migrations, ignored, problems))
 }
 
 #[cfg(test)]

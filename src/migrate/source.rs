@@ -347,6 +347,15 @@ pub fn parse_name(name: &str) -> Result<NameKind, String> {
 /// A folder's migrations in version order, and the files ignored in it; or every problem.
 pub type Loaded = std::result::Result<(Vec<Migration>, Vec<PathBuf>), Vec<Problem>>;
 
+/// A loader's result: its migrations and ignored files, or every problem, sorted by file.
+pub fn loaded(migrations: Vec<Migration>, ignored: Vec<PathBuf>, mut problems: Vec<Problem>) -> Loaded {
+    if problems.is_empty() {
+        return Ok((migrations, ignored));
+    }
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    Err(problems)
+}
+
 /// A file as read from disk, before validation.
 #[derive(Debug, Clone)]
 pub struct RawFile {
