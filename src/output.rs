@@ -34,6 +34,15 @@ pub struct TenantFailure {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// Which folder was read, in which layout, and how much of it (text output has the same
+    /// as a log line on stderr).
+    Source {
+        dir: String,
+        layout: &'static str,
+        detected: bool,
+        files_read: usize,
+        migrations: usize,
+    },
     Plan {
         schema: String,
         direction: &'static str,
@@ -279,6 +288,7 @@ fn without_hint(text: &str) -> String {
 
 fn text(event: &Event) -> Option<String> {
     Some(match event {
+        Event::Source { .. } => return None,
         Event::Plan { schema, direction, dry_run, migrations } => {
             let verb = if *direction == "up" { "apply" } else { "revert" };
             let mut s = if migrations.is_empty() {

@@ -194,7 +194,9 @@ async fn dry_run_changes_nothing() {
     assert!(text.stdout.contains("dry run: 3 migrations to apply"), "{}", text.stdout);
     assert!(text.stdout.contains("no-transaction, lock_timeout=30s"), "{}", text.stdout);
     let json = run(cmd(&db, &dir, &["migrate", "up", "--dry-run", "--output", "json"])).await.expect(0);
-    let plan: serde_json::Value = serde_json::from_str(json.stdout.lines().next().unwrap()).unwrap();
+    let mut lines = json.stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    assert_eq!(lines.next().unwrap()["event"], "source");
+    let plan = lines.next().unwrap();
     assert_eq!(plan["event"], "plan");
     assert_eq!(plan["migrations"].as_array().unwrap().len(), 3);
     assert_eq!(plan["migrations"][2]["no_transaction"], true);
@@ -218,9 +220,11 @@ async fn json_output_is_one_event_per_line_with_a_final_summary() {
     let events: Vec<serde_json::Value> =
         out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(kinds, vec!["applied", "applied", "summary"]);
-    assert_eq!(events[2]["version"], 2);
-    assert_eq!(events[2]["changed"], 2);
+    assert_eq!(kinds, vec!["source", "applied", "applied", "summary"]);
+    assert_eq!(events[0]["layout"], "sqlx");
+    assert_eq!(events[0]["files_read"], 4);
+    assert_eq!(events[3]["version"], 2);
+    assert_eq!(events[3]["changed"], 2);
 
     dir.write("1_create_a.up.sql", "CREATE TABLE a (id bigint);");
     let failed = run(cmd(&db, &dir, &["migrate", "up", "--output", "json"])).await.expect(1);

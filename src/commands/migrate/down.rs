@@ -20,6 +20,7 @@ pub async fn run(
     out: &Reporter,
 ) -> Result<()> {
     let set = source::load(&cfg.source, &cfg.read)?;
+    out.emit(&super::status::source_event(&set));
     set.require_downs()?;
     let dir = cfg.source.display().to_string();
     let started = Instant::now();

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::migrate::plan::{self, Entry, State};
 use crate::migrate::session::Mode;
 use crate::migrate::source;
-use crate::output::Reporter;
+use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
 pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
@@ -35,13 +35,22 @@ pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Re
 /// Which folder was read, in which layout, and how much of it: the proof that a short status
 /// is not a folder read wrong.
 pub fn source_json(set: &source::MigrationSet) -> serde_json::Value {
-    json!({
-        "dir": set.dir.display().to_string(),
-        "layout": set.format.name(),
-        "detected": set.detected,
-        "files_read": set.files_read,
-        "migrations": set.migrations.len(),
-    })
+    let mut value = serde_json::to_value(source_event(set)).expect("events serialize");
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("event");
+    }
+    value
+}
+
+/// The `source` event `up`, `down` and `verify` start with.
+pub fn source_event(set: &source::MigrationSet) -> Event {
+    Event::Source {
+        dir: set.dir.display().to_string(),
+        layout: set.format.name(),
+        detected: set.detected,
+        files_read: set.files_read,
+        migrations: set.migrations.len(),
+    }
 }
 
 /// How many entries are in each state, in `State` order.

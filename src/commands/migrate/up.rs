@@ -20,6 +20,7 @@ pub async fn run(
     out: &Reporter,
 ) -> Result<()> {
     let set = source::load(&cfg.source, &cfg.read)?;
+    out.emit(&super::status::source_event(&set));
     let dir = cfg.source.display().to_string();
     let started = Instant::now();
     let mode = if dry_run { Mode::ReadOnly } else { Mode::Write };

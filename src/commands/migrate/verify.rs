@@ -17,6 +17,7 @@ pub async fn run(
     out: &Reporter,
 ) -> Result<()> {
     let set = source::load(&cfg.source, &cfg.read)?;
+    out.emit(&super::status::source_event(&set));
     with_session(cfg, Mode::ReadOnly, shutdown, async |s| {
         let history = s.history().await?;
         let entries = plan::reconcile(&set, &history);
