@@ -16,8 +16,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, loaded, read_regular, text_of};
+use crate::error::Result;
+use crate::migrate::source::{
+    Format, Loaded, Migration, Problem, Script, files_under, loaded, one_per_version, read_regular, text_of,
+};
 
 /// What a Flyway file name says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,29 +124,6 @@ fn conf_says_no_transaction(conf: &str) -> Result<bool, String> {
     Ok(no_transaction)
 }
 
-/// Every file under `dir`, at any depth, hidden entries aside.
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
-        let entries = std::fs::read_dir(&folder)
-            .map_err(|e| Error::input(format!("cannot list {}: {e}", folder.display())))?;
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                pending.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn script(path: &Path, problems: &mut Vec<Problem>) -> Option<Script> {
     let conf = PathBuf::from(format!("{}.conf", path.display()));
     let no_transaction = if conf.exists() {
@@ -202,19 +181,10 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         }
     }
     let mut migrations = Vec::new();
-    for (version, mut found) in ups {
-        if found.len() > 1 {
-            let names: Vec<String> = found.iter().map(|(_, s)| s.path.display().to_string()).collect();
-            problems.push(Problem {
-                path: found[1].1.path.clone(),
-                message: format!(
-                    "version {version} is used by {}; give one of them a new version",
-                    names.join(", ")
-                ),
-            });
+    for (version, found) in ups {
+        let Some((description, up)) = one_per_version(version, found, |(_, s)| &s.path, &mut problems) else {
             continue;
-        }
-        let (description, up) = found.remove(0);
+        };
         let down = match downs.remove(&version) {
             Some(mut d) if d.len() == 1 => Some(d.remove(0)),
             Some(d) => {

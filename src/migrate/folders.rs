@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, loaded, read_regular};
+use crate::migrate::source::{
+    Format, Loaded, Migration, Problem, Script, loaded, one_per_version, read_regular,
+};
 
 /// Prisma's lock file at the top of `prisma/migrations`.
 pub const PRISMA_LOCK: &str = "migration_lock.toml";
@@ -159,7 +161,7 @@ pub fn diesel_version(name: &str) -> Option<(i64, String)> {
 /// A diesel migrations folder.
 pub fn load_diesel(dir: &Path) -> Result<Loaded> {
     let mut problems = Vec::new();
-    let mut by_version: BTreeMap<i64, Vec<(String, Migration)>> = BTreeMap::new();
+    let mut by_version: BTreeMap<i64, Vec<(PathBuf, Migration)>> = BTreeMap::new();
     for (name, folder) in sub_folders(dir)? {
         let up_path = folder.join("up.sql");
         if !up_path.exists() {
@@ -197,24 +199,14 @@ pub fn load_diesel(dir: &Path) -> Result<Loaded> {
             by_version
                 .entry(version)
                 .or_default()
-                .push((name, Migration { version, description, up, down, drizzle: None }));
+                .push((folder.clone(), Migration { version, description, up, down, drizzle: None }));
         }
     }
-    let mut migrations = Vec::new();
-    for (version, mut ms) in by_version {
-        if ms.len() > 1 {
-            let names: Vec<&str> = ms.iter().map(|(n, _)| n.as_str()).collect();
-            problems.push(Problem {
-                path: dir.join(names[1]),
-                message: format!(
-                    "version {version} is used by {}; give one of them a new version",
-                    names.join(", ")
-                ),
-            });
-            continue;
-        }
-        migrations.push(ms.remove(0).1);
-    }
+    let migrations = by_version
+        .into_iter()
+        .filter_map(|(version, found)| one_per_version(version, found, |(folder, _)| folder, &mut problems))
+        .map(|(_, m)| m)
+        .collect();
     Ok(loaded(migrations, Vec::new(), problems))
 }
 

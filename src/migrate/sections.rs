@@ -17,7 +17,9 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, loaded, read_regular, text_of};
+use crate::migrate::source::{
+    Format, Loaded, Migration, Problem, Script, loaded, one_per_version, read_regular, text_of,
+};
 
 /// A file's sections: byte ranges of the text after each marker line, and whether each runs
 /// without a transaction.
@@ -257,21 +259,10 @@ pub fn load(dir: &Path, format: Format) -> Result<Loaded> {
             Err(message) => problems.push(problem(message)),
         }
     }
-    let mut migrations = Vec::new();
-    for (version, mut ms) in by_version {
-        if ms.len() > 1 {
-            let names: Vec<String> = ms.iter().map(|m| m.up.path.display().to_string()).collect();
-            problems.push(Problem {
-                path: ms[1].up.path.clone(),
-                message: format!(
-                    "version {version} is used by {}; give one of them a new version",
-                    names.join(", ")
-                ),
-            });
-            continue;
-        }
-        migrations.push(ms.remove(0));
-    }
+    let migrations = by_version
+        .into_iter()
+        .filter_map(|(version, ms)| one_per_version(version, ms, |m| &m.up.path, &mut problems))
+        .collect();
     Ok(loaded(migrations, ignored, problems))
 }
 

@@ -347,6 +347,53 @@ pub fn parse_name(name: &str) -> Result<NameKind, String> {
 /// A folder's migrations in version order, and the files ignored in it; or every problem.
 pub type Loaded = std::result::Result<(Vec<Migration>, Vec<PathBuf>), Vec<Problem>>;
 
+/// The one migration found for `version`, or `None` and a problem naming every file (or
+/// folder, as `path` says) that claims it.
+pub fn one_per_version<T>(
+    version: i64,
+    mut found: Vec<T>,
+    path: impl Fn(&T) -> &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    if found.len() == 1 {
+        return found.pop();
+    }
+    let names: Vec<String> = found.iter().map(|f| path(f).display().to_string()).collect();
+    problems.push(Problem {
+        path: path(&found[1]).to_path_buf(),
+        message: format!("version {version} is used by {}; give one of them a new version", names.join(", ")),
+    });
+    None
+}
+
+/// Every file under `dir`, at any depth, sorted; hidden entries are skipped and symlinked
+/// folders are not followed.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .map_err(|e| Error::input(format!("cannot list {}: {e}", folder.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::input(format!("cannot list {}: {e}", folder.display())))?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// A loader's result: its migrations and ignored files, or every problem, sorted by file.
 pub fn loaded(migrations: Vec<Migration>, ignored: Vec<PathBuf>, mut problems: Vec<Problem>) -> Loaded {
     if problems.is_empty() {
@@ -740,34 +787,11 @@ fn allow_set(patterns: &[String]) -> Result<globset::GlobSet> {
 /// Every `.sql` file under `dir` (at any depth; hidden entries and symlinked folders aside)
 /// that is not in `read` and not allowed by a pattern, sorted.
 fn unread_files(dir: &Path, read: &BTreeSet<PathBuf>, allow: &globset::GlobSet) -> Result<Vec<PathBuf>> {
-    let mut unread = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
-        let entries = std::fs::read_dir(&folder)
-            .map_err(|e| Error::input(format!("cannot list {}: {e}", folder.display())))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::input(format!("cannot list {}: {e}", folder.display())))?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            let kind = entry
-                .file_type()
-                .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
-            if kind.is_dir() {
-                pending.push(path);
-                continue;
-            }
-            let is_sql = path.extension().is_some_and(|x| x.eq_ignore_ascii_case("sql"));
-            let relative = path.strip_prefix(dir).unwrap_or(&path);
-            if is_sql && !read.contains(&path) && !allow.is_match(relative) {
-                unread.push(path);
-            }
-        }
-    }
-    unread.sort();
-    Ok(unread)
+    let unread = files_under(dir)?.into_iter().filter(|path| {
+        let is_sql = path.extension().is_some_and(|x| x.eq_ignore_ascii_case("sql"));
+        is_sql && !read.contains(path) && !allow.is_match(path.strip_prefix(dir).unwrap_or(path))
+    });
+    Ok(unread.collect())
 }
 
 /// The top-level files of `dir`, and the ones that cannot be read.
