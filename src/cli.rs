@@ -225,6 +225,12 @@ pub enum TenantsAction {
     /// Create a tenant: its schema, its row (provision_sql), all tenant migrations. Idempotent.
     #[command(after_help = "Example:\n  shipgate tenants provision tenant_acme")]
     Provision(ProvisionArgs),
+
+    /// Record what another tool applied to each tenant schema as shipgate history, running nothing.
+    #[command(after_help = "Examples:\n  \
+        shipgate tenants adopt --from knex --table knex_migrations_tenant --dry-run\n  \
+        shipgate tenants adopt --from knex --table knex_migrations_tenant --concurrency 4")]
+    Adopt(AdoptArgs),
 }
 
 #[derive(Debug, Args)]
@@ -244,7 +250,7 @@ pub struct TenantsUpArgs {
 
 #[derive(Debug, Args)]
 pub struct TenantsDownArgs {
-    /// Revert every applied migration above this version (0 reverts all).
+    /// Revert every applied migration above this version (0 reverts all, a version 0 too).
     #[arg(long, value_name = "VERSION")]
     pub to: Option<i64>,
 
@@ -586,7 +592,7 @@ pub struct UpArgs {
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
-    /// Revert every applied migration above this version (0 reverts all).
+    /// Revert every applied migration above this version (0 reverts all, a version 0 too).
     #[arg(long, value_name = "VERSION")]
     pub to: Option<i64>,
 

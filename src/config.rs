@@ -10,9 +10,9 @@ use std::time::Duration;
 pub mod deploy;
 
 use crate::cli::{
-    AdoptFrom, AttachArgs, Cli, Command, ConfigAction, DbAction, ExitCodeMode, FollowArgs, LogsArgs,
-    MigrateAction, MigrateArgs, MigrateCmd, OutputFormat, RunArgs, SetChoice, SourceFormat, TaskAction,
-    TaskdefAction, TenantsAction, TenantsCmd, VarArgs,
+    AdoptArgs, AdoptFrom, AttachArgs, Cli, Command, ConfigAction, DbAction, ExitCodeMode, FollowArgs,
+    LogsArgs, MigrateAction, MigrateArgs, MigrateCmd, OutputFormat, RunArgs, SetChoice, SourceFormat,
+    TaskAction, TaskdefAction, TenantsAction, TenantsCmd, VarArgs,
 };
 use crate::db::Credentials;
 use crate::db::target;
@@ -113,6 +113,7 @@ pub enum FleetJob {
     Status,
     Verify { at_least: i64 },
     Provision { name: String },
+    Adopt(AdoptOptions),
 }
 
 /// Everything `main` can be asked to do.
@@ -452,8 +453,34 @@ pub fn migration_type(env: &dyn Fn(&str) -> Option<String>) -> Result<MigrationT
 }
 
 /// The project file and the sets it (or `--source`) describes.
-fn project_sets(args: &MigrateArgs) -> Result<(Option<Project>, Sets)> {
+/// The project file and the sets it (or the flags) name. The file's `sources` and
+/// `allow_unread` stand in for the flags when those are not given.
+fn project_sets(args: &mut MigrateArgs) -> Result<(Option<Project>, Sets)> {
     let project = project::load(args.config.as_deref())?;
+    if let Some(p) = &project {
+        let m = &p.file.migrations;
+        if let Some(sources) = &m.sources {
+            if m.master.is_some() {
+                return Err(Error::input(format!(
+                    "{}: [migrations] has both `master` and `sources`",
+                    p.path.display()
+                ))
+                .hint("`sources` is the master set made of several folders: keep one of the two keys"));
+            }
+            if sources.is_empty() {
+                return Err(Error::input(format!("{}: [migrations] sources is empty", p.path.display()))
+                    .hint("name at least one folder, or remove the key"));
+            }
+            if args.source.is_empty() {
+                args.source = sources.iter().map(|d| p.base().join(d)).collect();
+            }
+        }
+        if let Some(globs) = &m.allow_unread
+            && args.allow_unread.is_empty()
+        {
+            args.allow_unread = globs.clone();
+        }
+    }
     if args.source.len() > 1
         && let Some(split) =
             args.source.iter().find(|d| d.join("master").is_dir() || d.join("tenant").is_dir())
@@ -485,8 +512,8 @@ fn no_set(which: &str, sets: &Sets) -> Error {
     )
 }
 
-fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
-    let (project, sets) = project_sets(&cmd.common)?;
+fn migrate_job(mut cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
+    let (project, sets) = project_sets(&mut cmd.common)?;
     let action = match cmd.action {
         Some(action) => action,
         None => {
@@ -573,35 +600,7 @@ fn migrate_job(cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<
             version: a.version,
             resolution: if a.mark_applied { Resolution::MarkApplied } else { Resolution::Remove },
         },
-        MigrateAction::Adopt(a) => {
-            if let Some(table) = &a.table {
-                let parts: Vec<&str> = table.split('.').collect();
-                if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
-                    return Err(Error::input(format!("--table `{table}` is not [SCHEMA.]NAME")).hint(
-                        "e.g. --table knex_migrations_master or --table drizzle.__drizzle_migrations",
-                    ));
-                }
-                for part in parts {
-                    validate_identifier("--table", part)?;
-                }
-            }
-            MigrateJob::Adopt(AdoptOptions {
-                tool: match a.from {
-                    AdoptFrom::Knex => Tool::Knex,
-                    AdoptFrom::Drizzle => Tool::Drizzle,
-                    AdoptFrom::Sqlx => Tool::Sqlx,
-                    AdoptFrom::Prisma => Tool::Prisma,
-                    AdoptFrom::Diesel => Tool::Diesel,
-                    AdoptFrom::Dbmate => Tool::Dbmate,
-                    AdoptFrom::GolangMigrate => Tool::GolangMigrate,
-                    AdoptFrom::Goose => Tool::Goose,
-                    AdoptFrom::Flyway => Tool::Flyway,
-                },
-                table: a.table,
-                baseline: a.baseline,
-                dry_run: a.dry_run,
-            })
-        }
+        MigrateAction::Adopt(a) => MigrateJob::Adopt(adopt_options(a, false)?),
     };
     let (source, _) = single_set(cmd.set, &sets, cmd.common.schema.is_some())?;
     Ok(Job::Migrate(Box::new(migrate_config(&cmd.common, source, env)?), job))
@@ -670,8 +669,45 @@ fn up_job(
     }
 }
 
-fn tenants_job(cmd: TenantsCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
-    let (project, sets) = project_sets(&cmd.common)?;
+/// `migrate adopt` / `tenants adopt` flags, validated. For a fleet the table is a name in
+/// each tenant's schema, so it cannot name a schema itself.
+fn adopt_options(a: AdoptArgs, per_tenant: bool) -> Result<AdoptOptions> {
+    if let Some(table) = &a.table {
+        let parts: Vec<&str> = table.split('.').collect();
+        if per_tenant && parts.len() > 1 {
+            return Err(Error::input(format!(
+                "--table `{table}` names a schema, but `tenants adopt` reads the table in each tenant's schema"
+            ))
+            .hint("pass the table's name alone (e.g. --table knex_migrations_tenant), or adopt one schema with `shipgate migrate adopt --schema S --table S.NAME`"));
+        }
+        if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
+            return Err(Error::input(format!("--table `{table}` is not [SCHEMA.]NAME"))
+                .hint("e.g. --table knex_migrations_master or --table drizzle.__drizzle_migrations"));
+        }
+        for part in parts {
+            validate_identifier("--table", part)?;
+        }
+    }
+    Ok(AdoptOptions {
+        tool: match a.from {
+            AdoptFrom::Knex => Tool::Knex,
+            AdoptFrom::Drizzle => Tool::Drizzle,
+            AdoptFrom::Sqlx => Tool::Sqlx,
+            AdoptFrom::Prisma => Tool::Prisma,
+            AdoptFrom::Diesel => Tool::Diesel,
+            AdoptFrom::Dbmate => Tool::Dbmate,
+            AdoptFrom::GolangMigrate => Tool::GolangMigrate,
+            AdoptFrom::Goose => Tool::Goose,
+            AdoptFrom::Flyway => Tool::Flyway,
+        },
+        table: a.table,
+        baseline: a.baseline,
+        dry_run: a.dry_run,
+    })
+}
+
+fn tenants_job(mut cmd: TenantsCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
+    let (project, sets) = project_sets(&mut cmd.common)?;
     let job = match cmd.action {
         TenantsAction::Up(a) => FleetJob::Up(UpOptions {
             target: a.target,
@@ -689,6 +725,7 @@ fn tenants_job(cmd: TenantsCmd, env: &dyn Fn(&str) -> Option<String>) -> Result<
         TenantsAction::Status => FleetJob::Status,
         TenantsAction::Verify(a) => FleetJob::Verify { at_least: a.at_least },
         TenantsAction::Provision(a) => FleetJob::Provision { name: a.name },
+        TenantsAction::Adopt(a) => FleetJob::Adopt(adopt_options(a, true)?),
     };
     fleet_job(cmd.common, &project, &sets, env, job)
 }
@@ -740,8 +777,8 @@ fn fleet_job(
 
 /// `db check` reports on the master set (or the only one); without any, it checks the
 /// connection alone.
-fn db_check_job(args: MigrateArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
-    let (_, sets) = project_sets(&args)?;
+fn db_check_job(mut args: MigrateArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
+    let (_, sets) = project_sets(&mut args)?;
     let source = single_set(None, &sets, args.schema.is_some()).ok().map(|(dir, _)| dir);
     let cfg = migrate_config(&args, source.clone().unwrap_or_default(), env)?;
     Ok(Job::DbCheck { cfg: Box::new(cfg), source })

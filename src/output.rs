@@ -359,9 +359,18 @@ fn text(event: &Event) -> Option<String> {
         // Progress and verdicts go to stderr in text mode, so stdout carries only the logs.
         Event::TaskStarted { .. } | Event::TaskStopped { .. } => return None,
         Event::Tenant { command, tenant, outcome, duration_ms } => match outcome {
+            Outcome::Changed { to, count, .. } if *command == "adopt-dry-run" => format!(
+                "would adopt {tenant}: {count} migration{}, up to {}",
+                if *count == 1 { "" } else { "s" },
+                to.map_or("no migration".to_string(), |v| v.to_string()),
+            ),
             Outcome::Changed { to, count, .. } => format!(
                 "{} {tenant}: {count} migration{}, now at {} ({})",
-                if *command == "down" { "reverted" } else { "migrated" },
+                match *command {
+                    "down" => "reverted",
+                    "adopt" => "adopted",
+                    _ => "migrated",
+                },
                 if *count == 1 { "" } else { "s" },
                 to.map_or("no migration".to_string(), |v| v.to_string()),
                 ms(*duration_ms)

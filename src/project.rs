@@ -111,8 +111,14 @@ pub struct MigrationsSection {
     /// The master schema's migrations folder [default: migrations/master, or migrations when
     /// it has neither master/ nor tenant/].
     pub master: Option<PathBuf>,
+    /// Several folders merged into the one (master) set, with one history, as repeated
+    /// `--source` flags do; instead of `master`.
+    pub sources: Option<Vec<PathBuf>>,
     /// The migrations folder applied to every tenant schema [default: migrations/tenant].
     pub tenant: Option<PathBuf>,
+    /// `.sql` files under the folders that are not migrations (globs relative to the folder,
+    /// e.g. "seeds/**"), as `--allow-unread` does; any other unread `.sql` file is refused.
+    pub allow_unread: Option<Vec<String>>,
     /// Returns one column: the tenant schema names [default: SELECT schema_name FROM tenants].
     pub tenants_query: Option<String>,
     /// Registers a new tenant; `$1` is its schema name [default: INSERT INTO tenants
@@ -198,7 +204,8 @@ pub fn resolve_sets(
             master: p.file.migrations.master.as_ref().map(|m| p.base().join(m)),
             tenant: p.file.migrations.tenant.as_ref().map(|t| p.base().join(t)),
         },
-        (None, None) => split(Path::new("migrations")),
+        // The default folder sits beside the project file, as its explicit paths do.
+        (None, None) => split(&project.map_or(PathBuf::new(), |p| p.base().to_path_buf()).join("migrations")),
     };
     if let Some(t) = tenant_source {
         sets.tenant = Some(t.to_path_buf());
@@ -234,7 +241,15 @@ mod tests {
 
     #[test]
     fn sets_come_from_source_then_file_then_the_default_folder() {
-        let dirs = ["migrations/master", "migrations/tenant", "flat", "db/tenant", "conf/m", "conf/t"];
+        let dirs = [
+            "migrations/master",
+            "migrations/tenant",
+            "flat",
+            "db/tenant",
+            "conf/m",
+            "conf/t",
+            "other/migrations",
+        ];
         let is_dir = |p: &Path| dirs.iter().any(|d| Path::new(d) == p);
         let project = Project {
             path: PathBuf::from("conf/shipgate.toml"),
@@ -244,9 +259,20 @@ mod tests {
             path: PathBuf::from("shipgate.toml"),
             file: parse("[migrations]\ntenants_query = \"SELECT 1\"\n", Path::new("x")).unwrap(),
         };
+        // `--config other/shipgate.toml` from elsewhere: the default folder is beside the file.
+        let elsewhere = Project {
+            path: PathBuf::from("other/shipgate.toml"),
+            file: parse(
+                "[migrations]
+tenants_query = \"SELECT 1\"\n",
+                Path::new("x"),
+            )
+            .unwrap(),
+        };
         let p = |s: &str| Some(PathBuf::from(s));
         type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a Project>, Sets);
-        let cases: [Case; 7] = [
+        let cases: [Case; 8] = [
+            (None, None, Some(&elsewhere), Sets { master: p("other/migrations"), tenant: None }),
             (None, None, None, Sets { master: p("migrations/master"), tenant: p("migrations/tenant") }),
             (Some("flat"), None, None, Sets { master: p("flat"), tenant: None }),
             (Some("db"), None, None, Sets { master: None, tenant: p("db/tenant") }),

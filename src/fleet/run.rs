@@ -26,6 +26,8 @@ use crate::db::{self, ConnectSpec, quote_ident};
 use crate::error::{Error, Kind, Result};
 use crate::fleet::db as fleet_db;
 use crate::fleet::state::Outcome;
+use crate::migrate::adopt::Tool;
+use crate::migrate::adopt::apply::{self, Request, TheirTable};
 use crate::migrate::exec::{self, Direction, SessionDefaults};
 use crate::migrate::history::{self, HistoryTable, Writer};
 use crate::migrate::lock;
@@ -40,6 +42,18 @@ use crate::shutdown::Shutdown;
 pub enum Work {
     Up(UpOptions),
     Down(DownTo),
+    /// Record another tool's per-tenant history as ours, running nothing.
+    Adopt(AdoptWork),
+}
+
+/// `tenants adopt`: the same mapping as `migrate adopt`, in each tenant schema.
+#[derive(Debug, Clone)]
+pub struct AdoptWork {
+    pub tool: Tool,
+    /// Their table's name in each tenant schema; the tool's default when `None`.
+    pub table: Option<String>,
+    pub baseline: Option<i64>,
+    pub dry_run: bool,
 }
 
 impl Work {
@@ -47,14 +61,24 @@ impl Work {
         match self {
             Work::Up(_) => "up",
             Work::Down(_) => "down",
+            Work::Adopt(a) if a.dry_run => "adopt-dry-run",
+            Work::Adopt(_) => "adopt",
         }
     }
 
-    pub fn direction(&self) -> Direction {
+    /// How the summary names a changed tenant.
+    pub fn verb(&self) -> &'static str {
         match self {
-            Work::Up(_) => Direction::Up,
-            Work::Down(_) => Direction::Down,
+            Work::Up(_) => "migrated",
+            Work::Down(_) => "reverted",
+            Work::Adopt(a) if a.dry_run => "to adopt",
+            Work::Adopt(_) => "adopted",
         }
+    }
+
+    /// False for a dry run: no history, no failure record, read-only sessions.
+    pub fn writes(&self) -> bool {
+        !matches!(self, Work::Adopt(AdoptWork { dry_run: true, .. }))
     }
 }
 
@@ -105,7 +129,7 @@ pub async fn run(
     let spec = ConnectSpec {
         credentials: &fleet.cfg.credentials,
         application_name: &fleet.cfg.application_name,
-        read_only: false,
+        read_only: !fleet.work.writes(),
         timeout: fleet.cfg.connect_timeout,
     };
     let mut conns =
@@ -224,7 +248,7 @@ async fn worker(
             if !alive(conn).await {
                 pid = reconnect(conn, spec, shutdown).await;
             }
-            if pid.is_some() {
+            if pid.is_some() && fleet.work.writes() {
                 let recorded = fleet_db::record_failure(
                     conn,
                     fleet.master,
@@ -243,6 +267,7 @@ async fn worker(
                 }
             }
         } else if tenant.failed_before
+            && fleet.work.writes()
             && let Err(e) = fleet_db::clear_failure(conn, fleet.master, &tenant.name).await
         {
             tracing::warn!(
@@ -336,11 +361,12 @@ async fn locked(
             );
         }
     };
-    let from = crate::commands::migrate::current_version(&rows);
+    let from = plan::current_version(&rows);
     let entries = plan::reconcile(fleet.set, &rows);
-    let planned = match &fleet.work {
-        Work::Up(opts) => plan::plan_up(&entries, &dir, opts),
-        Work::Down(to) => plan::plan_down(&entries, &dir, *to),
+    let (planned, direction) = match &fleet.work {
+        Work::Up(opts) => (plan::plan_up(&entries, &dir, opts), Direction::Up),
+        Work::Down(to) => (plan::plan_down(&entries, &dir, *to), Direction::Down),
+        Work::Adopt(work) => return adopt(fleet, conn, table, work, from).await,
     };
     // A refusal (dirty, modified, missing) is this tenant's failure, not the fleet's.
     let todo: Vec<&Migration> = match planned {
@@ -350,7 +376,6 @@ async fn locked(
     if todo.is_empty() {
         return Outcome::Current { version: from };
     }
-    let direction = fleet.work.direction();
     let mut at = from;
     for (i, m) in todo.iter().enumerate() {
         if let Some(signal) = shutdown.requested() {
@@ -387,6 +412,41 @@ async fn locked(
         }
     }
     Outcome::Changed { from, to: at, count: todo.len() }
+}
+
+/// Adopt their history in this tenant's schema, as `migrate adopt` does in one.
+async fn adopt(
+    fleet: &Fleet<'_>,
+    conn: &mut PgConnection,
+    table: &HistoryTable,
+    work: &AdoptWork,
+    from: Option<i64>,
+) -> Outcome {
+    let theirs = TheirTable::resolve(work.tool, work.table.as_deref(), &table.schema);
+    match apply::exists(conn, &theirs).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let place = format!("tenant schema `{}`", table.schema);
+            return failed(None, None, apply::missing(work.tool, &theirs, &place).to_string());
+        }
+        Err(e) => return failed(None, None, e.to_string()),
+    }
+    let request = Request {
+        tool: work.tool,
+        theirs: &theirs,
+        baseline: work.baseline,
+        dry_run: work.dry_run,
+        set: fleet.set,
+        table,
+        by: &fleet.by,
+    };
+    match apply::adopt(conn, &request, &mut |_| {}).await {
+        Ok(written) if written.is_empty() => Outcome::Current { version: from },
+        Ok(written) => {
+            Outcome::Changed { from, to: from.max(written.iter().copied().max()), count: written.len() }
+        }
+        Err(e) => failed(None, from, e.to_string()),
+    }
 }
 
 fn failed(version: Option<i64>, at: Option<i64>, reason: String) -> Outcome {

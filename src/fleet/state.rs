@@ -134,11 +134,11 @@ impl Tally {
     /// One line: "200 tenants: 180 migrated (1800 migrations), 19 already current, 1 failed".
     pub fn line(&self, verb: &str) -> String {
         let mut parts = vec![format!("{} {verb} ({} migrations)", self.changed, self.migrations)];
-        if verb == "migrated" {
-            parts.push(format!("{} already current", self.current));
-        } else {
-            parts.push(format!("{} with nothing to revert", self.current));
-        }
+        parts.push(match verb {
+            "migrated" => format!("{} already current", self.current),
+            "reverted" => format!("{} with nothing to revert", self.current),
+            _ => format!("{} with nothing to adopt", self.current),
+        });
         for (n, what) in
             [(self.failed, "failed"), (self.skipped, "skipped"), (self.not_attempted, "not attempted")]
         {

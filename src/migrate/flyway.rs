@@ -76,12 +76,21 @@ pub fn parse_name(name: &str) -> Name {
         return Name::Other;
     }
     if version.contains(['.', '_']) {
+        // Padding every part to one width keeps Flyway's numeric order (1.2.10 after 1.3.0
+        // would not survive plain concatenation).
+        let padded: String = version
+            .split(['.', '_'])
+            .enumerate()
+            .map(|(i, part)| {
+                let n = part.trim_start_matches('0');
+                if i == 0 { n.to_string() } else { format!("{n:0>3}") }
+            })
+            .collect();
         return Name::Unsupported(format!(
             "Flyway version `{}` has parts; shipgate's versions are integers, so a dotted version has no \
-             order-keeping number (rename the file with an integer version, e.g. V{}__{description}.sql, \
-             before its first shipgate run)",
-            version.replace('_', "."),
-            version.replace(['.', '_'], "")
+             order-keeping number (rename every dotted file with its parts padded to one width, e.g. \
+             V{padded}__{description}.sql, before the folder's first shipgate run)",
+            version.replace('_', ".")
         ));
     }
     let Ok(version) = version.parse::<i64>() else {
@@ -228,6 +237,7 @@ mod tests {
         for (name, needle) in [
             ("R__views.sql", "repeatable"),
             ("V1.2.3__x.sql", "`1.2.3` has parts"),
+            ("V1.2.10__x.sql", "e.g. V1002010__x.sql"),
             ("V1_1__x.sql", "`1.1` has parts"),
             ("afterMigrate.sql", "SQL callback"),
             ("beforeEachMigrate__log.sql", "SQL callback"),

@@ -93,6 +93,11 @@ pub fn checksum_matches(local: &Migration, row: &AppliedRow) -> bool {
 }
 
 /// Reconcile files and history into one list ordered by version.
+/// The newest successfully applied version.
+pub fn current_version(history: &[AppliedRow]) -> Option<i64> {
+    history.iter().filter(|r| r.success).map(|r| r.version).max()
+}
+
 pub fn reconcile<'a>(set: &'a MigrationSet, applied: &'a [AppliedRow]) -> Vec<Entry<'a>> {
     let newest_applied = applied.iter().filter(|r| r.success).map(|r| r.version).max();
     let mut entries: Vec<Entry<'a>> = Vec::new();
@@ -249,7 +254,9 @@ pub fn plan_up<'a>(entries: &[Entry<'a>], dir: &str, opts: &UpOptions) -> Result
 /// What `down` reverts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownTo {
-    /// Revert every applied migration with a version above this one (0 = everything).
+    /// Revert every applied migration with a version above this one. 0 is everything, a
+    /// version-0 migration (diesel's setup, `0_init.sql`) too: what `diesel migration revert
+    /// --all` and `--to 0` in every other tool mean.
     Version(i64),
     /// Revert the newest N applied migrations.
     Steps(usize),
@@ -284,7 +291,7 @@ pub fn plan_down<'a>(entries: &[Entry<'a>], dir: &str, to: DownTo) -> Result<Vec
                 ))
                 .hint("run `shipgate migrate status` to list the versions"));
             }
-            applied.into_iter().filter(|e| e.version > v).collect()
+            applied.into_iter().filter(|e| e.version > v || v == 0).collect()
         }
         DownTo::Steps(n) => applied.into_iter().take(n).collect(),
         DownTo::LastRun => {
@@ -491,6 +498,21 @@ mod tests {
             (with_3.clone(), DownTo::Steps(1), Err((2, "no .down.sql"))),
             (with_3, DownTo::LastRun, Err((2, "no .down.sql"))),
         ];
+        // diesel's `00000000000000_diesel_initial_setup` is version 0: `--to 0` reverts it too.
+        let zero = set(&[
+            ("0_setup.up.sql", "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';"),
+            ("0_setup.down.sql", "DROP FUNCTION f();"),
+            ("1_a.up.sql", "CREATE TABLE a ();"),
+            ("1_a.down.sql", "DROP TABLE a;"),
+        ]);
+        let zero_rows = vec![row(&zero, 0, "r1", 1), row(&zero, 1, "r1", 1)];
+        let entries = reconcile(&zero, &zero_rows);
+        let chosen: Vec<i64> =
+            plan_down(&entries, "m", DownTo::Version(0)).unwrap().iter().map(|m| m.version).collect();
+        assert_eq!(chosen, [1, 0]);
+        let chosen: Vec<i64> =
+            plan_down(&entries, "m", DownTo::Steps(1)).unwrap().iter().map(|m| m.version).collect();
+        assert_eq!(chosen, [1]);
         for (rows, to, expected) in cases {
             let got = plan_down(&reconcile(&s, &rows), "m", to)
                 .map(|ms| ms.iter().map(|m| m.version).collect::<Vec<_>>());

@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::support::node::node;
 use crate::support::pg::dump;
 use crate::support::pg::{TestDb, exec, scalar};
-use crate::support::{Run, copy, fixture, run, shipgate};
+use crate::support::{Dir, Run, copy, fixture, run, shipgate};
 
 /// Keep only the journal entries (and files) whose idx is in `keep`: the folder as it was
 /// on the branch drizzle-orm migrated from.
@@ -466,8 +466,8 @@ async fn histories_of_prisma_diesel_goose_and_golang_migrate_are_adopted_or_refu
         (
             fixture("diesel"),
             "diesel",
-            "CREATE TABLE __diesel_schema_migrations (version varchar(50) PRIMARY KEY, run_on timestamp NOT NULL DEFAULT now());
-             INSERT INTO __diesel_schema_migrations (version) VALUES ('00000000000000'), ('20240101120000');"
+            "CREATE TABLE __diesel_schema_migrations (version varchar(50) PRIMARY KEY, run_on timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP);
+             INSERT INTO __diesel_schema_migrations (version) VALUES ('00000000000000'), ('202612011355520000');"
                 .to_string(),
             None,
             Ok(2),
@@ -575,4 +575,94 @@ async fn a_flyway_history_is_adopted_with_its_checksums_undo_and_baseline_rows()
     let refused = run(sg(&db, &folder, &["migrate", "adopt", "--from", "flyway"])).await.expect(1);
     assert!(refused.stderr.contains("Flyway checksum 42 in the table"), "{}", refused.stderr);
     assert!(!ours_exists(&db).await);
+}
+
+/// Seed 000's fleet: Knex migrated each tenant schema with its own `knex_migrations_tenant`.
+/// `tenants adopt` maps every tenant with the fleet workers; a tenant whose table is missing
+/// or whose rows do not match is that tenant's failure, and nothing is written for it.
+#[tokio::test]
+async fn tenants_adopt_maps_each_tenant_s_knex_history_and_refuses_per_tenant() {
+    let Some(node) = node("tenants_adopt_maps_each_tenant_s_knex_history_and_refuses_per_tenant") else {
+        return;
+    };
+    let db = TestDb::new().await;
+    let sql: Vec<(String, String)> = std::fs::read_dir(fixture("knex/sql"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_str().unwrap().to_string(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    let tenant: Vec<(&str, &str)> = sql.iter().map(|(n, b)| (n.as_str(), b.as_str())).collect();
+    let dir =
+        Dir::sets(&[("1_tenants.sql", "CREATE TABLE tenants (schema_name text PRIMARY KEY);")], &tenant);
+    let sg = |args: &[&str]| {
+        let mut cmd = shipgate(args);
+        cmd.env("DATABASE_URL", &db.url).env("SHIPGATE_SOURCE", dir.arg());
+        cmd
+    };
+    run(sg(&["migrate", "up", "--set", "master"])).await.expect(0);
+    let mut conn = db.connect().await;
+    exec(
+        &mut conn,
+        "INSERT INTO tenants VALUES ('t1'), ('t2'), ('t3'), ('t4');
+         CREATE SCHEMA t1; CREATE SCHEMA t2; CREATE SCHEMA t3; CREATE SCHEMA t4;",
+    )
+    .await;
+    let (_one, first_only) = copy(&fixture("knex/js"));
+    std::fs::remove_file(first_only.join("20240102000000_create_posts.js")).unwrap();
+    for (schema, folder) in [("t1", fixture("knex/js")), ("t2", fixture("knex/js")), ("t3", first_only)] {
+        node.knex_migrate_in(&db.url, &folder, "knex_migrations_tenant", schema).await;
+    }
+    let ours = "SELECT count(*) FROM pg_class WHERE relname = 'shipgate_migrations' \
+                AND relnamespace::regnamespace::text LIKE 't_'";
+
+    let adopt = ["tenants", "adopt", "--from", "knex", "--table", "knex_migrations_tenant"];
+    let dry = run(sg(&[&adopt[..], &["--dry-run"]].concat())).await.expect(1);
+    assert!(
+        dry.stdout
+            .contains("dry run: 4 tenants: 3 to adopt (5 migrations), 0 with nothing to adopt, 1 failed"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("there is no knex history table t4.knex_migrations_tenant in tenant schema `t4`"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains("would adopt t3: 1 migration, up to 20240101000000"), "{}", dry.stdout);
+    assert_eq!(scalar::<i64>(&mut conn, ours).await, 0, "a dry run writes nothing");
+
+    // t2's Knex ran a migration whose file is gone: t2 is refused, the others are adopted.
+    exec(&mut conn, "UPDATE t2.knex_migrations_tenant SET name = '20240102000000_renamed.js' WHERE id = 2")
+        .await;
+    let real = run(sg(&[&adopt[..], &["--only", "t1,t2,t3"]].concat())).await.expect(1);
+    assert!(
+        real.stdout.contains("3 tenants: 2 adopted (3 migrations), 0 with nothing to adopt, 1 failed"),
+        "{}",
+        real.stdout
+    );
+    assert!(real.stdout.contains("unmatched #2 20240102000000_renamed.js"), "{}", real.stdout);
+    assert_eq!(scalar::<i64>(&mut conn, ours).await, 2, "nothing for t2");
+
+    exec(
+        &mut conn,
+        "UPDATE t2.knex_migrations_tenant SET name = '20240102000000_create_posts.js' WHERE id = 2",
+    )
+    .await;
+    let again = run(sg(&[&adopt[..], &["--only", "t1,t2,t3"]].concat())).await.expect(0);
+    assert!(
+        again.stdout.contains("3 tenants: 1 adopted (2 migrations), 2 with nothing to adopt"),
+        "{}",
+        again.stdout
+    );
+    // Every tenant continues where Knex left it: nothing Knex ran runs twice.
+    let up = run(sg(&["tenants", "up", "--only", "t1,t2,t3"])).await.expect(0);
+    assert!(up.stdout.contains("3 tenants: 3 migrated (4 migrations)"), "{}", up.stdout);
+    for t in ["t1", "t2", "t3"] {
+        let tables: i64 = scalar(
+            &mut conn,
+            &format!("SELECT count(*) FROM pg_tables WHERE schemaname = '{t}' AND tablename IN ('users', 'posts', 'tags')"),
+        )
+        .await;
+        assert_eq!(tables, 3, "{t}");
+    }
 }

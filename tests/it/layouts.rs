@@ -125,13 +125,22 @@ async fn each_layout_is_detected_applied_verified_and_reverted_where_it_has_down
 async fn diesel_runs_its_initial_setup_as_version_0_and_a_no_transaction_folder_outside_one() {
     let db = TestDb::new().await;
     let folder = fixture("diesel");
+    let empty = dump(&db);
     run(sg(&db, &folder, &["migrate", "up"])).await.expect(0);
+    // The folder and the schema were made by the real diesel_cli (the fixture's README).
+    let by_diesel = std::fs::read_to_string(fixture("diesel-schema-by-diesel-cli.txt")).unwrap();
+    assert_eq!(
+        dump(&db).trim(),
+        by_diesel.trim(),
+        "pg_dump --schema-only differs between diesel_cli and shipgate"
+    );
     let status = run(sg(&db, &folder, &["migrate", "status", "--output", "json"])).await.expect(0);
     let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     let rows = doc["migrations"].as_array().unwrap();
     assert_eq!(rows[0]["version"], 0);
     assert_eq!(rows[0]["description"], "diesel initial setup");
-    assert_eq!(rows[2]["version"], 20240102120000_i64);
+    assert_eq!(rows[1]["version"], 202612011355520000_i64, "diesel 2.3's `-0000` names: all digits");
+    assert_eq!(rows[2]["version"], 202612011355530000_i64);
     assert_eq!(rows[2]["no_transaction"], true);
     let mut conn = db.connect().await;
     let trigger: i64 =
@@ -140,6 +149,9 @@ async fn diesel_runs_its_initial_setup_as_version_0_and_a_no_transaction_folder_
     let index: i64 =
         scalar(&mut conn, "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_name'").await;
     assert_eq!(index, 1);
+    // `--to 0` reverts the version-0 setup too, as `diesel migration revert --all` does.
+    run(sg(&db, &folder, &["migrate", "down", "--to", "0"])).await.expect(0);
+    assert_eq!(dump(&db), empty);
 }
 
 #[tokio::test]
@@ -554,4 +566,56 @@ async fn several_source_folders_are_one_set_with_one_history() {
         "{}",
         clash.stderr
     );
+}
+
+/// The project file names the folders (`sources`) and the `.sql` files that are not
+/// migrations (`allow_unread`), and `--config` from another directory reads the folders
+/// beside the file, not the ones in the current directory.
+#[tokio::test]
+async fn the_project_file_names_several_sources_and_what_may_stay_unread() {
+    let db = TestDb::new().await;
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    for (file, body) in [
+        ("db/app/1_a.sql", "CREATE TABLE a ();"),
+        ("db/app/seeds/demo.sql", "INSERT INTO a DEFAULT VALUES;"),
+        ("db/jobs/2_b.sql", "CREATE TABLE b ();"),
+    ] {
+        std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+        std::fs::write(root.join(file), body).unwrap();
+    }
+    let config = root.join("shipgate.toml");
+    std::fs::write(&config, "[migrations]\nsources = [\"db/app\", \"db/jobs\"]\n").unwrap();
+    // Run from a directory with a `migrations/` folder of its own, which must not be read.
+    let elsewhere = Dir::new(&[("9_wrong.sql", "CREATE TABLE wrong ();")]);
+    let cwd = Path::new(elsewhere.arg()).parent().unwrap();
+    let sg = |args: &[&str]| {
+        let mut cmd = shipgate(args);
+        cmd.env("DATABASE_URL", &db.url).arg("--config").arg(&config).current_dir(cwd);
+        cmd
+    };
+    let unread = run(sg(&["migrate", "up"])).await.expect(2);
+    assert!(unread.stderr.contains("seeds/demo.sql"), "{}", unread.stderr);
+    std::fs::write(
+        &config,
+        "[migrations]\nsources = [\"db/app\", \"db/jobs\"]\nallow_unread = [\"seeds/**\"]\n",
+    )
+    .unwrap();
+    let up = run(sg(&["migrate", "up"])).await.expect(0);
+    assert!(up.stdout.contains("applied 2 migrations"), "{}", up.stdout);
+    assert_eq!(tables(&db).await, ["a", "b"]);
+    run(sg(&["migrate", "verify"])).await.expect(0);
+
+    std::fs::write(&config, "[migrations]\nmaster = \"db/app\"\nsources = [\"db/jobs\"]\n").unwrap();
+    let both = run(sg(&["migrate", "status"])).await.expect(2);
+    assert!(both.stderr.contains("has both `master` and `sources`"), "{}", both.stderr);
+
+    // No folder named: the default `migrations/` beside the file, for migrate and tenants.
+    std::fs::write(&config, "[migrations]\ntenants_query = \"SELECT 'x' WHERE false\"\n").unwrap();
+    std::fs::create_dir_all(root.join("migrations/tenant")).unwrap();
+    std::fs::write(root.join("migrations/tenant/1_t.sql"), "CREATE TABLE t ();").unwrap();
+    let status = run(sg(&["tenants", "status"])).await.expect(0);
+    assert!(!status.stderr.contains("wrong") && !status.stdout.contains("wrong"), "{}", status.stderr);
+    let master = run(sg(&["migrate", "status", "--set", "tenant", "--schema", "public"])).await.expect(0);
+    assert!(master.stdout.lines().any(|l| l.trim_end().ends_with(" t")), "{}", master.stdout);
 }

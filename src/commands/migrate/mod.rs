@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::migrate::exec::{Direction, Limits};
 use crate::migrate::history::Writer;
-use crate::migrate::plan::AppliedRow;
+pub use crate::migrate::plan::current_version;
 use crate::migrate::session::{Mode, Session};
 use crate::migrate::source::Migration;
 use crate::output::{Event, PlanItem, Reporter};
@@ -58,11 +58,6 @@ pub async fn with_session<T>(
     };
     session.close().await;
     result
-}
-
-/// The newest successfully applied version.
-pub fn current_version(history: &[AppliedRow]) -> Option<i64> {
-    history.iter().filter(|r| r.success).map(|r| r.version).max()
 }
 
 /// Run `todo` in order, stopping cleanly at a signal between migrations. `event` turns each

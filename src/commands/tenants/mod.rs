@@ -2,6 +2,7 @@
 //! control connection in the master schema, which runs `tenants_query`, holds the fleet lock
 //! for writing commands, and cancels workers' statements on a signal.
 
+pub mod adopt;
 pub mod down;
 pub mod provision;
 pub mod status;
@@ -22,6 +23,7 @@ use crate::fleet::names;
 use crate::fleet::run::{self as fleet_run, Fleet, Tenant, Work};
 use crate::fleet::state::{Outcome, Tally, unknown_only};
 use crate::identity;
+use crate::migrate::adopt::apply as adoption;
 use crate::migrate::history::Writer;
 use crate::migrate::lock;
 use crate::migrate::source;
@@ -35,6 +37,7 @@ pub async fn run(cfg: &FleetConfig, job: &FleetJob, shutdown: &Shutdown, out: &R
         FleetJob::Status => status::run(cfg, shutdown, out).await,
         FleetJob::Verify { at_least } => verify::run(cfg, *at_least, shutdown, out).await,
         FleetJob::Provision { name } => provision::run(cfg, name, shutdown, out).await,
+        FleetJob::Adopt(options) => adopt::run(cfg, options, shutdown, out).await,
     }
 }
 
@@ -185,24 +188,30 @@ impl Roster {
 /// tenant failed.
 pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
     let set = source::load(&cfg.db.source, &cfg.db.read)?;
-    if matches!(work, Work::Down(_)) {
-        set.require_downs()?;
+    match &work {
+        Work::Down(_) => set.require_downs()?,
+        Work::Adopt(a) => adoption::check(a.tool, a.baseline, &set)?,
+        Work::Up(_) => {}
     }
     let started = Instant::now();
-    let mut control = Control::open(cfg, false, shutdown).await?;
+    let mut control = Control::open(cfg, !work.writes(), shutdown).await?;
     let result = async {
         control.lock_fleet(cfg, shutdown).await?;
         let roster = Roster::load(&mut control, cfg).await?;
         let master = control.master.clone();
-        fleet_db::ensure_failures(control.conn(), &master).await.map_err(|e| {
-            Error::failed(format!(
-                "could not create {master}.{}: {}",
-                fleet_db::FAILURES_TABLE,
-                db::error_text(&e)
-            ))
-            .hint("the database user needs CREATE on the master schema")
-        })?;
-        let failed_before = recorded_failures(&mut control).await?;
+        let failed_before = if work.writes() {
+            fleet_db::ensure_failures(control.conn(), &master).await.map_err(|e| {
+                Error::failed(format!(
+                    "could not create {master}.{}: {}",
+                    fleet_db::FAILURES_TABLE,
+                    db::error_text(&e)
+                ))
+                .hint("the database user needs CREATE on the master schema")
+            })?;
+            recorded_failures(&mut control).await?
+        } else {
+            BTreeMap::new()
+        };
         let skipped = roster.skipped();
         for (name, outcome) in &skipped {
             out.emit(&Event::Tenant {
@@ -221,7 +230,12 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
         let workers = cfg.concurrency.min(tenants.len()).max(1);
         tracing::info!(
             "{} {} tenant{} ({}) with {workers} worker{}",
-            if matches!(work, Work::Up(_)) { "migrating" } else { "reverting" },
+            match &work {
+                Work::Up(_) => "migrating",
+                Work::Down(_) => "reverting",
+                Work::Adopt(a) if a.dry_run => "dry run: reading the history of",
+                Work::Adopt(_) => "adopting the history of",
+            },
             tenants.len(),
             if tenants.len() == 1 { "" } else { "s" },
             control.describe(cfg),
@@ -242,7 +256,7 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
         let (mut results, interrupted) =
             fleet_run::run(&fleet, tenants, &control.conn, shutdown, out).await?;
         results.extend(skipped);
-        finish(work.command(), &results, started, out, interrupted)
+        finish(work.command(), work.verb(), &results, started, out, interrupted)
     }
     .await;
     control.close().await;
@@ -252,6 +266,7 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
 /// Print the fleet summary and turn it into the exit code: 1 when any tenant failed.
 pub fn finish(
     command: &'static str,
+    verb: &str,
     results: &[(String, Outcome)],
     started: Instant,
     out: &Reporter,
@@ -267,8 +282,8 @@ pub fn finish(
             _ => None,
         })
         .collect();
-    let verb = if command == "down" { "reverted" } else { "migrated" };
-    let message = format!("{} in {:.1}s", tally.line(verb), started.elapsed().as_secs_f64());
+    let dry_run = if command == "adopt-dry-run" { "dry run: " } else { "" };
+    let message = format!("{dry_run}{} in {:.1}s", tally.line(verb), started.elapsed().as_secs_f64());
     out.emit(&Event::FleetSummary {
         command,
         tally: tally.clone(),

@@ -67,7 +67,7 @@ pub async fn run(cfg: &FleetConfig, name: &str, shutdown: &Shutdown, out: &Repor
         let tenants = vec![Tenant { name: name.to_string(), failed_before }];
         let (results, interrupted) = fleet_run::run(&fleet, tenants, &control.conn, shutdown, out).await?;
         if interrupted.is_some() || results.iter().any(|(_, o)| matches!(o, Outcome::Failed { .. })) {
-            return finish("provision", &results, started, out, interrupted);
+            return finish("provision", "migrated", &results, started, out, interrupted);
         }
         let (changed, version) = match results.first().map(|(_, o)| o) {
             Some(Outcome::Changed { to, count, .. }) => (*count, *to),

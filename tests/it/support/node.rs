@@ -42,6 +42,11 @@ impl Node {
         self.script("knex-migrate.cjs", &[url, folder.to_str().expect("utf-8")]).await
     }
 
+    /// Knex's migrator with its tables named `table` in `schema` (a per-tenant Knex setup).
+    pub async fn knex_migrate_in(&self, url: &str, folder: &Path, table: &str, schema: &str) -> Run {
+        self.script("knex-migrate.cjs", &[url, folder.to_str().expect("utf-8"), table, schema]).await
+    }
+
     /// The real dbmate (its linux-x64 binary package) on a folder; it must succeed.
     pub async fn dbmate(&self, url: &str, folder: &Path, args: &[&str]) -> Run {
         let mut url = url::Url::parse(url).expect("url");

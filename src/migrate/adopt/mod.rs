@@ -1,5 +1,5 @@
 //! Reading another tool's history into ours: which of their rows is which of our migrations,
-//! and whether the files still say what was applied. Pure; the command does the I/O.
+//! and whether the files still say what was applied. Pure; `apply` does the I/O.
 //!
 //! Each tool identifies a migration differently (research: migration-runner-anchors §4):
 //! Knex by file name, with no checksum; Drizzle by the journal's `when` (0.x) or the folder
@@ -12,6 +12,8 @@
 //! writes from. Anything that cannot be matched safely blocks the whole adoption: a
 //! wrong history row would make a later `up` skip a migration that never ran, or re-run one
 //! that did.
+
+pub mod apply;
 
 use std::collections::BTreeMap;
 
