@@ -153,7 +153,10 @@ pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgCo
             signal = shutdown.wait() => return Err(interrupted(signal)),
         };
         let failure = match outcome {
-            Ok(Ok(conn)) => {
+            Ok(Ok(mut conn)) => {
+                if let Err(e) = sqlx::raw_sql(super::KEEP_SESSION_SQL).execute(&mut conn).await {
+                    tracing::debug!("could not turn the idle timeouts off: {}", super::error_text(&e));
+                }
                 if attempts > 1 {
                     tracing::info!(
                         "connected after {attempts} attempts ({:.1}s)",

@@ -28,6 +28,33 @@ pub fn failed(what: &str) -> impl Fn(sqlx::Error) -> crate::error::Error + '_ {
     move |e| crate::error::Error::failed(format!("{what}: {}", error_text(&e)))
 }
 
+/// Whether `e` says the session itself is gone (terminated, timed out, the socket closed)
+/// rather than that a statement failed: the server ends the transaction with the session, and
+/// every session lock with it.
+pub fn session_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
+            true
+        }
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| session_ended_code(&c)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of a session the server ended: the connection_exception class, admin_shutdown
+/// (`pg_terminate_backend`), crash_shutdown, cannot_connect_now, idle_session_timeout and
+/// idle_in_transaction_session_timeout.
+pub fn session_ended_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05" | "25P03")
+}
+
+/// Keep the session open while it waits: an `idle_session_timeout` or
+/// `idle_in_transaction_session_timeout` set on the database or role would end it (and any lock
+/// it holds) between two steps. `set_config` through `pg_settings` skips settings the server
+/// does not have (`idle_session_timeout` is PostgreSQL 14+), where `SET` would fail.
+pub const KEEP_SESSION_SQL: &str = "SELECT set_config(name, '0', false) FROM pg_settings \
+     WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')";
+
 /// Whether a table (or view) exists; `qualified` is `"schema"."name"`.
 pub async fn relation_exists(conn: &mut sqlx::PgConnection, qualified: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(qualified).fetch_one(conn).await

@@ -101,6 +101,8 @@ pub struct Fleet<'a> {
     pub canary: usize,
     pub fail_fast: bool,
     pub by: Writer<'a>,
+    /// The fleet lock the control session holds, checked every few seconds while tenants run.
+    pub fleet_lock: Option<i64>,
 }
 
 /// Shared by the workers of one run (one task, so plain cells).
@@ -110,6 +112,8 @@ struct Board {
     /// Why no further tenant may start (`--fail-fast` tripped, a signal).
     halt: RefCell<Option<String>>,
     failed: Cell<usize>,
+    /// The control session lost the fleet lock: the run stops starting tenants and exits 3.
+    lost: RefCell<Option<Error>>,
 }
 
 /// Run the fleet: canaries first (if any), then the rest. Returns every tenant's outcome in
@@ -139,6 +143,7 @@ pub async fn run(
         results: RefCell::new(Vec::new()),
         halt: RefCell::new(None),
         failed: Cell::new(0),
+        lost: RefCell::new(None),
     };
     let total = canaries.len() + rest.len();
     if !canaries.is_empty() {
@@ -180,7 +185,7 @@ pub async fn run(
             format!("interrupted by {}; the tenants in flight were rolled back", signal.name()),
         )
     });
-    Ok((board.results.into_inner(), interrupted))
+    Ok((board.results.into_inner(), board.lost.into_inner().or(interrupted)))
 }
 
 /// Drain the queue with every worker, reporting progress every few seconds.
@@ -209,9 +214,34 @@ async fn phase(
                     board.failed.get(),
                     started.elapsed().as_secs_f64()
                 );
+                // Also keeps the control session from looking idle.
+                if let Some(key) = fleet.fleet_lock && board.lost.borrow().is_none() {
+                    let held = lock::held(&mut *control.lock().await, key).await;
+                    if let Some(error) = lost_fleet_lock(held) {
+                        tracing::error!("{error}");
+                        board.halt.borrow_mut().get_or_insert_with(|| "the fleet lock was lost".into());
+                        *board.lost.borrow_mut() = Some(error);
+                    }
+                }
             }
         }
     }
+}
+
+/// The error for a fleet lock that is no longer the control session's, if it is not.
+fn lost_fleet_lock(held: sqlx::Result<bool>) -> Option<Error> {
+    let reason = match held {
+        Ok(true) => return None,
+        Ok(false) => "the control session no longer holds it".to_string(),
+        Err(e) => format!("session ended: {}", db::error_text(&e)),
+    };
+    Some(
+        Error::unavailable(format!(
+            "lost the fleet lock ({reason}); no tenant was started after that, and each tenant in flight \
+             finished under its own lock"
+        ))
+        .hint("rerun to continue: each tenant's pending migrations run, nothing twice"),
+    )
 }
 
 async fn worker(
@@ -328,7 +358,11 @@ async fn one(
     if let Err(e) = lock::acquire(conn, key, &what, fleet.cfg.lock_timeout, shutdown).await {
         return failed(None, None, e.to_string());
     }
-    let outcome = locked(fleet, conn, pid, &table, &defaults, control, shutdown).await;
+    if let Err(e) = lock::confirm(conn, key, &what).await {
+        let _ = lock::release(conn, key).await;
+        return failed(None, None, e.to_string());
+    }
+    let outcome = locked(fleet, conn, pid, &table, &defaults, key, control, shutdown).await;
     if let Err(e) = lock::release(conn, key).await {
         // The connection is gone, and the lock with it.
         tracing::debug!("unlocking {what} failed ({e}); the session's end released it");
@@ -336,12 +370,14 @@ async fn one(
     outcome
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn locked(
     fleet: &Fleet<'_>,
     conn: &mut PgConnection,
     pid: i32,
     table: &HistoryTable,
     defaults: &SessionDefaults,
+    key: i64,
     control: &tokio::sync::Mutex<PgConnection>,
     shutdown: &Shutdown,
 ) -> Outcome {
@@ -377,7 +413,11 @@ async fn locked(
         return Outcome::Current { version: from };
     }
     let mut at = from;
+    let what = format!("tenant `{}`", table.schema);
     for (i, m) in todo.iter().enumerate() {
+        if let Err(e) = lock::check(conn, key, &what, (i > 0).then_some(at).flatten()).await {
+            return failed(Some(m.version), at, e.to_string());
+        }
         if let Some(signal) = shutdown.requested() {
             return failed(
                 None,
@@ -410,6 +450,9 @@ async fn locked(
             }
             Err(e) => return failed(Some(m.version), at, e.to_string()),
         }
+    }
+    if let Err(e) = lock::check(conn, key, &what, at).await {
+        return failed(None, at, e.to_string());
     }
     Outcome::Changed { from, to: at, count: todo.len() }
 }

@@ -49,9 +49,11 @@ pub struct SessionDefaults {
 
 impl SessionDefaults {
     /// The statements that undo whatever an earlier migration set on the session, each with
-    /// its `;`. `RESET ALL` leaves advisory locks alone (a fleet worker holds its tenant's).
+    /// its `;`. `RESET ALL` leaves advisory locks alone (the session holds the migration lock);
+    /// the idle timeouts it would bring back are turned off again, as at connect.
     pub fn reset_sql(&self) -> String {
-        let mut sql = String::from("RESET ROLE; RESET SESSION AUTHORIZATION; RESET ALL; ");
+        let mut sql =
+            format!("RESET ROLE; RESET SESSION AUTHORIZATION; RESET ALL; {}; ", crate::db::KEEP_SESSION_SQL);
         if let Some(path) = &self.search_path {
             sql.push_str(&format!("SET search_path TO {path}; "));
         }
@@ -449,6 +451,9 @@ fn failure(step: &Step<'_>, failed: &ScriptError, attempts: u32, transactional: 
     if let Some(i) = failed.statement.filter(|_| units.len() > 1) {
         location = format!("{location} (statement {} of {})", i + 1, units.len());
     }
+    if crate::db::session_lost(e) {
+        return lost_session(step, failed, &location, transactional);
+    }
     let tries = if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() };
     let message =
         format!("migration {} ({}) {verb}{tries} at {location}: {reason}", m.version, m.description);
@@ -495,6 +500,35 @@ fn failure(step: &Step<'_>, failed: &ScriptError, attempts: u32, transactional: 
         },
     };
     Error::failed(message).hint(hint)
+}
+
+/// The session ended under the migration (terminated, timed out, the network cut): exit 3,
+/// since the SQL is not at fault, with what became of the migration.
+fn lost_session(step: &Step<'_>, failed: &ScriptError, location: &str, transactional: bool) -> Error {
+    let m = step.m;
+    let reason = crate::db::error_text(&failed.error);
+    let became = if transactional {
+        "its transaction was rolled back with the session (unless the connection broke during its COMMIT: its \
+         history row is written in the same transaction, so `shipgate migrate status` tells)"
+            .to_string()
+    } else {
+        match failed.statement {
+            Some(0) | None => "it runs without a transaction; no statement of it had completed".to_string(),
+            Some(i) => format!(
+                "it runs without a transaction: statements 1-{i} of {} had completed and its history row says so",
+                step.script.units().len()
+            ),
+        }
+    };
+    Error::unavailable(format!(
+        "lost the connection to the database during migration {} ({}) at {location}: {reason}; {became}",
+        m.version, m.description
+    ))
+    .hint(
+        "the migration lock ended with the session, so rerun to continue (only what is pending runs; an unchanged \
+         no-transaction file resumes after its last completed statement). If sessions are cut on purpose, check \
+         idle_session_timeout, the pooler's idle limits, or who ran pg_terminate_backend",
+    )
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
-//! The migration lock: a PostgreSQL session advisory lock held on a dedicated connection.
+//! The migration lock: a PostgreSQL session advisory lock, held on the session that migrates
+//! (as sqlx does), so the lock cannot end without the work ending with it.
 //!
 //! Polled with `pg_try_advisory_lock`, never waited on with `pg_advisory_lock`: a blocked
 //! waiter holds a snapshot, and `CREATE INDEX CONCURRENTLY` in the holder waits for every
 //! older snapshot, so a blocking waiter deadlocks the deploy (flyway#1654, golang-migrate#960).
 //! The key covers database, schema and table, so tenant schemas migrate in parallel while two
 //! runs on the same schema never overlap. The session is never left idle in a transaction.
+//!
+//! A lock can still be lost while the connection lives on: a pooler in transaction mode hands
+//! each statement to another server session, and a migration may call
+//! `pg_advisory_unlock_all()`. So the runner asks [`held`] right after taking it and before
+//! every migration, and stops (exit 3) the moment the answer is no.
 
 use std::time::{Duration, Instant};
 
@@ -130,6 +136,62 @@ pub async fn acquire(
             }
         }
         delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Whether this very server session (`pg_backend_pid()`) holds `key`, as `pg_locks` says.
+pub async fn held(conn: &mut PgConnection, key: i64) -> sqlx::Result<bool> {
+    let (classid, objid) = split_key(key);
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+           WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = pg_backend_pid()
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND classid::bigint = $1 AND objid::bigint = $2)",
+    )
+    .bind(classid)
+    .bind(objid)
+    .fetch_one(conn)
+    .await
+}
+
+/// Refuse to go on unless the lock taken for `what` is still this session's. `after` is the
+/// last version this run applied or reverted (`None`: none yet). Exit 3 either way.
+pub async fn check(conn: &mut PgConnection, key: i64, what: &str, after: Option<i64>) -> Result<()> {
+    let reason = match held(conn, key).await {
+        Ok(true) => return Ok(()),
+        Ok(false) => {
+            "the session no longer holds it: a migration released it (pg_advisory_unlock_all, DISCARD \
+                      ALL) or a pooler moved the connection to another server session"
+                .to_string()
+        }
+        Err(e) => format!("session ended: {}", crate::db::error_text(&e)),
+    };
+    let done = match after {
+        Some(v) => format!("nothing after {v} was applied"),
+        None => "nothing was applied".to_string(),
+    };
+    Err(Error::unavailable(format!("lost the migration lock for {what} ({reason}); {done}"))
+        .hint("rerun to continue: only what is pending runs. If this repeats, connect directly or through a \
+               session-mode pooler (PgBouncer pool_mode = session), and keep idle-session cuts longer than a migration"))
+}
+
+/// Right after taking the lock: a second statement on the same connection must see it. A
+/// pooler in transaction mode (PgBouncer `pool_mode = transaction`, RDS Proxy) fails this, and
+/// no lock can be held through it.
+pub async fn confirm(conn: &mut PgConnection, key: i64, what: &str) -> Result<()> {
+    match held(conn, key).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::unavailable(format!(
+            "took the migration lock for {what}, but the next statement on the same connection does not hold it: \
+             the connection goes through a pooler in transaction mode, which hands each statement to another \
+             server session; nothing was changed"
+        ))
+        .hint("connect directly to the database, or through a session-mode pool (PgBouncer pool_mode = session; \
+               RDS Proxy pins sessions that take advisory locks only in session mode)")),
+        Err(e) => Err(Error::unavailable(format!(
+            "could not confirm the migration lock for {what}: {}; nothing was changed",
+            crate::db::error_text(&e)
+        ))),
     }
 }
 

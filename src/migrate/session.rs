@@ -1,6 +1,7 @@
-//! One runner's view of one schema: a worker connection that runs migrations, plus (for
-//! writing commands) a second, dedicated session that holds the advisory lock and can cancel
-//! the worker's statement when a signal arrives.
+//! One runner's view of one schema: a worker connection that holds the advisory lock and runs
+//! the migrations, plus (for writing commands) a second session that can cancel the worker's
+//! statement when a signal arrives. The lock lives on the worker, so losing the session that
+//! migrates loses the lock and the work together, never one without the other.
 //!
 //! Every path out of a locked session goes through [`Session::close`], which unlocks and
 //! closes both connections; if we die instead, PostgreSQL drops the session lock with the
@@ -92,14 +93,21 @@ impl Session {
         format!("schema `{}` of database `{}`", self.table.schema, self.database)
     }
 
-    /// Take the migration lock for this schema (write sessions only).
+    /// Take the migration lock for this schema (write sessions only), on the worker.
     pub async fn lock(&mut self, timeout: Duration, shutdown: &Shutdown) -> Result<()> {
+        debug_assert!(self.guard.is_some(), "lock() needs a write session");
         let what = self.describe();
-        let guard = self.guard.as_mut().expect("lock() needs a write session");
-        lock::acquire(guard, self.key, &what, timeout, shutdown).await?;
+        lock::acquire(&mut self.worker, self.key, &what, timeout, shutdown).await?;
         self.locked = true;
+        lock::confirm(&mut self.worker, self.key, &what).await?;
         tracing::debug!("holding the migration lock for {what}");
         Ok(())
+    }
+
+    /// Stop (exit 3) unless the lock is still ours; `after` is the last version this run changed.
+    pub async fn check_lock(&mut self, after: Option<i64>) -> Result<()> {
+        let what = self.describe();
+        lock::check(&mut self.worker, self.key, &what, after).await
     }
 
     /// The history rows (empty when the table does not exist yet).
@@ -145,16 +153,17 @@ impl Session {
 
     /// Release the lock and close both sessions. Safe to call on every path.
     pub async fn close(self) {
-        let Session { worker, guard, locked, key, .. } = self;
-        if let Some(mut guard) = guard {
-            if locked {
-                match lock::release(&mut guard, key).await {
-                    Ok(true) => tracing::debug!("released the migration lock"),
-                    Ok(false) => tracing::warn!("the migration lock was not held at release"),
-                    // Closing the session below releases it server-side anyway.
-                    Err(e) => tracing::debug!("unlock failed ({e}); closing the session releases it"),
-                }
+        let Session { mut worker, guard, locked, key, .. } = self;
+        if locked {
+            match lock::release(&mut worker, key).await {
+                Ok(true) => tracing::debug!("released the migration lock"),
+                // Already reported by the check that found it gone.
+                Ok(false) => tracing::debug!("the migration lock was not held at release"),
+                // Closing the session below releases it server-side anyway.
+                Err(e) => tracing::debug!("unlock failed ({e}); closing the session releases it"),
             }
+        }
+        if let Some(guard) = guard {
             let _ = guard.close().await;
         }
         let _ = worker.close().await;
@@ -169,7 +178,22 @@ pub enum Canceller<'a> {
     None,
 }
 
+/// How often an idle session is touched while a migration runs.
+pub const KEEPALIVE: Duration = Duration::from_secs(5);
+
 impl Canceller<'_> {
+    /// Touch the session so it does not look idle; a failure shows at the next real use.
+    async fn ping(&mut self) {
+        let result = match self {
+            Canceller::Own(conn) => sqlx::raw_sql("SELECT 1").execute(&mut **conn).await,
+            // The fleet's control session is touched by the fleet run itself.
+            Canceller::Shared(_) | Canceller::None => return,
+        };
+        if let Err(e) = result {
+            tracing::debug!("the cancelling session did not answer: {}", db::error_text(&e));
+        }
+    }
+
     async fn signal(&mut self, pid: i32, function: &str) {
         let sql = format!("SELECT {function}($1)");
         let result = match self {
@@ -198,9 +222,16 @@ pub async fn execute(
     let (m, direction) = (step.m, step.direction);
     let work = exec::run(worker, step);
     tokio::pin!(work);
-    let signal = tokio::select! {
-        result = &mut work => return result,
-        signal = shutdown.wait() => signal,
+    // The cancelling session idles while the worker migrates: a cheap query every few
+    // seconds keeps a pooler's or a firewall's idle cut from ending it.
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.tick().await;
+    let signal = loop {
+        tokio::select! {
+            result = &mut work => return result,
+            signal = shutdown.wait() => break signal,
+            _ = keepalive.tick() => canceller.ping().await,
+        }
     };
     tracing::warn!("cancelling migration {} ({}) after {}", m.version, m.description, signal.name());
     canceller.signal(worker_pid, "pg_cancel_backend").await;

@@ -227,3 +227,146 @@ async fn sql_errors_name_the_file_line_and_column() {
     let mut conn = db.connect().await;
     assert!(!scalar::<bool>(&mut conn, "SELECT to_regclass('public.a') IS NOT NULL").await);
 }
+
+/// Ends the session holding this database's migration lock, as an operator's
+/// `pg_terminate_backend`, a failover or a pooler's idle cut would.
+const KILL_LOCK_HOLDER: &str = "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// Non-idempotent migrations that log each application: applying one twice fails (duplicate
+/// table), and `applied` counts how often each ran.
+fn logged(slow: u32) -> Dir {
+    let dir = Dir::new(&[("1_log.sql", "CREATE TABLE applied (version int);")]);
+    for v in 2..=4 {
+        let pause = if v == slow { "SELECT pg_sleep(30);\n" } else { "" };
+        dir.write(
+            &format!("{v}_t{v}.sql"),
+            &format!("CREATE TABLE t{v} (id int);\n{pause}INSERT INTO applied VALUES ({v});"),
+        );
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_runner_whose_lock_session_ends_exits_3_and_the_next_run_applies_everything_once() {
+    let db = TestDb::new().await;
+    let dir = logged(3);
+    let mut conn = db.connect().await;
+    let first = spawn(cmd(&db, &dir, &["migrate", "up"]));
+    wait_until(&mut conn, SLEEPING).await;
+    exec(&mut conn, KILL_LOCK_HOLDER).await;
+    let lost = finish(first, Duration::from_secs(30)).await.expect(3);
+    assert!(
+        lost.stderr.contains("lost the connection to the database during migration 3 (t3)")
+            && lost.stderr.contains("its transaction was rolled back with the session"),
+        "{}",
+        lost.stderr
+    );
+    assert!(!lost.stderr.contains("fix the SQL"), "{}", lost.stderr);
+    assert!(!lost.stdout.contains("applied 4 migrations"), "{}", lost.stdout);
+
+    dir.write("3_t3.sql", "CREATE TABLE t3 (id int);\nINSERT INTO applied VALUES (3);");
+    run(cmd(&db, &dir, &["migrate", "up"])).await.expect(0);
+    let counts: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT version, count(*) FROM applied GROUP BY 1 ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(counts, [(2, 1), (3, 1), (4, 1)], "each migration applied exactly once");
+}
+
+/// `idle_session_timeout` on the database ends any session idle for 1 s. The runner keeps
+/// its sessions from idling (the lock waits on the migrating session, which never idles),
+/// so a 4 s migration and a lock wait both survive it.
+#[tokio::test]
+async fn an_idle_session_timeout_on_the_database_does_not_end_the_lock() {
+    let db = TestDb::new().await;
+    let dir = Dir::new(&[
+        ("1_slow.sql", "CREATE TABLE slow (id int);\nSELECT pg_sleep(4);"),
+        ("2_next.sql", "CREATE TABLE next (id int);"),
+    ]);
+    let mut conn = db.connect().await;
+    exec(&mut conn, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_session_timeout = ''1s''', current_database()); END $$").await;
+    let first = spawn(cmd(&db, &dir, &["migrate", "up"]));
+    wait_until(
+        &mut conn,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+         AND query LIKE '%pg_sleep(4)%' AND pid <> pg_backend_pid())",
+    )
+    .await;
+    // Two seconds in, past the 1 s idle cut, the lock is still held.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(scalar::<bool>(&mut conn, ADVISORY_HELD).await, "the idle cut ended the lock session");
+    // A second runner waits (polling) for the lock across the rest of the migration.
+    let second = spawn(cmd(&db, &dir, &["migrate", "up", "--lock-timeout", "60s"]));
+    let a = finish(first, Duration::from_secs(60)).await.expect(0);
+    assert!(a.stdout.contains("applied 2 migrations"), "{}", a.stdout);
+    let b = finish(second, Duration::from_secs(60)).await.expect(0);
+    assert!(b.stdout.contains("nothing to apply"), "{}", b.stdout);
+}
+
+/// A migration that releases our lock itself: the run stops before the next one (exit 3),
+/// never going on unlocked.
+#[tokio::test]
+async fn a_migration_that_releases_the_lock_stops_the_run_before_the_next() {
+    let db = TestDb::new().await;
+    let dir = Dir::new(&[
+        ("1_a.sql", "CREATE TABLE a (id int);\nSELECT pg_advisory_unlock_all();"),
+        ("2_b.sql", "CREATE TABLE b (id int);"),
+    ]);
+    let lost = run(cmd(&db, &dir, &["migrate", "up"])).await.expect(3);
+    assert!(
+        lost.stderr.contains("lost the migration lock for schema `public`")
+            && lost.stderr.contains("a migration released it")
+            && lost.stderr.contains("nothing after 1 was applied"),
+        "{}",
+        lost.stderr
+    );
+    let mut conn = db.connect().await;
+    assert!(!scalar::<bool>(&mut conn, "SELECT to_regclass('public.b') IS NOT NULL").await);
+}
+
+/// `up` and `down` racing after a lock kill: whatever interleaving happens, the history is
+/// one a serial order makes, and each table exists exactly when its row says applied.
+#[tokio::test]
+async fn up_racing_down_after_a_lock_kill_leaves_a_serial_history() {
+    let db = TestDb::new().await;
+    let dir = logged(3);
+    for v in 2..=4 {
+        dir.write(
+            &format!("{v}_t{v}.down.sql"),
+            &format!("DROP TABLE t{v}; DELETE FROM applied WHERE version = {v};"),
+        );
+        let up = std::fs::read_to_string(dir.path.join(format!("{v}_t{v}.sql"))).unwrap();
+        dir.remove(&format!("{v}_t{v}.sql"));
+        dir.write(&format!("{v}_t{v}.up.sql"), &up);
+    }
+    let mut conn = db.connect().await;
+    dir.write("3_t3.up.sql", "CREATE TABLE t3 (id int);\nINSERT INTO applied VALUES (3);");
+    run(cmd(&db, &dir, &["migrate", "up", "--target", "3"])).await.expect(0);
+    dir.write(
+        "4_t4.up.sql",
+        "CREATE TABLE t4 (id int);\nSELECT pg_sleep(30);\nINSERT INTO applied VALUES (4);",
+    );
+    let up = spawn(cmd(&db, &dir, &["migrate", "up"]));
+    wait_until(&mut conn, SLEEPING).await;
+    let down = spawn(cmd(&db, &dir, &["migrate", "down", "--steps", "1", "--lock-timeout", "60s"]));
+    exec(&mut conn, KILL_LOCK_HOLDER).await;
+    finish(up, Duration::from_secs(30)).await.expect(3);
+    finish(down, Duration::from_secs(30)).await.expect(0);
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM shipgate_migrations WHERE success ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2], "4 never committed, 3 was reverted");
+    let applied: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM applied ORDER BY 1").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(applied, [2]);
+    for (table, exists) in [("t2", true), ("t3", false), ("t4", false)] {
+        let found: bool =
+            scalar(&mut conn, &format!("SELECT to_regclass('public.{table}') IS NOT NULL")).await;
+        assert_eq!(found, exists, "{table}");
+    }
+}

@@ -519,3 +519,45 @@ async fn tenants_query_runs_read_only() {
     let n: i64 = scalar(&mut conn, "SELECT count(*) FROM tenants").await;
     assert_eq!(n, 2, "the query wrote nothing");
 }
+
+/// The control session holds the fleet lock and idles while workers migrate. When it ends
+/// (an operator's pg_terminate_backend, an idle cut), the fleet notices within seconds, starts
+/// no further tenant, and exits 3: two fleet runs must never overlap unnoticed.
+#[tokio::test]
+async fn a_fleet_that_loses_its_fleet_lock_starts_no_further_tenant_and_exits_3() {
+    let db = TestDb::new().await;
+    let mut migrations = ten_migrations()[..2].to_vec();
+    migrations[1].1.push_str(
+        " DO $$ BEGIN IF current_schema() = 'tenant_002' THEN PERFORM pg_sleep(8); END IF; END $$;",
+    );
+    let dir = project(&migrations);
+    let mut conn = fleet(&db, &dir, 5).await;
+    let query = "SELECT schema_name FROM tenants ORDER BY schema_name";
+    let child = spawn(cmd(&db, &dir, &["tenants", "up", "--concurrency", "1", "--tenants-query", query]));
+    let started = Instant::now();
+    let sleeping = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                    AND wait_event = 'PgSleep')";
+    while !scalar::<bool>(&mut conn, sleeping).await {
+        assert!(started.elapsed() < Duration::from_secs(30), "tenant_002 never reached its slow migration");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The idle session with an advisory lock is the control session; the worker is busy.
+    exec(
+        &mut conn,
+        "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+         WHERE a.datname = current_database() AND a.state = 'idle' AND l.locktype = 'advisory' AND l.granted",
+    )
+    .await;
+    let lost = finish(child, Duration::from_secs(60)).await.expect(3);
+    assert!(lost.stderr.contains("lost the fleet lock (session ended"), "{}", lost.stderr);
+    assert!(lost.stdout.contains("3 not attempted"), "{}", lost.stdout);
+    // The tenant in flight finished under its own lock; the next run does the rest once.
+    let t2: i64 = scalar(&mut conn, "SELECT count(*) FROM tenant_002.shipgate_migrations").await;
+    assert_eq!(t2, 2);
+    let again = run(cmd(&db, &dir, &["tenants", "up"])).await.expect(0);
+    assert!(
+        again.stdout.contains("5 tenants: 3 migrated (6 migrations), 2 already current"),
+        "{}",
+        again.stdout
+    );
+}

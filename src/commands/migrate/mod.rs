@@ -80,7 +80,9 @@ pub async fn run_each(
         Direction::Up => ("applying", "applied"),
         Direction::Down => ("reverting", "reverted"),
     };
+    let mut after = None;
     for (done, m) in todo.iter().enumerate() {
+        s.check_lock(after).await?;
         if let Some(signal) = shutdown.requested() {
             return Err(Error::interrupted(
                 signal,
@@ -95,9 +97,11 @@ pub async fn run_each(
         tracing::info!("{doing} {} ({})", m.version, m.description);
         let last = done + 1 == todo.len();
         let took = s.execute(m, direction, &cfg.limits, &by, last, shutdown).await?;
+        after = Some(m.version);
         out.emit(&event(m, took));
     }
-    Ok(())
+    // A lock lost during the last migration still fails the run: never exit 0 after one.
+    s.check_lock(after).await
 }
 
 /// One line of a `--dry-run` plan: the script this direction would run, with its timeouts.

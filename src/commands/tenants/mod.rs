@@ -46,7 +46,7 @@ pub struct Control {
     conn: tokio::sync::Mutex<PgConnection>,
     pub database: String,
     pub master: String,
-    fleet_lock: Option<i64>,
+    pub fleet_lock: Option<i64>,
 }
 
 impl Control {
@@ -98,6 +98,7 @@ impl Control {
         let what = format!("the tenant fleet ({})", self.describe(cfg));
         lock::acquire(self.conn.get_mut(), key, &what, cfg.db.lock_timeout, shutdown).await?;
         self.fleet_lock = Some(key);
+        lock::confirm(self.conn.get_mut(), key, &what).await?;
         Ok(())
     }
 
@@ -252,6 +253,7 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
             canary: cfg.canary,
             fail_fast: cfg.fail_fast,
             by: Writer { run_id: &cfg.db.run_id, applied_by: &applied_by },
+            fleet_lock: control.fleet_lock,
         };
         let (mut results, interrupted) =
             fleet_run::run(&fleet, tenants, &control.conn, shutdown, out).await?;

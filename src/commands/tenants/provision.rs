@@ -63,6 +63,7 @@ pub async fn run(cfg: &FleetConfig, name: &str, shutdown: &Shutdown, out: &Repor
             canary: 0,
             fail_fast: true,
             by: Writer { run_id: &cfg.db.run_id, applied_by: &applied_by },
+            fleet_lock: control.fleet_lock,
         };
         let tenants = vec![Tenant { name: name.to_string(), failed_before }];
         let (results, interrupted) = fleet_run::run(&fleet, tenants, &control.conn, shutdown, out).await?;
