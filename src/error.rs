@@ -18,8 +18,10 @@ Exit codes:
   2    usage, configuration or bad input (malformed migration files, templates or secrets,
        bad flags, unknown cluster, task definition or secret); nothing changed
   3    could not reach the database or AWS (connection, TLS, credentials, permissions), could
-       not take the migration lock in time, or another migration task is running; nothing
-       changed
+       not take the migration lock in time, or another migration task is running: nothing
+       changed. Or the run lost its database session or its migration lock part-way: the
+       migration in flight was rolled back (or keeps its recorded progress), nothing after it
+       ran; rerun to continue
   130  interrupted by SIGINT; the statement in flight was cancelled and rolled back (a
        followed task was stopped)
   143  interrupted by SIGTERM (ECS StopTask); as for 130

@@ -12,21 +12,45 @@ static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 /// What a secret is replaced with.
 pub const MASK: &str = "********";
 
-/// Remember a secret value (and its URL-encoded form) so it is masked everywhere.
+/// Remember a secret value so it is masked everywhere, in every form it can be printed in:
+/// as is, URL-encoded (form and percent), JSON-escaped (`--output json`), Rust-Debug-escaped
+/// (error chains, `-vv` logs) and SQL-quoted (`'` doubled, as in a logged statement). A value
+/// that is a URL with a password also registers that password, encoded and decoded, since a
+/// program may print only that part.
 pub fn register(secret: &str) {
     if secret.is_empty() {
         return;
     }
+    let mut values = forms(secret);
+    if let Ok(url) = url::Url::parse(secret)
+        && let Some(password) = url.password()
+    {
+        values.extend(forms(password));
+        values.extend(forms(&percent_encoding::percent_decode_str(password).decode_utf8_lossy()));
+    }
     let mut list = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    let encoded = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>();
-    let percent = encoded.replace('+', "%20");
-    for value in [secret.to_string(), encoded, percent] {
-        if !list.contains(&value) {
+    for value in values {
+        if !value.is_empty() && !list.contains(&value) {
             list.push(value);
         }
     }
     // Longest first, so a secret that contains another is masked whole.
     list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+fn forms(secret: &str) -> Vec<String> {
+    let inner = |quoted: String| quoted[1..quoted.len() - 1].to_string();
+    let json = |text: &str| inner(serde_json::to_string(text).expect("strings serialize"));
+    let debug = |text: &str| inner(format!("{text:?}"));
+    let encoded = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>();
+    let mut forms = vec![encoded.replace('+', "%20"), encoded];
+    // As written, and as a SQL literal writes it; each also escaped for JSON, for Debug, and
+    // both (a JSON event carrying a Debug-formatted error or statement log).
+    for base in [secret.to_string(), secret.replace('\'', "''")] {
+        let debugged = debug(&base);
+        forms.extend([json(&base), json(&debugged), debugged, base]);
+    }
+    forms
 }
 
 /// Mask every registered secret in `text`.
@@ -56,6 +80,28 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(redact(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn masks_escaped_forms_and_the_password_of_a_url_secret() {
+        let password = r#"Zq9"p@ss:w/rd%#? x\q'z7"#;
+        register(password);
+        let json = serde_json::to_string(password).unwrap();
+        let debug = format!("{password:?}");
+        let cases = [
+            format!("{{\"message\":{json}}}"),
+            format!("error: {debug}"),
+            serde_json::to_string(&debug).unwrap(),
+            format!("INSERT INTO t VALUES ('{}')", password.replace('\'', "''")),
+        ];
+        for text in cases {
+            let shown = redact(&text);
+            assert!(!shown.contains("Zq9") && !shown.contains("rd%#"), "{text} -> {shown}");
+        }
+        register("postgres://app:hunter%2F42x@db/app");
+        for text in ["pw hunter%2F42x", "pw hunter/42x"] {
+            assert!(!redact(text).contains("hunter"), "{text}");
         }
     }
 }

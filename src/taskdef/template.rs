@@ -15,9 +15,38 @@ pub struct Vars<'a> {
 }
 
 impl Vars<'_> {
-    fn get(&self, name: &str) -> Option<String> {
-        self.explicit.get(name).cloned().or_else(|| (self.env)(name))
+    /// A value given explicitly, else one from the environment, except that a credential
+    /// in the orchestrator's environment never renders into a task definition (which ECS
+    /// stores and shows in clear text) unless it was passed on purpose.
+    fn get(&self, name: &str) -> Result<Option<String>, String> {
+        if let Some(value) = self.explicit.get(name) {
+            return Ok(Some(value.clone()));
+        }
+        match (self.env)(name) {
+            Some(_) if credential_like(name) => Err(format!(
+                "`${{{name}}}` would put a credential from the environment into the task definition, which ECS \
+                 stores and shows in clear text; pass it to the container as a secret (`secrets` with a \
+                 Secrets Manager ARN), or, if it is not a secret, pass it on purpose with --var {name}=VALUE"
+            )),
+            value => Ok(value),
+        }
     }
+}
+
+/// Environment names that hold credentials: AWS's (but the region and account, which
+/// templates need), GitHub's tokens, and anything named like a secret, token, key or password,
+/// except names of a reference to one (`DATABASE_SECRET_ARN`, `DB_SECRET_ID`).
+pub fn credential_like(name: &str) -> bool {
+    const AWS_PLAIN: [&str; 3] = ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCOUNT_ID"];
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("AWS_") {
+        return !AWS_PLAIN.contains(&upper.as_str());
+    }
+    let reference = ["_ARN", "_ID", "_NAME"].iter().any(|end| upper.ends_with(end));
+    !reference
+        && ["SECRET", "TOKEN", "PASSWORD", "PASSWD", "API_KEY", "PRIVATE_KEY"]
+            .iter()
+            .any(|w| upper.contains(w))
 }
 
 /// A problem in the template text, with its 1-based line.
@@ -105,7 +134,7 @@ fn expand(inner: &str, vars: &Vars) -> Result<String, String> {
             "`${{{inner}}}` is not a valid placeholder: names are letters, digits and `_`, not starting with a digit"
         ));
     }
-    match (vars.get(name).filter(|v| !v.is_empty()), default) {
+    match (vars.get(name)?.filter(|v| !v.is_empty()), default) {
         (Some(value), _) => Ok(value),
         (None, Some(default)) => Ok(default.to_string()),
         (None, None) => Err(format!(
@@ -125,10 +154,16 @@ fn push_json_escaped(out: &mut String, value: &str) {
     out.push_str(&quoted[1..quoted.len() - 1]);
 }
 
-/// Parse `NAME=VALUE` (from `--var` or a vars file line).
+/// Parse `NAME=VALUE` (from `--var` or a vars file line). A line that is not one is quoted
+/// without its value: `DB_PASSWORD: hunter2` (a YAML habit) must not print the password.
 pub fn parse_assignment(text: &str) -> Result<(String, String), String> {
-    let (name, value) =
-        text.split_once('=').ok_or_else(|| format!("`{text}` is not NAME=VALUE (no `=` in it)"))?;
+    let (name, value) = text.split_once('=').ok_or_else(|| {
+        let found = match text.split_once(':') {
+            Some((name, _)) if valid_name(name.trim()) => format!("`{}: ***`", name.trim()),
+            _ => "a line with no `=` (not shown: it may hold a value)".to_string(),
+        };
+        format!("expected NAME=VALUE, found {found}")
+    })?;
     let name = name.trim();
     if !valid_name(name) {
         return Err(format!("`{name}` is not a variable name (letters, digits and `_`)"));
@@ -177,6 +212,52 @@ mod tests {
         assert!(problems[0].message.contains("variable `A` is not set"));
         assert!(problems[1].message.contains("not a valid placeholder"));
         assert!(problems[2].message.contains("never closed"));
+    }
+
+    #[test]
+    fn credentials_in_the_environment_are_refused_unless_passed_on_purpose() {
+        let env = [("AWS_SECRET_ACCESS_KEY", "wJalr"), ("GH_TOKEN", "ghp_x"), ("AWS_REGION", "eu-west-1")];
+        let cases: [(&str, &[(&str, &str)], Result<&str, &str>); 5] = [
+            (r#"{"a": "${AWS_SECRET_ACCESS_KEY}"}"#, &[], Err("would put a credential")),
+            (r#"{"a": "${GH_TOKEN}"}"#, &[], Err("--var GH_TOKEN=VALUE")),
+            (r#"{"a": "${AWS_REGION}"}"#, &[], Ok(r#"{"a": "eu-west-1"}"#)),
+            (r#"{"a": "${GH_TOKEN}"}"#, &[("GH_TOKEN", "on-purpose")], Ok(r#"{"a": "on-purpose"}"#)),
+            (r#"{"a": "${DB_PASSWORD:-none}"}"#, &[], Ok(r#"{"a": "none"}"#)),
+        ];
+        for (text, explicit, expected) in cases {
+            match (render(text, explicit, &env), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
+                (Err(problems), Err(needle)) => assert!(problems[0].message.contains(needle), "{problems:?}"),
+                (got, want) => panic!("{text}: {got:?} vs {want:?}"),
+            }
+        }
+        for name in [
+            "AWS_SESSION_TOKEN",
+            "AWS_ACCESS_KEY_ID",
+            "GITHUB_TOKEN",
+            "STRIPE_SECRET",
+            "DB_PASSWORD",
+            "OPENAI_API_KEY",
+        ] {
+            assert!(credential_like(name), "{name}");
+        }
+        for name in
+            ["IMAGE_TAG", "AWS_REGION", "CLUSTER", "DATABASE_SECRET_ARN", "DB_SECRET_ID", "KEYCLOAK_URL"]
+        {
+            assert!(!credential_like(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_line_that_is_not_an_assignment_is_quoted_without_its_value() {
+        let cases = [
+            ("DB_PASSWORD: hunter2", "found `DB_PASSWORD: ***`"),
+            ("hunter2", "found a line with no `=` (not shown"),
+        ];
+        for (line, needle) in cases {
+            let e = parse_assignment(line).unwrap_err();
+            assert!(e.contains(needle) && !e.contains("hunter2"), "{e}");
+        }
     }
 
     #[test]

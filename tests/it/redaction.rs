@@ -13,10 +13,25 @@ use crate::support::{Dir, run, shipgate};
 use crate::tls;
 
 const PASSWORD: &str = "Sup3r-S3cret/Pass word";
-/// Forms the password could be printed in: as is, percent-encoded (URLs), form-encoded, and
-/// the distinctive part alone.
-const FORMS: &[&str] =
-    &["Sup3r-S3cret/Pass word", "Sup3r-S3cret%2FPass%20word", "Sup3r-S3cret%2FPass+word", "Sup3r-S3cret"];
+/// What AWS Secrets Manager's generated passwords look like: quotes, a backslash, `%`, `#`,
+/// `?`, `:`, `/`, a space.
+const HOSTILE: &str = r#"Zq9"p@ss:w/rd%#? x\q'z7"#;
+
+/// Forms a password could be printed in: as is, percent-encoded (URLs), form-encoded,
+/// JSON-escaped, Debug-escaped, and its distinctive pieces alone.
+fn forms(password: &str, pieces: &[&str]) -> Vec<String> {
+    let json = serde_json::to_string(password).unwrap();
+    let debug = format!("{password:?}");
+    let mut forms = vec![
+        password.to_string(),
+        url::form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>(),
+        url::form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>().replace('+', "%20"),
+        json[1..json.len() - 1].to_string(),
+        debug[1..debug.len() - 1].to_string(),
+    ];
+    forms.extend(pieces.iter().map(|p| p.to_string()));
+    forms
+}
 
 fn url_with_password(url: &str, password: &str) -> String {
     let mut u = url::Url::parse(url).unwrap();
@@ -33,6 +48,19 @@ struct Scenario {
 
 #[tokio::test]
 async fn a_password_never_appears_in_any_failure_at_any_log_level() {
+    let levels: &[&[&str]] = &[&[], &["-v"], &["-vv"], &["--quiet"]];
+    every_failure(PASSWORD, &forms(PASSWORD, &["Sup3r-S3cret"]), levels).await;
+}
+
+/// The same with quotes and a backslash in the password, which JSON and Debug escaping would
+/// change before a plain-text mask could see them, at the most verbose level.
+#[tokio::test]
+async fn a_password_with_quotes_and_a_backslash_never_appears_escaped() {
+    let levels: &[&[&str]] = &[&[], &["-vvv"]];
+    every_failure(HOSTILE, &forms(HOSTILE, &["Zq9", "rd%#", "x\\q", "q'z7"]), levels).await;
+}
+
+async fn every_failure(password: &'static str, forms: &[String], levels: &[&[&str]]) {
     let db = TestDb::new().await;
     let u = url::Url::parse(&db.url).unwrap();
     let (host, port, user) = (u.host_str().unwrap().to_string(), u.port().unwrap(), u.username().to_string());
@@ -53,15 +81,42 @@ async fn a_password_never_appears_in_any_failure_at_any_log_level() {
                 cmd
             })
         };
-    let wrong_url = url_with_password(&db.url, PASSWORD);
+    let wrong_url = url_with_password(&db.url, password);
+    // A role with this password connects; a migration that quotes the password then fails, its
+    // SQL logged at -vvv and its error (which quotes the value) reported in text and JSON.
+    let literal = format!("'{}'", password.replace('\'', "''"));
+    let role = format!("pw_{}", db.name);
+    crate::support::pg::exec(
+        &mut db.connect().await,
+        &format!(
+            "CREATE ROLE {role} LOGIN PASSWORD {literal}; GRANT ALL ON SCHEMA public TO {role}; \
+             GRANT CONNECT ON DATABASE {} TO {role}",
+            db.name
+        ),
+    )
+    .await;
+    let quoting = Dir::new(&[("1_quote.sql", &format!("SELECT {literal}::int;"))]);
+    let quoting_source = quoting.arg().to_string();
+    let mut trusted = url::Url::parse(&db.url).unwrap();
+    trusted.set_username(&role).unwrap();
+    let trusted_url = url_with_password(trusted.as_str(), password);
     let mut scenarios = vec![
+        Scenario {
+            name: "a migration quoting the password fails",
+            code: 1,
+            cmd: Box::new(move || {
+                let mut cmd = shipgate(&["migrate", "up"]);
+                cmd.env("SHIPGATE_SOURCE", &quoting_source).env("DATABASE_URL", &trusted_url);
+                cmd
+            }),
+        },
         Scenario {
             name: "wrong password in DATABASE_URL",
             code: 3,
             cmd: with(&["migrate", "up"], vec![("DATABASE_URL", wrong_url.clone())]),
         },
         Scenario {
-            name: "wrong DB_PASSWORD",
+            name: "wrong DB_password",
             code: 3,
             cmd: with(
                 &["db", "check"],
@@ -70,16 +125,16 @@ async fn a_password_never_appears_in_any_failure_at_any_log_level() {
                     ("DB_PORT", port.to_string()),
                     ("DB_USER", user.clone()),
                     ("DB_NAME", db.name.clone()),
-                    ("DB_PASSWORD", PASSWORD.into()),
+                    ("DB_password", password.into()),
                 ],
             ),
         },
         Scenario {
-            name: "bad DB_PORT next to DB_PASSWORD",
+            name: "bad DB_PORT next to DB_password",
             code: 2,
             cmd: with(
                 &["migrate", "status"],
-                vec![("DB_PORT", "five".into()), ("DB_PASSWORD", PASSWORD.into())],
+                vec![("DB_PORT", "five".into()), ("DB_password", password.into())],
             ),
         },
         Scenario {
@@ -87,7 +142,7 @@ async fn a_password_never_appears_in_any_failure_at_any_log_level() {
             code: 2,
             cmd: with(
                 &["migrate", "up"],
-                vec![("DATABASE_URL", format!("postgres://u:{PASSWORD}@h:port/db"))],
+                vec![("DATABASE_URL", format!("postgres://u:{password}@h:port/db"))],
             ),
         },
         Scenario {
@@ -97,7 +152,7 @@ async fn a_password_never_appears_in_any_failure_at_any_log_level() {
                 &["db", "check"],
                 vec![(
                     "DATABASE_URL",
-                    url_with_password(&format!("postgres://u@127.0.0.1:{closed_port}/db"), PASSWORD),
+                    url_with_password(&format!("postgres://u@127.0.0.1:{closed_port}/db"), password),
                 )],
             ),
         },
@@ -107,7 +162,7 @@ async fn a_password_never_appears_in_any_failure_at_any_log_level() {
             cmd: with(
                 &["db", "check", "--sslmode", "verify-full"],
                 vec![
-                    ("DATABASE_URL", url_with_password(&tls_server.url, PASSWORD)),
+                    ("DATABASE_URL", url_with_password(&tls_server.url, password)),
                     ("PGSSLROOTCERT", tls_server.other_ca()),
                 ],
             ),
@@ -117,29 +172,29 @@ async fn a_password_never_appears_in_any_failure_at_any_log_level() {
             code: 3,
             cmd: with(
                 &["migrate", "up", "--sslmode", "disable"],
-                vec![("DATABASE_URL", url_with_password(&tls_server.url, PASSWORD))],
+                vec![("DATABASE_URL", url_with_password(&tls_server.url, password))],
             ),
         },
     ];
 
     let m = moto("a_password_never_appears_in_any_failure_at_any_log_level (secret scenarios)").await;
     if let Some(m) = &m {
-        let rds = json!({"engine": "postgres", "host": host, "port": port, "username": user, "password": PASSWORD, "dbname": db.name});
+        let rds = json!({"engine": "postgres", "host": host, "port": port, "username": user, "password": password, "dbname": db.name});
         let secrets: Vec<(&'static str, i32, String)> = vec![
             ("secret with the wrong password (read twice)", 3, rds.to_string()),
             ("secret URL with the wrong password", 3, json!({"DATABASE_URL": wrong_url}).to_string()),
-            ("secret that is not valid JSON", 2, format!(r#"{{"username":"u","password":"{PASSWORD}""#)),
-            ("secret without a username", 2, json!({"password": PASSWORD, "host": host}).to_string()),
+            ("secret that is not valid JSON", 2, format!(r#"{{"username":"u","password":"{password}""#)),
+            ("secret without a username", 2, json!({"password": password, "host": host}).to_string()),
             (
                 "secret URL of another database",
                 2,
-                json!({"url": format!("mysql://u:{PASSWORD}@h/db")}).to_string(),
+                json!({"url": format!("mysql://u:{password}@h/db")}).to_string(),
             ),
-            ("secret that is neither JSON nor a URL", 2, PASSWORD.to_string()),
+            ("secret that is neither JSON nor a URL", 2, password.to_string()),
             (
                 "secret pointing at a closed port",
                 3,
-                json!({"host": "127.0.0.1", "port": closed_port, "username": "u", "password": PASSWORD})
+                json!({"host": "127.0.0.1", "port": closed_port, "username": "u", "password": password})
                     .to_string(),
             ),
         ];
@@ -169,14 +224,14 @@ async fn a_password_never_appears_in_any_failure_at_any_log_level() {
 
     let mut runs = 0;
     for scenario in &scenarios {
-        for level in [&[][..], &["-v"], &["-vv"], &["--quiet"]] {
+        for level in levels {
             for output in ["text", "json"] {
                 let mut cmd = (scenario.cmd)();
-                cmd.args(level).args(["--output", output]);
+                cmd.args(*level).args(["--output", output]);
                 let out = run(cmd).await.expect(scenario.code);
-                for form in FORMS {
+                for form in forms {
                     assert!(
-                        !out.all().contains(form),
+                        !out.all().contains(form.as_str()),
                         "{} {level:?} {output}: printed the password as {form}:\n{}",
                         scenario.name,
                         out.all()
