@@ -217,7 +217,8 @@ mod tests {
     #[test]
     fn credentials_in_the_environment_are_refused_unless_passed_on_purpose() {
         let env = [("AWS_SECRET_ACCESS_KEY", "wJalr"), ("GH_TOKEN", "ghp_x"), ("AWS_REGION", "eu-west-1")];
-        let cases: [(&str, &[(&str, &str)], Result<&str, &str>); 5] = [
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<&'a str, &'a str>);
+        let cases: [Case; 5] = [
             (r#"{"a": "${AWS_SECRET_ACCESS_KEY}"}"#, &[], Err("would put a credential")),
             (r#"{"a": "${GH_TOKEN}"}"#, &[], Err("--var GH_TOKEN=VALUE")),
             (r#"{"a": "${AWS_REGION}"}"#, &[], Ok(r#"{"a": "eu-west-1"}"#)),
