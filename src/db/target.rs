@@ -20,8 +20,10 @@
 //! **How TLS is used**, highest first: `--sslmode` / `--ssl-root-cert`; `sslmode` /
 //! `sslrootcert` in the URL; `DB_SSL`, `DB_SSL_REJECT_UNAUTHORIZED`, `DB_SSL_CERT_PATH`
 //! (node-postgres semantics: `DB_SSL=true` verifies unless `DB_SSL_REJECT_UNAUTHORIZED=false`);
-//! `PGSSLMODE` / `PGSSLROOTCERT`; and by default `verify-full` with the compiled-in RDS CAs for
-//! `*.rds.amazonaws.com` hosts, `prefer` elsewhere.
+//! `PGSSLMODE` / `PGSSLROOTCERT`; and by default `verify-full` for every host that is not the
+//! machine itself (the compiled-in RDS CAs plus the public roots), `prefer` on loopback and
+//! unix sockets. `prefer` falls back to clear text when the server (or an attacker on the
+//! path) says no, so it is never the default where a path exists.
 //!
 //! Everything is read and validated up front ([`settings`]); only the secret's value arrives
 //! later ([`resolve`]). Every password seen is registered for redaction before anything can
@@ -368,8 +370,29 @@ pub fn resolve(
         }
     };
     let tls = decide_tls(&settings.tls, &url_tls, options.get_host());
+    warn_cleartext(&tls, options.get_host());
     let options = apply_tls(options, &tls)?;
     Ok(DbTarget { options, origin, password_from_secret, secret_version, tls, generation })
+}
+
+/// A mode that may send the password in clear text over a real network says so, once per
+/// process (every connection resolves the target again).
+fn warn_cleartext(tls: &TlsChoice, host: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let risky = matches!(tls.mode, SslMode::Disable | SslMode::Allow | SslMode::Prefer);
+    if risky && !tls::is_loopback(host) && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "sslmode {} (from {}) to {host}: the connection {}; anyone on the path can read the password and \
+             the data. Use verify-full (the default) unless this network is trusted",
+            tls.mode.name(),
+            tls.mode_from,
+            if tls.mode == SslMode::Disable {
+                "is not encrypted"
+            } else {
+                "falls back to clear text when the server, or an attacker, refuses TLS"
+            }
+        );
+    }
 }
 
 fn secret_fields(creds: &SecretCreds) -> PgConnectOptions {
@@ -399,8 +422,10 @@ pub fn decide_tls(inputs: &TlsInputs, url: &UrlTls, host: &str) -> TlsChoice {
         .or(inputs.pg_mode.map(|m| (m, "PGSSLMODE")))
         .unwrap_or(if rds {
             (SslMode::VerifyFull, "the default for RDS hosts")
+        } else if tls::is_loopback(host) {
+            (SslMode::Prefer, "the default on loopback")
         } else {
-            (SslMode::Prefer, "the default")
+            (SslMode::VerifyFull, "the default for hosts that are not loopback")
         });
     let file = [
         (&inputs.flag_root, "--ssl-root-cert"),
@@ -412,7 +437,7 @@ pub fn decide_tls(inputs: &TlsInputs, url: &UrlTls, host: &str) -> TlsChoice {
     .find_map(|(path, from)| path.clone().map(|path| Roots::File { path, from }));
     let roots = match file {
         Some(file) => file,
-        None if rds => Roots::RdsBundle,
+        None if rds || !tls::is_loopback(host) => Roots::RdsBundle,
         None => Roots::Public,
     };
     TlsChoice { mode, mode_from, roots }
@@ -610,7 +635,30 @@ mod tests {
         };
         type Expected<'a> = (SslMode, &'a str, Roots);
         let cases: Vec<(TlsInputs, UrlTls, &str, Expected)> = vec![
-            (TlsInputs::default(), UrlTls::default(), "localhost", (Prefer, "the default", Roots::Public)),
+            (
+                TlsInputs::default(),
+                UrlTls::default(),
+                "localhost",
+                (Prefer, "the default on loopback", Roots::Public),
+            ),
+            (
+                TlsInputs::default(),
+                UrlTls::default(),
+                "127.0.0.1",
+                (Prefer, "the default on loopback", Roots::Public),
+            ),
+            (
+                TlsInputs::default(),
+                UrlTls::default(),
+                "/run/postgresql",
+                (Prefer, "the default on loopback", Roots::Public),
+            ),
+            (
+                TlsInputs::default(),
+                UrlTls::default(),
+                "db.internal",
+                (VerifyFull, "the default for hosts that are not loopback", Roots::RdsBundle),
+            ),
             (
                 TlsInputs::default(),
                 UrlTls::default(),
@@ -641,8 +689,14 @@ mod tests {
             (
                 inputs(&|i| i.db_ssl = Some(true)),
                 UrlTls::default(),
-                "h",
+                "localhost",
                 (VerifyFull, "DB_SSL=true", Roots::Public),
+            ),
+            (
+                inputs(&|i| i.db_ssl = Some(true)),
+                UrlTls::default(),
+                "h",
+                (VerifyFull, "DB_SSL=true", Roots::RdsBundle),
             ),
             (
                 inputs(&|i| {

@@ -105,6 +105,16 @@ pub fn is_rds_host(host: &str) -> bool {
     host.trim_end_matches('.').to_ascii_lowercase().ends_with(".rds.amazonaws.com")
 }
 
+/// A host whose traffic never leaves the machine: `localhost`, `127.0.0.0/8`, `::1`, or a
+/// unix socket directory. Only there may a connection stay unencrypted by default.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_end_matches('.').trim_start_matches('[').trim_end_matches(']');
+    host.is_empty()
+        || host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The region in an RDS endpoint: `db.abc123.eu-west-1.rds.amazonaws.com` → `eu-west-1`.
 pub fn rds_region(host: &str) -> Option<String> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -119,8 +129,8 @@ pub enum Roots {
     Public,
     /// A CA file the user named, and the variable or flag that named it.
     File { path: PathBuf, from: &'static str },
-    /// The compiled-in Amazon RDS bundle (plus the public roots, which RDS Proxy's
-    /// certificates chain to).
+    /// The compiled-in Amazon RDS bundle plus the public roots (which RDS Proxy's
+    /// certificates chain to): the default for every host that is not loopback.
     RdsBundle,
 }
 
@@ -129,7 +139,7 @@ impl fmt::Display for Roots {
         match self {
             Roots::Public => f.write_str("the public web roots"),
             Roots::File { path, from } => write!(f, "the CA file {} (from {from})", path.display()),
-            Roots::RdsBundle => f.write_str("the compiled-in Amazon RDS CA bundle"),
+            Roots::RdsBundle => f.write_str("the public web roots and the compiled-in Amazon RDS CA bundle"),
         }
     }
 }
@@ -221,9 +231,12 @@ impl Problem {
                 tls.mode.name(),
                 tls.mode_from
             ),
-            Problem::Chain(detail) => {
-                format!("TLS: the server's certificate chain is not trusted by {} ({detail})", tls.roots)
-            }
+            Problem::Chain(detail) => format!(
+                "TLS: the server's certificate chain is not trusted by {} ({detail}; sslmode={} from {})",
+                tls.roots,
+                tls.mode.name(),
+                tls.mode_from
+            ),
             Problem::Hostname(detail) => {
                 format!("TLS: the server's certificate is not valid for the host name `{host}` ({detail})")
             }
@@ -234,8 +247,9 @@ impl Problem {
     /// What to do about it.
     pub fn hint(&self, host: &str, tls: &TlsChoice) -> String {
         match self {
-            Problem::Refused => "turn on ssl on the server, or accept an unencrypted connection with \
-                                 --sslmode prefer (or disable)"
+            Problem::Refused => "turn on ssl on the server. If (and only if) the network to it is trusted, \
+                                 accept an unencrypted connection with --sslmode prefer (or disable): an \
+                                 attacker on the path can also refuse TLS, to read the password"
                 .to_string(),
             Problem::Required => "use --sslmode require (or verify-full with the server's CA): \
                                   DB_SSL=true, PGSSLMODE or ?sslmode= in the URL set it too"

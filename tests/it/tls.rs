@@ -206,3 +206,80 @@ async fn no_tls_against_a_server_that_requires_it_says_so() {
     pg::exec(&mut admin, "DROP SCHEMA IF EXISTS tls_it CASCADE; CREATE SCHEMA tls_it").await;
     run(up).await.expect(0);
 }
+
+/// A man in the middle that refuses TLS (answers the SSLRequest with `N`) and asks for the
+/// password in clear text. Returns its port and whether a password message ever reached it.
+fn downgrading_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got_password = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = got_password.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let read_message = |s: &mut std::net::TcpStream, tagged: bool| -> Option<(u8, Vec<u8>)> {
+                    let mut tag = [0u8; 1];
+                    if tagged {
+                        s.read_exact(&mut tag).ok()?;
+                    }
+                    let mut len = [0u8; 4];
+                    s.read_exact(&mut len).ok()?;
+                    let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+                    s.read_exact(&mut body).ok()?;
+                    Some((tag[0], body))
+                };
+                // SSLRequest (or a startup message when the client does not ask for TLS).
+                let Some((_, first)) = read_message(&mut s, false) else { return };
+                if first.starts_with(&80877103u32.to_be_bytes()) {
+                    let _ = s.write_all(b"N");
+                    if read_message(&mut s, false).is_none() {
+                        return;
+                    }
+                }
+                // AuthenticationCleartextPassword.
+                let _ = s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]);
+                if let Some((b'p', _)) = read_message(&mut s, true) {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (port, got_password)
+}
+
+/// `0.0.0.0` reaches this machine but is not loopback by name: it stands in for a database
+/// across a network, which is where a downgrade can happen.
+#[tokio::test]
+async fn a_server_that_refuses_tls_never_gets_the_password_by_default() {
+    let (port, got_password) = downgrading_server();
+    let url = format!("postgres://app:s3cr3t-downgrade@0.0.0.0:{port}/app");
+    let refused = run(check(&url, &[])).await.expect(3);
+    assert!(refused.stderr.contains("verify-full"), "{}", refused.stderr);
+    assert!(!got_password.load(std::sync::atomic::Ordering::SeqCst), "the password went out in clear text");
+
+    // Asked for explicitly, `prefer` falls back to clear text, and says what that risks.
+    let prefer = run(check(&url, &["--sslmode", "prefer"])).await;
+    assert!(
+        prefer.stderr.contains("falls back to clear text when the server, or an attacker, refuses TLS"),
+        "{}",
+        prefer.stderr
+    );
+    assert!(!prefer.all().contains("s3cr3t-downgrade"));
+}
+
+/// A server whose certificate comes from a CA nobody trusts: verify-full by default, refused.
+#[tokio::test]
+async fn a_self_signed_certificate_is_refused_by_default_on_a_network_host() {
+    let server = server();
+    let url = server.url.replace("@127.0.0.1:", "@0.0.0.0:");
+    let refused = run(check(&url, &[])).await.expect(3);
+    assert!(
+        refused.stderr.contains("verify-full")
+            && refused.stderr.contains("the default for hosts that are not loopback"),
+        "{}",
+        refused.stderr
+    );
+}
