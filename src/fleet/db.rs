@@ -54,7 +54,16 @@ pub async fn list(conn: &mut PgConnection, query: &str) -> Result<Vec<Listed>, S
         match row.try_get::<Option<String>, _>(0) {
             Ok(Some(name)) => out.push(Listed::Name(name)),
             Ok(None) => out.push(Listed::Unusable(format!("row {} has a NULL schema name", i + 1))),
-            Err(e) => return Err(format!("its first column must be text (the schema name): {e}")),
+            Err(_) => {
+                use sqlx::{Column, TypeInfo};
+                let (name, ty) =
+                    row.columns().first().map_or(("?", "?"), |c| (c.name(), c.type_info().name()));
+                return Err(format!(
+                    "its first column must be text (the schema name), but `{name}` is of type {}; cast it \
+                     (`SELECT {name}::text …`) or select the name column first",
+                    ty.to_lowercase()
+                ));
+            }
         }
     }
     Ok(out)

@@ -111,9 +111,13 @@ pub async fn acquire(
         if waited >= timeout {
             let who = holder(conn, key).await.ok().flatten();
             let by = who.map(|h| format!("; it is held by {h}")).unwrap_or_default();
+            let within = if timeout.is_zero() {
+                "at once (--lock-timeout 0s)".to_string()
+            } else {
+                format!("within {}", duration::human(timeout))
+            };
             return Err(Error::unavailable(format!(
-                "could not take the migration lock for {what} within {}{by}",
-                duration::human(timeout)
+                "could not take the migration lock for {what} {within}{by}"
             ))
             .hint(
                 "another deploy is migrating this schema; wait for it, or raise --lock-timeout. \

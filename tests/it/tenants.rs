@@ -561,3 +561,34 @@ async fn a_fleet_that_loses_its_fleet_lock_starts_no_further_tenant_and_exits_3(
         again.stdout
     );
 }
+
+/// The small messages: a tenants_query whose first column is not text names the column and
+/// its type (not a Rust type), and `--lock-timeout 0s` says "at once", not "within off".
+#[tokio::test]
+async fn a_non_text_tenants_query_and_a_zero_lock_timeout_are_said_plainly() {
+    let db = TestDb::new().await;
+    let dir = project(&ten_migrations()[..1]);
+    let _conn = fleet(&db, &dir, 2).await;
+    let typed =
+        run(cmd(&db, &dir, &["tenants", "status", "--tenants-query", "SELECT 42 AS id"])).await.expect(2);
+    assert!(typed.stderr.contains("`id` is of type int4"), "{}", typed.stderr);
+    assert!(!typed.stderr.contains("Rust") && !typed.stderr.contains("String"), "{}", typed.stderr);
+
+    let mut holder = db.connect().await;
+    // Hold the fleet lock as another fleet run would: a running `tenants up` stuck on a lock.
+    let mut blocker = db.connect().await;
+    exec(&mut blocker, "BEGIN; LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE").await;
+    let first = spawn(cmd(&db, &dir, &["tenants", "up"]));
+    let started = Instant::now();
+    let waiting = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                   AND wait_event_type = 'Lock' AND pid <> pg_backend_pid())";
+    while !scalar::<bool>(&mut holder, waiting).await {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first run never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = run(cmd(&db, &dir, &["tenants", "up", "--lock-timeout", "0s"])).await.expect(3);
+    assert!(second.stderr.contains("at once (--lock-timeout 0s)"), "{}", second.stderr);
+    assert!(!second.stderr.contains("within off"), "{}", second.stderr);
+    exec(&mut blocker, "ROLLBACK").await;
+    finish(first, Duration::from_secs(30)).await.expect(0);
+}
