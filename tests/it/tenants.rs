@@ -59,6 +59,25 @@ async fn rows_per_tenant(conn: &mut PgConnection) -> (i64, i64) {
     (counts.iter().sum(), counts.iter().copied().max().unwrap_or(0))
 }
 
+/// `tenants up` with one worker, in name order, returned once a tenant's migration sleeps.
+async fn run_until_asleep(
+    db: &TestDb,
+    dir: &Dir,
+    conn: &mut PgConnection,
+    tenant: &str,
+) -> std::process::Child {
+    let query = "SELECT schema_name FROM tenants ORDER BY schema_name";
+    let child = spawn(cmd(db, dir, &["tenants", "up", "--concurrency", "1", "--tenants-query", query]));
+    let started = Instant::now();
+    let sleeping = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                    AND wait_event = 'PgSleep')";
+    while !scalar::<bool>(conn, sleeping).await {
+        assert!(started.elapsed() < Duration::from_secs(30), "{tenant} never reached its slow migration");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
+}
+
 fn json_lines(run: &Run) -> Vec<serde_json::Value> {
     run.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
 }
@@ -441,15 +460,7 @@ async fn sigterm_cancels_the_tenants_in_flight_and_reports_the_fleet() {
     );
     let dir = project(&migrations);
     let mut conn = fleet(&db, &dir, 8).await;
-    let query = "SELECT schema_name FROM tenants ORDER BY schema_name";
-    let child = spawn(cmd(&db, &dir, &["tenants", "up", "--concurrency", "1", "--tenants-query", query]));
-    let started = Instant::now();
-    let sleeping = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
-                    AND wait_event = 'PgSleep')";
-    while !scalar::<bool>(&mut conn, sleeping).await {
-        assert!(started.elapsed() < Duration::from_secs(30), "tenant_003 never reached its slow migration");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child = run_until_asleep(&db, &dir, &mut conn, "tenant_003").await;
     let signalled = Instant::now();
     signal(&child, "TERM");
     let stopped = finish(child, Duration::from_secs(30)).await.expect(143);
@@ -532,15 +543,7 @@ async fn a_fleet_that_loses_its_fleet_lock_starts_no_further_tenant_and_exits_3(
     );
     let dir = project(&migrations);
     let mut conn = fleet(&db, &dir, 5).await;
-    let query = "SELECT schema_name FROM tenants ORDER BY schema_name";
-    let child = spawn(cmd(&db, &dir, &["tenants", "up", "--concurrency", "1", "--tenants-query", query]));
-    let started = Instant::now();
-    let sleeping = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
-                    AND wait_event = 'PgSleep')";
-    while !scalar::<bool>(&mut conn, sleeping).await {
-        assert!(started.elapsed() < Duration::from_secs(30), "tenant_002 never reached its slow migration");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child = run_until_asleep(&db, &dir, &mut conn, "tenant_002").await;
     // The idle session with an advisory lock is the control session; the worker is busy.
     exec(
         &mut conn,

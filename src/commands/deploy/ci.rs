@@ -79,7 +79,8 @@ impl Ci {
             append(path, &crate::redact::redact(&report::step_summary(record)), "GITHUB_STEP_SUMMARY");
         }
         if let Some(path) = &self.cfg.outputs {
-            append(path, &report::output_lines(&report::outputs(record)), "GITHUB_OUTPUT");
+            let lines = report::output_lines(&report::outputs(record));
+            append(path, &crate::redact::redact(&lines), "GITHUB_OUTPUT");
         }
     }
 }
