@@ -154,7 +154,7 @@ pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgCo
         };
         let failure = match outcome {
             Ok(Ok(mut conn)) => {
-                if let Err(e) = sqlx::raw_sql(super::KEEP_SESSION_SQL).execute(&mut conn).await {
+                if let Err(e) = sqlx::raw_sql(super::keep_session_sql(&conn)).execute(&mut conn).await {
                     tracing::debug!("could not turn the idle timeouts off: {}", super::error_text(&e));
                 }
                 if attempts > 1 {

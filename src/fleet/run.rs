@@ -350,7 +350,7 @@ async fn one(
     // The previous tenant's migrations may have changed the session (SET ROLE, SET ...): this
     // tenant starts from the connection's defaults, pointed at its own schema.
     let defaults = SessionDefaults { search_path: Some(quote_ident(name)) };
-    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(defaults.reset_sql())).execute(&mut *conn).await {
+    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(defaults.reset_sql(conn))).execute(&mut *conn).await {
         return failed(None, None, format!("could not set search_path: {}", db::error_text(&e)));
     }
     let key = lock::key(fleet.database, &table);

@@ -51,9 +51,11 @@ impl SessionDefaults {
     /// The statements that undo whatever an earlier migration set on the session, each with
     /// its `;`. `RESET ALL` leaves advisory locks alone (the session holds the migration lock);
     /// the idle timeouts it would bring back are turned off again, as at connect.
-    pub fn reset_sql(&self) -> String {
-        let mut sql =
-            format!("RESET ROLE; RESET SESSION AUTHORIZATION; RESET ALL; {}; ", crate::db::KEEP_SESSION_SQL);
+    pub fn reset_sql(&self, conn: &PgConnection) -> String {
+        let mut sql = format!(
+            "RESET ROLE; RESET SESSION AUTHORIZATION; RESET ALL; {}",
+            crate::db::keep_session_sql(conn)
+        );
         if let Some(path) = &self.search_path {
             sql.push_str(&format!("SET search_path TO {path}; "));
         }
@@ -187,7 +189,7 @@ pub async fn run(conn: &mut PgConnection, run: &Run<'_>) -> Result<Duration, Err
     let Run { table, m, direction, limits, by, session, last: durable } = *run;
     let script = direction.script(m);
     let (lock_timeout, statement_timeout) = limits.for_script(script);
-    let reset = session.reset_sql();
+    let reset = session.reset_sql(conn);
     let step = Step { table, m, script, direction, lock_timeout, statement_timeout, by, reset };
     if script.directives.no_transaction {
         return run_outside_transaction(conn, &step).await;

@@ -306,13 +306,13 @@ async fn an_idle_session_timeout_on_the_database_does_not_end_the_lock() {
     assert!(b.stdout.contains("nothing to apply"), "{}", b.stdout);
 }
 
-/// A migration that releases our lock itself: the run stops before the next one (exit 3),
-/// never going on unlocked.
+/// A migration that releases our lock itself: the run stops (exit 3) at the next check, which
+/// comes before the next migration once a second has passed since the last one.
 #[tokio::test]
 async fn a_migration_that_releases_the_lock_stops_the_run_before_the_next() {
     let db = TestDb::new().await;
     let dir = Dir::new(&[
-        ("1_a.sql", "CREATE TABLE a (id int);\nSELECT pg_advisory_unlock_all();"),
+        ("1_a.sql", "CREATE TABLE a (id int);\nSELECT pg_advisory_unlock_all();\nSELECT pg_sleep(1.2);"),
         ("2_b.sql", "CREATE TABLE b (id int);"),
     ]);
     let lost = run(cmd(&db, &dir, &["migrate", "up"])).await.expect(3);
