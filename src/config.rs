@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::fleet::names::Shard;
 use crate::identity;
 use crate::migrate::adopt::Tool;
+use crate::migrate::adopt::apply::AdoptOptions;
 use crate::migrate::exec::Limits;
 use crate::migrate::plan::{DownTo, UpOptions};
 use crate::migrate::source::{Format, ReadOptions};
@@ -78,16 +79,6 @@ pub enum MigrateJob {
         resolution: Resolution,
     },
     Adopt(AdoptOptions),
-}
-
-/// `migrate adopt`, validated.
-#[derive(Debug, Clone)]
-pub struct AdoptOptions {
-    pub tool: crate::migrate::adopt::Tool,
-    /// `[schema.]name` as given; the tool's default when `None`.
-    pub table: Option<String>,
-    pub baseline: Option<i64>,
-    pub dry_run: bool,
 }
 
 /// A tenant fleet: the tenant set, how to find the tenants, and how to run them.

@@ -21,21 +21,26 @@ pub fn register(secret: &str) {
     if secret.is_empty() {
         return;
     }
-    let mut values = forms(secret);
-    if let Ok(url) = url::Url::parse(secret)
-        && let Some(password) = url.password()
-    {
-        values.extend(forms(password));
-        values.extend(forms(&percent_encoding::percent_decode_str(password).decode_utf8_lossy()));
-    }
+    register_url_password(secret);
     let mut list = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    for value in values {
+    for value in forms(secret) {
         if !value.is_empty() && !list.contains(&value) {
             list.push(value);
         }
     }
     // Longest first, so a secret that contains another is masked whole.
     list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// Mask a URL's password (as written and percent-decoded), not the whole URL; nothing when
+/// `text` is not a URL with a password.
+pub fn register_url_password(text: &str) {
+    if let Ok(url) = url::Url::parse(text)
+        && let Some(password) = url.password()
+    {
+        register(password);
+        register(&percent_encoding::percent_decode_str(password).decode_utf8_lossy());
+    }
 }
 
 fn forms(secret: &str) -> Vec<String> {

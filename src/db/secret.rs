@@ -126,7 +126,7 @@ pub fn parse(text: &str, what: &str) -> Result<SecretCreds> {
         return from_object(&map, what);
     }
     if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        register_url_password(trimmed);
+        redact::register_url_password(trimmed);
         return Ok(SecretCreds { url: Some(trimmed.to_string()), ..SecretCreds::default() });
     }
     // Whatever it is, it may be a secret: mask it before it can appear anywhere.
@@ -176,19 +176,9 @@ fn register_secret_values(map: &serde_json::Map<String, Value>) {
                 redact::register(s);
             }
             if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-                register_url_password(s);
+                redact::register_url_password(s);
             }
         }
-    }
-}
-
-/// Mask a URL's password, as written and percent-decoded.
-pub fn register_url_password(url: &str) {
-    if let Ok(parsed) = url::Url::parse(url)
-        && let Some(password) = parsed.password()
-    {
-        redact::register(password);
-        redact::register(&percent_encoding::percent_decode_str(password).decode_utf8_lossy());
     }
 }
 

@@ -35,7 +35,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::db::secret::{SecretCreds, SecretRef, register_url_password};
+use crate::db::secret::{SecretCreds, SecretRef};
 use crate::db::tls::{self, Roots, SslMode, TlsChoice};
 use crate::error::{Error, Result};
 use crate::redact;
@@ -181,7 +181,7 @@ pub fn settings(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<S
     let ignored = candidates.iter().skip(1).map(|(from, _)| from.to_string()).collect::<Vec<_>>();
     let (source, url) = match candidates.into_iter().next() {
         Some((from @ ("--database-url" | "DATABASE_URL"), url)) => {
-            register_url_password(&url);
+            redact::register_url_password(&url);
             (Source::Url { from }, Some(url))
         }
         Some((from, id)) => (Source::Secret { secret: SecretRef::parse(&id, from)?, from }, None),
@@ -478,7 +478,7 @@ fn parse_url(text: &str, from: &str) -> Result<(PgConnectOptions, UrlTls)> {
         Error::input(format!("{from} is not a valid PostgreSQL URL: {why}"))
             .hint("expected postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=require (percent-encode special characters in the password)")
     };
-    register_url_password(text);
+    redact::register_url_password(text);
     let parsed = url::Url::parse(text).map_err(|e| bad(e.to_string()))?;
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {
         return Err(bad(format!(

@@ -26,8 +26,7 @@ use crate::db::{self, ConnectSpec, quote_ident};
 use crate::error::{Error, Kind, Result};
 use crate::fleet::db as fleet_db;
 use crate::fleet::state::Outcome;
-use crate::migrate::adopt::Tool;
-use crate::migrate::adopt::apply::{self, Request, TheirTable};
+use crate::migrate::adopt::apply::{self, AdoptOptions, Request};
 use crate::migrate::exec::{self, Direction, SessionDefaults};
 use crate::migrate::history::{self, HistoryTable, Writer};
 use crate::migrate::lock;
@@ -42,18 +41,9 @@ use crate::shutdown::Shutdown;
 pub enum Work {
     Up(UpOptions),
     Down(DownTo),
-    /// Record another tool's per-tenant history as ours, running nothing.
-    Adopt(AdoptWork),
-}
-
-/// `tenants adopt`: the same mapping as `migrate adopt`, in each tenant schema.
-#[derive(Debug, Clone)]
-pub struct AdoptWork {
-    pub tool: Tool,
-    /// Their table's name in each tenant schema; the tool's default when `None`.
-    pub table: Option<String>,
-    pub baseline: Option<i64>,
-    pub dry_run: bool,
+    /// Record another tool's per-tenant history as ours, running nothing (`tenants adopt`:
+    /// the table is a name in each tenant's schema).
+    Adopt(AdoptOptions),
 }
 
 impl Work {
@@ -78,7 +68,7 @@ impl Work {
 
     /// False for a dry run: no history, no failure record, read-only sessions.
     pub fn writes(&self) -> bool {
-        !matches!(self, Work::Adopt(AdoptWork { dry_run: true, .. }))
+        !matches!(self, Work::Adopt(AdoptOptions { dry_run: true, .. }))
     }
 }
 
@@ -358,10 +348,6 @@ async fn one(
     if let Err(e) = lock::acquire(conn, key, &what, fleet.cfg.lock_timeout, shutdown).await {
         return failed(None, None, e.to_string());
     }
-    if let Err(e) = lock::confirm(conn, key, &what).await {
-        let _ = lock::release(conn, key).await;
-        return failed(None, None, e.to_string());
-    }
     let outcome = locked(fleet, conn, pid, &table, &defaults, key, control, shutdown).await;
     if let Err(e) = lock::release(conn, key).await {
         // The connection is gone, and the lock with it.
@@ -402,7 +388,7 @@ async fn locked(
     let (planned, direction) = match &fleet.work {
         Work::Up(opts) => (plan::plan_up(&entries, &dir, opts), Direction::Up),
         Work::Down(to) => (plan::plan_down(&entries, &dir, *to), Direction::Down),
-        Work::Adopt(work) => return adopt(fleet, conn, table, work, from).await,
+        Work::Adopt(options) => return adopt(fleet, conn, table, options, from).await,
     };
     // A refusal (dirty, modified, missing) is this tenant's failure, not the fleet's.
     let todo: Vec<&Migration> = match planned {
@@ -462,27 +448,11 @@ async fn adopt(
     fleet: &Fleet<'_>,
     conn: &mut PgConnection,
     table: &HistoryTable,
-    work: &AdoptWork,
+    options: &AdoptOptions,
     from: Option<i64>,
 ) -> Outcome {
-    let theirs = TheirTable::resolve(work.tool, work.table.as_deref(), &table.schema);
-    match apply::exists(conn, &theirs).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let place = format!("tenant schema `{}`", table.schema);
-            return failed(None, None, apply::missing(work.tool, &theirs, &place).to_string());
-        }
-        Err(e) => return failed(None, None, e.to_string()),
-    }
-    let request = Request {
-        tool: work.tool,
-        theirs: &theirs,
-        baseline: work.baseline,
-        dry_run: work.dry_run,
-        set: fleet.set,
-        table,
-        by: &fleet.by,
-    };
+    let place = format!("tenant schema `{}`", table.schema);
+    let request = Request { options, place: &place, set: fleet.set, table, by: &fleet.by };
     match apply::adopt(conn, &request, &mut |_| {}).await {
         Ok(written) if written.is_empty() => Outcome::Current { version: from },
         Ok(written) => {

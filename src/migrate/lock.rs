@@ -80,7 +80,8 @@ async fn try_take(conn: &mut PgConnection, key: i64) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await
 }
 
-/// Poll until the lock is ours, `timeout` passes (exit 3), or a signal arrives.
+/// Poll until the lock is ours (and [`confirm`]ed), `timeout` passes (exit 3), or a signal
+/// arrives.
 pub async fn acquire(
     conn: &mut PgConnection,
     key: i64,
@@ -99,6 +100,11 @@ pub async fn acquire(
     let mut last_report: Option<Instant> = None;
     loop {
         if try_take(conn, key).await.map_err(db_err)? {
+            if let Err(e) = confirm(conn, key, what).await {
+                // Through a pooler this may reach another session; ending ours releases it anyway.
+                let _ = release(conn, key).await;
+                return Err(e);
+            }
             if last_report.is_some() {
                 tracing::info!(
                     "took the migration lock for {what} after {:.1}s",
@@ -182,7 +188,7 @@ pub async fn check(conn: &mut PgConnection, key: i64, what: &str, after: Option<
 /// Right after taking the lock: a second statement on the same connection must see it. A
 /// pooler in transaction mode (PgBouncer `pool_mode = transaction`, RDS Proxy) fails this, and
 /// no lock can be held through it.
-pub async fn confirm(conn: &mut PgConnection, key: i64, what: &str) -> Result<()> {
+async fn confirm(conn: &mut PgConnection, key: i64, what: &str) -> Result<()> {
     match held(conn, key).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::unavailable(format!(

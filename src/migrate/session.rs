@@ -99,7 +99,6 @@ impl Session {
         let what = self.describe();
         lock::acquire(&mut self.worker, self.key, &what, timeout, shutdown).await?;
         self.locked = true;
-        lock::confirm(&mut self.worker, self.key, &what).await?;
         tracing::debug!("holding the migration lock for {what}");
         Ok(())
     }

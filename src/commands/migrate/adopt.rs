@@ -8,10 +8,10 @@
 //! and writes nothing. `--dry-run` takes no lock and writes nothing, not even our table.
 
 use super::with_session;
-use crate::config::{AdoptOptions, MigrateConfig};
+use crate::config::MigrateConfig;
 use crate::error::Result;
 use crate::identity;
-use crate::migrate::adopt::apply::{self, Request, TheirTable};
+use crate::migrate::adopt::apply::{self, AdoptOptions, Request};
 use crate::migrate::history::Writer;
 use crate::migrate::plan::current_version;
 use crate::migrate::session::{Mode, Session};
@@ -26,25 +26,14 @@ pub async fn run(
     out: &Reporter,
 ) -> Result<()> {
     let set = source::load(&cfg.source, &cfg.read)?;
-    apply::check(opts.tool, opts.baseline, &set)?;
+    apply::check(opts, &set)?;
     let mode = if opts.dry_run { Mode::ReadOnly } else { Mode::Write };
-    let applied_by = identity::applied_by().await;
+    // A dry run records nothing, so it need not ask ECS who it is.
+    let applied_by = if opts.dry_run { String::new() } else { identity::applied_by().await };
     let by = Writer { run_id: &cfg.run_id, applied_by: &applied_by };
     with_session(cfg, mode, shutdown, async |s| {
-        let theirs = TheirTable::resolve(opts.tool, opts.table.as_deref(), &s.table.schema);
-        if !apply::exists(s.worker(), &theirs).await? {
-            return Err(apply::missing(opts.tool, &theirs, &s.describe()));
-        }
-        let table = s.table.clone();
-        let request = Request {
-            tool: opts.tool,
-            theirs: &theirs,
-            baseline: opts.baseline,
-            dry_run: opts.dry_run,
-            set: &set,
-            table: &table,
-            by: &by,
-        };
+        let (table, place) = (s.table.clone(), s.describe());
+        let request = Request { options: opts, place: &place, set: &set, table: &table, by: &by };
         let written = apply::adopt(s.worker(), &request, &mut |line| {
             out.emit(&Event::Adopt { tool: opts.tool, line: line.clone() })
         })

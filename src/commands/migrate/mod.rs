@@ -18,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::migrate::exec::{Direction, Limits};
 use crate::migrate::history::Writer;
-pub use crate::migrate::plan::current_version;
 use crate::migrate::session::{Mode, Session};
 use crate::migrate::source::Migration;
 use crate::output::{Event, PlanItem, Reporter};

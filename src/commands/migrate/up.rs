@@ -2,10 +2,11 @@
 
 use std::time::Instant;
 
-use super::{current_version, plan_item, run_each, summary, with_session};
+use super::{plan_item, run_each, summary, with_session};
 use crate::config::MigrateConfig;
 use crate::error::Result;
 use crate::migrate::exec::Direction;
+use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, Entry, UpOptions};
 use crate::migrate::session::Mode;
 use crate::migrate::source;

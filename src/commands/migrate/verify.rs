@@ -1,9 +1,10 @@
 //! `shipgate migrate verify`: succeed only when files and history agree and nothing is
 //! pending, failed, modified or missing. The orchestrator's pre-flight and a CI gate.
 
-use super::{current_version, status::counts, with_session};
+use super::{status::counts, with_session};
 use crate::config::MigrateConfig;
 use crate::error::{Error, Result};
+use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, State};
 use crate::migrate::session::Mode;
 use crate::migrate::source;

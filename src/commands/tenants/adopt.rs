@@ -3,18 +3,13 @@
 //! its own transaction: one whose rows do not match is that tenant's failure, recorded
 //! nothing, and leaves the others as they are.
 
-use crate::config::{AdoptOptions, FleetConfig};
+use crate::config::FleetConfig;
 use crate::error::Result;
-use crate::fleet::run::{AdoptWork, Work};
+use crate::fleet::run::Work;
+use crate::migrate::adopt::apply::AdoptOptions;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 
 pub async fn run(cfg: &FleetConfig, opts: &AdoptOptions, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    let work = AdoptWork {
-        tool: opts.tool,
-        table: opts.table.clone(),
-        baseline: opts.baseline,
-        dry_run: opts.dry_run,
-    };
-    super::fleet_run(cfg, Work::Adopt(work), shutdown, out).await
+    super::fleet_run(cfg, Work::Adopt(opts.clone()), shutdown, out).await
 }

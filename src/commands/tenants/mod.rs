@@ -98,7 +98,6 @@ impl Control {
         let what = format!("the tenant fleet ({})", self.describe(cfg));
         lock::acquire(self.conn.get_mut(), key, &what, cfg.db.lock_timeout, shutdown).await?;
         self.fleet_lock = Some(key);
-        lock::confirm(self.conn.get_mut(), key, &what).await?;
         Ok(())
     }
 
@@ -191,7 +190,7 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
     let set = source::load(&cfg.db.source, &cfg.db.read)?;
     match &work {
         Work::Down(_) => set.require_downs()?,
-        Work::Adopt(a) => adoption::check(a.tool, a.baseline, &set)?,
+        Work::Adopt(options) => adoption::check(options, &set)?,
         Work::Up(_) => {}
     }
     let started = Instant::now();

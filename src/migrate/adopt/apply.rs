@@ -13,19 +13,30 @@ use crate::migrate::history::{self, HistoryTable, NewRow, Writer};
 use crate::migrate::plan::{ORIGIN_ADOPT, ORIGIN_ADOPT_NO_SOURCE};
 use crate::migrate::source::{Format, MigrationSet};
 
-/// One adoption into one history table.
-pub struct Request<'a> {
+/// What to adopt: `migrate adopt` / `tenants adopt`, validated.
+#[derive(Debug, Clone)]
+pub struct AdoptOptions {
     pub tool: Tool,
-    pub theirs: &'a TheirTable,
+    /// `[schema.]name` as given; the tool's default when `None`. Unqualified names are looked
+    /// up in the schema adopted into.
+    pub table: Option<String>,
     pub baseline: Option<i64>,
     pub dry_run: bool,
+}
+
+/// One adoption into one history table.
+pub struct Request<'a> {
+    pub options: &'a AdoptOptions,
+    /// Where their table was looked for, for the refusal when it is missing.
+    pub place: &'a str,
     pub set: &'a MigrationSet,
     pub table: &'a HistoryTable,
     pub by: &'a Writer<'a>,
 }
 
 /// Flag combinations that cannot work, before connecting.
-pub fn check(tool: Tool, baseline: Option<i64>, set: &MigrationSet) -> Result<()> {
+pub fn check(options: &AdoptOptions, set: &MigrationSet) -> Result<()> {
+    let (tool, baseline) = (options.tool, options.baseline);
     let dir = set.dir.display();
     if tool == Tool::Prisma && set.format != Format::Prisma {
         return Err(Error::input(format!(
@@ -57,17 +68,6 @@ pub fn check(tool: Tool, baseline: Option<i64>, set: &MigrationSet) -> Result<()
     Ok(())
 }
 
-/// Whether their table is there; adopting from a missing one is the caller's refusal.
-pub async fn exists(conn: &mut PgConnection, theirs: &TheirTable) -> Result<bool> {
-    table_exists(conn, &theirs.qualified()).await
-}
-
-/// The refusal for a missing table of theirs, `place` naming where it was looked for.
-pub fn missing(tool: Tool, theirs: &TheirTable, place: &str) -> Error {
-    Error::input(format!("there is no {} history table {} in {place}", tool.name(), theirs.shown()))
-        .hint(table_hint(tool))
-}
-
 /// Read, map and (unless a dry run, or blocked) write, in one transaction. `on_line` sees
 /// every line of the mapping before anything is decided. Returns the versions recorded (on a
 /// dry run: the versions that would be).
@@ -76,12 +76,23 @@ pub async fn adopt(
     req: &Request<'_>,
     on_line: &mut dyn FnMut(&Line),
 ) -> Result<Vec<i64>> {
+    let tool = req.options.tool;
+    let theirs = TheirTable::resolve(tool, req.options.table.as_deref(), &req.table.schema);
+    if !table_exists(conn, &theirs.qualified()).await? {
+        return Err(Error::input(format!(
+            "there is no {} history table {} in {}",
+            tool.name(),
+            theirs.shown(),
+            req.place
+        ))
+        .hint(table_hint(tool)));
+    }
     sqlx::raw_sql("BEGIN")
         .execute(&mut *conn)
         .await
         .map_err(crate::db::failed("could not start a transaction"))?;
-    let result = in_transaction(conn, req, on_line).await;
-    let commit = !req.dry_run && result.as_ref().is_ok_and(|written| !written.is_empty());
+    let result = in_transaction(conn, req, &theirs, on_line).await;
+    let commit = !req.options.dry_run && result.as_ref().is_ok_and(|written| !written.is_empty());
     let ended = sqlx::raw_sql(if commit { "COMMIT" } else { "ROLLBACK" }).execute(&mut *conn).await;
     let written = result?;
     ended.map_err(crate::db::failed("could not commit the adopted history; nothing was recorded"))?;
@@ -89,14 +100,14 @@ pub async fn adopt(
 }
 
 /// Their history table, `[schema.]name`, with unqualified names in our schema.
-pub struct TheirTable {
+struct TheirTable {
     schema: String,
     name: String,
 }
 
 impl TheirTable {
     /// `table` as given (`[schema.]name`), else the tool's default, in `our_schema` when unqualified.
-    pub fn resolve(tool: Tool, table: Option<&str>, our_schema: &str) -> TheirTable {
+    fn resolve(tool: Tool, table: Option<&str>, our_schema: &str) -> TheirTable {
         let text = table.unwrap_or(tool.default_table());
         match text.split_once('.') {
             Some((schema, name)) => TheirTable { schema: schema.to_string(), name: name.to_string() },
@@ -112,7 +123,7 @@ impl TheirTable {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&format!("{}_lock", self.name)))
     }
 
-    pub fn shown(&self) -> String {
+    fn shown(&self) -> String {
         format!("{}.{}", self.schema, self.name)
     }
 }
@@ -155,14 +166,15 @@ async fn table_exists(conn: &mut PgConnection, qualified: &str) -> Result<bool> 
 async fn in_transaction(
     conn: &mut PgConnection,
     req: &Request<'_>,
+    theirs: &TheirTable,
     on_line: &mut dyn FnMut(&Line),
 ) -> Result<Vec<i64>> {
-    let (tool, theirs, table) = (req.tool, req.theirs, req.table);
+    let (tool, table, dry_run) = (req.options.tool, req.table, req.options.dry_run);
     if tool == Tool::Knex {
-        check_knex_lock(conn, theirs, !req.dry_run).await?;
+        check_knex_lock(conn, theirs, !dry_run).await?;
     }
     // Inside the transaction, so a refused adoption leaves not even an empty table behind.
-    if !req.dry_run {
+    if !dry_run {
         history::ensure(&mut *conn, table)
             .await
             .map_err(crate::db::failed("could not create shipgate's history table"))?;
@@ -188,13 +200,14 @@ async fn in_transaction(
     let ours = history::load(&mut *conn, table)
         .await
         .map_err(crate::db::failed("could not read shipgate's history"))?;
-    let mapping = super::map(tool, req.set, &their_rows, &ours, super::Options { baseline: req.baseline });
+    let mapping =
+        super::map(tool, req.set, &their_rows, &ours, super::Options { baseline: req.options.baseline });
     for line in &mapping.lines {
         on_line(line);
     }
     warn_skipped(&mapping);
     refuse_blocking(&mapping, tool, theirs)?;
-    if req.dry_run {
+    if dry_run {
         return Ok(mapping.to_write().filter_map(|l| l.version).collect());
     }
     let mut written = Vec::new();
