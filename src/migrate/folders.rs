@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::migrate::source::{
-    Format, Loaded, Migration, Problem, Script, loaded, one_per_version, read_regular,
+    Format, Loaded, Migration, Problem, Script, is_dir, loaded, one_per_version, read_regular,
 };
 
 /// Prisma's lock file at the top of `prisma/migrations`.
@@ -32,7 +32,7 @@ fn sub_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         std::fs::read_dir(dir).map_err(|e| Error::input(format!("cannot list {}: {e}", dir.display())))?;
     let mut folders: Vec<(String, PathBuf)> = entries
         .flatten()
-        .filter(|e| e.path().is_dir())
+        .filter(is_dir)
         .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
         .filter(|(name, _)| !name.starts_with('.'))
         .collect();

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::migrate::source::{
-    Format, Loaded, Migration, Problem, Script, loaded, one_per_version, read_regular, text_of,
+    Format, Loaded, Migration, Problem, Script, is_dir, loaded, one_per_version, read_regular, text_of,
 };
 
 /// A file's sections: byte ranges of the text after each marker line, and whether each runs
@@ -208,7 +208,7 @@ pub fn load(dir: &Path, format: Format) -> Result<Loaded> {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || path.is_dir() {
+        if name.starts_with('.') || is_dir(&entry) {
             continue;
         }
         let problem = |message: String| Problem { path: path.clone(), message };

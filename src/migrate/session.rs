@@ -88,6 +88,36 @@ impl Session {
         Ok(Session { worker, worker_pid, guard, locked: false, key, defaults, database, table })
     }
 
+    /// [`Session::open`] while `work` (reading and parsing the migration folder) runs on a
+    /// blocking thread: with a large folder and nothing to apply the two cost about the same,
+    /// and neither needs the other. An error from `work` is the user's to fix first and
+    /// changes nothing, so it wins over a failed connection, and ends the connecting at once.
+    pub async fn open_while<W: Send + 'static>(
+        cfg: &MigrateConfig,
+        mode: Mode,
+        shutdown: &Shutdown,
+        work: impl FnOnce() -> Result<W> + Send + 'static,
+    ) -> Result<(Session, W)> {
+        let mut work = tokio::task::spawn_blocking(work);
+        let open = Session::open(cfg, mode, shutdown);
+        tokio::pin!(open);
+        let joined = |done: std::result::Result<Result<W>, tokio::task::JoinError>| {
+            done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        };
+        tokio::select! {
+            biased;
+            done = &mut work => {
+                let value = joined(done)?;
+                Ok((open.await?, value))
+            }
+            session = &mut open => {
+                let value = joined(work.await);
+                let session = session?;
+                Ok((session, value?))
+            }
+        }
+    }
+
     /// "schema `public` of database `app`", for messages.
     pub fn describe(&self) -> String {
         format!("schema `{}` of database `{}`", self.table.schema, self.database)

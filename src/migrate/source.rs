@@ -591,7 +591,7 @@ pub fn detect(dir: &Path) -> Format {
     let mut opened = 0;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        if is_dir(&entry) {
             if path.join("up.sql").is_file() {
                 return Format::Diesel;
             }
@@ -609,31 +609,47 @@ pub fn detect(dir: &Path) -> Format {
             // dbmate and goose put their marker before any SQL, so a file's head tells, and a
             // few files are enough. Only a plain file is opened: reading a FIFO would block.
             opened += 1;
-            found = std::fs::metadata(&path)
-                .ok()
-                .filter(|m| m.is_file())
-                .and_then(|_| std::fs::File::open(&path).ok())
-                .and_then(|f| {
-                    let mut head = Vec::with_capacity(8192);
-                    std::io::Read::read_to_end(&mut std::io::Read::take(f, 8192), &mut head).ok()?;
-                    sections::format_of(&String::from_utf8_lossy(&head))
-                });
+            found = read_regular(&path).ok().and_then(|bytes| {
+                let head = &bytes[..bytes.len().min(8192)];
+                sections::format_of(&String::from_utf8_lossy(head))
+            });
         }
     }
     found.unwrap_or(Format::Sqlx)
 }
 
 /// Read a plain file; anything else (a FIFO, a socket, a device, a symlink to one) is refused
-/// before it is opened, because reading it could block or never end.
+/// before a byte is read, because reading it could block or never end. The file is opened
+/// without blocking (a FIFO would block the open itself) and asked what it is through the
+/// open descriptor: one status call per file, and no window for a swap between the two.
 pub fn read_regular(path: &Path) -> std::result::Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read: {e}");
+    let mut file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
         return Err(
             "not a regular file (a FIFO, socket, device or folder); a migration must be a plain file"
                 .to_string(),
         );
     }
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
+    // Through `take`, the capacity reserved above is used as is: `File`'s own read_to_end
+    // asks the size and position again (two more system calls per file).
+    Read::by_ref(&mut file).take(u64::MAX).read_to_end(&mut bytes).map_err(cannot)?;
+    Ok(bytes)
+}
+
+/// Whether a listed entry is a folder, from the listing itself; only a symlink costs a status
+/// call, to see what it points at.
+pub fn is_dir(entry: &std::fs::DirEntry) -> bool {
+    match entry.file_type() {
+        Ok(kind) if kind.is_symlink() => entry.path().is_dir(),
+        Ok(kind) => kind.is_dir(),
+        Err(_) => entry.path().is_dir(),
+    }
 }
 
 /// Read and validate a folder, and the further folders of the same set, into one set. A
@@ -794,28 +810,33 @@ fn unread_files(dir: &Path, read: &BTreeSet<PathBuf>, allow: &globset::GlobSet) 
     Ok(unread.collect())
 }
 
-/// The top-level files of `dir`, and the ones that cannot be read.
+/// The top-level files of `dir`, and the ones that cannot be read. The files are read on
+/// every core: with nothing to apply, the reads are most of a run's cost.
 fn read_files(dir: &Path) -> Result<(Vec<RawFile>, Vec<Problem>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::input(format!("cannot read the migrations directory {}: {e}", dir.display()))
             .hint("pass --source DIR (or SHIPGATE_SOURCE) pointing at the folder of .sql files")
     })?;
-    let mut files = Vec::new();
-    let mut problems = Vec::new();
+    let mut listed = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::input(format!("cannot list {}: {e}", dir.display())))?;
-        let path = entry.path();
         // Sub-folders are other migration sets (master/, tenant/), or files the unread check
         // names; never read as part of this layout.
-        if path.is_dir() {
+        if is_dir(&entry) {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !matches!(parse_name(&name), Ok(NameKind::Migration(_)) | Err(_)) {
-            files.push(RawFile { path, name, bytes: Vec::new() });
-            continue;
-        }
-        match read_regular(&path) {
+        let wanted = matches!(parse_name(&name), Ok(NameKind::Migration(_)) | Err(_));
+        listed.push((entry.path(), name, wanted));
+    }
+    let read = parallel_map(listed, |(path, name, wanted)| {
+        let bytes = if wanted { read_regular(&path) } else { Ok(Vec::new()) };
+        (path, name, bytes)
+    });
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for (path, name, bytes) in read {
+        match bytes {
             Ok(bytes) => files.push(RawFile { path, name, bytes }),
             Err(message) => problems.push(Problem { path, message }),
         }

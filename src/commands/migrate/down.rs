@@ -2,14 +2,14 @@
 
 use std::time::Instant;
 
-use super::{plan_item, run_each, summary, with_session};
+use super::{plan_item, run_each, summary, with_set};
 use crate::config::MigrateConfig;
 use crate::error::Result;
 use crate::migrate::exec::Direction;
 use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, DownTo};
 use crate::migrate::session::Mode;
-use crate::migrate::source;
+use crate::migrate::source::MigrationSet;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
@@ -20,15 +20,13 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let set = source::load(&cfg.source, &cfg.read)?;
-    out.emit(&super::status::source_event(&set));
-    set.require_downs()?;
     let dir = cfg.source.display().to_string();
     let started = Instant::now();
     let mode = if dry_run { Mode::ReadOnly } else { Mode::Write };
-    with_session(cfg, mode, shutdown, async |s| {
+    with_set(cfg, mode, shutdown, MigrationSet::require_downs, async |s, set| {
+        out.emit(&super::status::source_event(set));
         let history = s.history().await?;
-        let entries = plan::reconcile(&set, &history);
+        let entries = plan::reconcile(set, &history);
         let todo = plan::plan_down(&entries, &dir, to)?;
         if dry_run {
             let migrations = todo.iter().map(|m| plan_item(m, Direction::Down, &cfg.limits, false)).collect();

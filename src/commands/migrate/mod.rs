@@ -19,7 +19,7 @@ use crate::identity;
 use crate::migrate::exec::{Direction, Limits};
 use crate::migrate::history::Writer;
 use crate::migrate::session::{Mode, Session};
-use crate::migrate::source::Migration;
+use crate::migrate::source::{self, Migration, MigrationSet};
 use crate::output::{Event, PlanItem, Reporter};
 use crate::shutdown::Shutdown;
 
@@ -47,7 +47,18 @@ pub async fn with_session<T>(
     shutdown: &Shutdown,
     body: impl AsyncFnOnce(&mut Session) -> Result<T>,
 ) -> Result<T> {
-    let mut session = Session::open(cfg, mode, shutdown).await?;
+    let session = Session::open(cfg, mode, shutdown).await?;
+    locked(session, cfg, mode, shutdown, body).await
+}
+
+/// Take the lock when writing, run `body`, then unlock and close.
+async fn locked<T>(
+    mut session: Session,
+    cfg: &MigrateConfig,
+    mode: Mode,
+    shutdown: &Shutdown,
+    body: impl AsyncFnOnce(&mut Session) -> Result<T>,
+) -> Result<T> {
     let result = match mode {
         Mode::ReadOnly => body(&mut session).await,
         Mode::Write => match session.lock(cfg.lock_timeout, shutdown).await {
@@ -57,6 +68,25 @@ pub async fn with_session<T>(
     };
     session.close().await;
     result
+}
+
+/// [`with_session`] for a command that works on the migration folder: the folder is read,
+/// and checked by `check`, while the session connects (see [`Session::open_while`]).
+pub async fn with_set<T>(
+    cfg: &MigrateConfig,
+    mode: Mode,
+    shutdown: &Shutdown,
+    check: fn(&MigrationSet) -> Result<()>,
+    body: impl AsyncFnOnce(&mut Session, &MigrationSet) -> Result<T>,
+) -> Result<T> {
+    let (dir, options) = (cfg.source.clone(), cfg.read.clone());
+    let read = move || {
+        let set = source::load(&dir, &options)?;
+        check(&set)?;
+        Ok(set)
+    };
+    let (session, set) = Session::open_while(cfg, mode, shutdown, read).await?;
+    locked(session, cfg, mode, shutdown, async |s| body(s, &set).await).await
 }
 
 /// How long a run goes between two checks that it still holds its lock.

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::with_session;
+use super::with_set;
 use crate::config::MigrateConfig;
 use crate::error::Result;
 use crate::migrate::plan::{self, Entry, State};
@@ -12,23 +12,28 @@ use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
 pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    let set = source::load(&cfg.source, &cfg.read)?;
-    with_session(cfg, Mode::ReadOnly, shutdown, async |s| {
-        let history = s.history().await?;
-        let entries = plan::reconcile(&set, &history);
-        let counts = counts(&entries);
-        let rows: Vec<serde_json::Value> = entries.iter().map(row_json).collect();
-        let doc = json!({
-            "database": s.database,
-            "schema": s.table.schema,
-            "history_table": s.table.qualified(),
-            "source": source_json(&set),
-            "migrations": rows,
-            "summary": counts_json(&counts),
-        });
-        out.document(&doc, &render_text(&s.describe(), &entries, &counts));
-        Ok(())
-    })
+    with_set(
+        cfg,
+        Mode::ReadOnly,
+        shutdown,
+        |_| Ok(()),
+        async |s, set| {
+            let history = s.history().await?;
+            let entries = plan::reconcile(set, &history);
+            let counts = counts(&entries);
+            let rows: Vec<serde_json::Value> = entries.iter().map(row_json).collect();
+            let doc = json!({
+                "database": s.database,
+                "schema": s.table.schema,
+                "history_table": s.table.qualified(),
+                "source": source_json(set),
+                "migrations": rows,
+                "summary": counts_json(&counts),
+            });
+            out.document(&doc, &render_text(&s.describe(), &entries, &counts));
+            Ok(())
+        },
+    )
     .await
 }
 

@@ -2,14 +2,13 @@
 
 use std::time::Instant;
 
-use super::{plan_item, run_each, summary, with_session};
+use super::{plan_item, run_each, summary, with_set};
 use crate::config::MigrateConfig;
 use crate::error::Result;
 use crate::migrate::exec::Direction;
 use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, Entry, UpOptions};
 use crate::migrate::session::Mode;
-use crate::migrate::source;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
@@ -20,49 +19,54 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let set = source::load(&cfg.source, &cfg.read)?;
-    out.emit(&super::status::source_event(&set));
     let dir = cfg.source.display().to_string();
     let started = Instant::now();
     let mode = if dry_run { Mode::ReadOnly } else { Mode::Write };
-    with_session(cfg, mode, shutdown, async |s| {
-        if !dry_run {
-            s.ensure_history().await?;
-        }
-        let history = s.history().await?;
-        let entries = plan::reconcile(&set, &history);
-        let todo = plan::plan_up(&entries, &dir, opts)?;
-        if dry_run {
-            out.emit(&Event::Plan {
-                schema: s.table.schema.clone(),
-                direction: "up",
-                dry_run: true,
-                migrations: todo
-                    .iter()
-                    .map(|m| plan_item(m, Direction::Up, &cfg.limits, is_late(&entries, m.version)))
-                    .collect(),
-            });
-            return Ok(());
-        }
-        for m in todo.iter().filter(|m| is_late(&entries, m.version)) {
-            tracing::warn!(
-                "migration {} ({}) is older than the newest applied one (merged late); applying it",
-                m.version,
-                m.description
-            );
-        }
-        run_each(s, cfg, &todo, Direction::Up, shutdown, out, |m, took| Event::Applied {
-            version: m.version,
-            description: m.description.clone(),
-            duration_ms: took.as_millis(),
-            no_transaction: m.up.directives.no_transaction,
-            late: is_late(&entries, m.version),
-        })
-        .await?;
-        let version = current_version(&history).max(todo.last().map(|m| m.version));
-        out.emit(&summary("up", s, todo.len(), started, version));
-        Ok(())
-    })
+    with_set(
+        cfg,
+        mode,
+        shutdown,
+        |_| Ok(()),
+        async |s, set| {
+            out.emit(&super::status::source_event(set));
+            if !dry_run {
+                s.ensure_history().await?;
+            }
+            let history = s.history().await?;
+            let entries = plan::reconcile(set, &history);
+            let todo = plan::plan_up(&entries, &dir, opts)?;
+            if dry_run {
+                out.emit(&Event::Plan {
+                    schema: s.table.schema.clone(),
+                    direction: "up",
+                    dry_run: true,
+                    migrations: todo
+                        .iter()
+                        .map(|m| plan_item(m, Direction::Up, &cfg.limits, is_late(&entries, m.version)))
+                        .collect(),
+                });
+                return Ok(());
+            }
+            for m in todo.iter().filter(|m| is_late(&entries, m.version)) {
+                tracing::warn!(
+                    "migration {} ({}) is older than the newest applied one (merged late); applying it",
+                    m.version,
+                    m.description
+                );
+            }
+            run_each(s, cfg, &todo, Direction::Up, shutdown, out, |m, took| Event::Applied {
+                version: m.version,
+                description: m.description.clone(),
+                duration_ms: took.as_millis(),
+                no_transaction: m.up.directives.no_transaction,
+                late: is_late(&entries, m.version),
+            })
+            .await?;
+            let version = current_version(&history).max(todo.last().map(|m| m.version));
+            out.emit(&summary("up", s, todo.len(), started, version));
+            Ok(())
+        },
+    )
     .await
 }
 

@@ -1,13 +1,12 @@
 //! `shipgate migrate verify`: succeed only when files and history agree and nothing is
 //! pending, failed, modified or missing. The orchestrator's pre-flight and a CI gate.
 
-use super::{status::counts, with_session};
+use super::{status::counts, with_set};
 use crate::config::MigrateConfig;
 use crate::error::{Error, Result};
 use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, State};
 use crate::migrate::session::Mode;
-use crate::migrate::source;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
@@ -17,11 +16,10 @@ pub async fn run(
     shutdown: &Shutdown,
     out: &Reporter,
 ) -> Result<()> {
-    let set = source::load(&cfg.source, &cfg.read)?;
-    out.emit(&super::status::source_event(&set));
-    with_session(cfg, Mode::ReadOnly, shutdown, async |s| {
+    with_set(cfg, Mode::ReadOnly, shutdown, |_| Ok(()), async |s, set| {
+        out.emit(&super::status::source_event(set));
         let history = s.history().await?;
-        let entries = plan::reconcile(&set, &history);
+        let entries = plan::reconcile(set, &history);
         let agrees = |state: State| {
             matches!(state, State::Applied | State::Retired) || (ignore_missing && state == State::Missing)
         };
