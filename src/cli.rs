@@ -405,7 +405,7 @@ pub struct DbArgs {
     pub db_secret: Option<String>,
 
     /// TLS mode: disable, allow (connects without TLS), prefer, require, verify-ca, verify-full
-    /// [env: PGSSLMODE, or DB_SSL=true|false] [default: verify-full for *.rds.amazonaws.com, else prefer].
+    /// [env: PGSSLMODE, or DB_SSL=true|false] [default: prefer on loopback and unix sockets, else verify-full].
     #[arg(long, global = true, value_name = "MODE")]
     pub sslmode: Option<String>,
 
@@ -413,6 +413,11 @@ pub struct DbArgs {
     /// [default: the built-in Amazon RDS CAs for RDS hosts, else the public web roots].
     #[arg(long, global = true, value_name = "FILE")]
     pub ssl_root_cert: Option<PathBuf>,
+
+    /// Let a server across a network have the password in clear text (its `password`
+    /// authentication) on a connection without TLS; refused by default, before it is sent.
+    #[arg(long, global = true)]
+    pub allow_cleartext_password: bool,
 }
 
 /// How the tenant set is found and run across the fleet.

@@ -798,6 +798,7 @@ fn migrate_config(
         db_secret: args.db.db_secret.clone(),
         sslmode: args.db.sslmode.clone(),
         ssl_root_cert: args.db.ssl_root_cert.clone(),
+        allow_cleartext_password: args.db.allow_cleartext_password,
     };
     let credentials = Credentials::new(target::settings(&flags, env)?);
     if let Some(schema) = &args.schema {

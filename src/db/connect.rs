@@ -147,13 +147,14 @@ pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgCo
         let remaining = deadline.saturating_duration_since(Instant::now());
         // One attempt never outlives the budget, and never hangs on a black-holed host.
         let per_attempt = remaining.clamp(Duration::from_secs(1), Duration::from_secs(10));
-        let attempt = tokio::time::timeout(per_attempt, PgConnection::connect_with(&options));
+        let attempt = tokio::time::timeout(per_attempt, attempt_once(&options, &target));
         let outcome = tokio::select! {
             r = attempt => r,
             signal = shutdown.wait() => return Err(interrupted(signal)),
         };
         let failure = match outcome {
-            Ok(Ok(mut conn)) => {
+            Ok(Attempted::Refused) => return Err(cleartext_refused(&target)),
+            Ok(Attempted::Done(Ok(mut conn))) => {
                 if let Err(e) = sqlx::raw_sql(super::keep_session_sql(&conn)).execute(&mut conn).await {
                     tracing::debug!("could not turn the idle timeouts off: {}", super::error_text(&e));
                 }
@@ -165,7 +166,7 @@ pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgCo
                 }
                 return Ok(conn);
             }
-            Ok(Err(e)) => describe(&e, &target),
+            Ok(Attempted::Done(Err(e))) => describe(&e, &target),
             Err(_) => Failure {
                 reason: format!("no answer within {}", duration::human(per_attempt)),
                 attempt: Attempt::Transient,
@@ -211,6 +212,50 @@ pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgCo
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// What one attempt came to: a connection or why not, or the guard's refusal.
+enum Attempted {
+    Done(sqlx::Result<PgConnection>),
+    Refused,
+}
+
+/// One attempt, through the clear-text password guard when the target may connect without
+/// TLS across a network.
+async fn attempt_once(options: &PgConnectOptions, target: &DbTarget) -> Attempted {
+    if !target.guarded {
+        return Attempted::Done(PgConnection::connect_with(options).await);
+    }
+    let guard = match super::guard::start(&target.host(), target.port()).await {
+        Ok(guard) => guard,
+        Err(e) => return Attempted::Done(Err(sqlx::Error::Io(e))),
+    };
+    tracing::debug!(
+        "connecting to {}:{} through the clear-text password guard (sslmode {})",
+        target.host(),
+        target.port(),
+        target.tls.mode.name()
+    );
+    let relayed = options.clone().host("127.0.0.1").port(guard.port);
+    let result = PgConnection::connect_with(&relayed).await;
+    match result {
+        Err(_) if guard.refused() => Attempted::Refused,
+        result => Attempted::Done(result),
+    }
+}
+
+fn cleartext_refused(target: &DbTarget) -> Error {
+    Error::unavailable(format!(
+        "could not connect to {target}: the server asked for the password in clear text (`password` \
+         authentication) on a connection without TLS (sslmode {} from {}), where anyone on the path \
+         can read it; the connection was closed before the password was sent",
+        target.tls.mode.name(),
+        target.tls.mode_from
+    ))
+    .hint(
+        "use TLS (sslmode verify-full, the default for hosts that are not loopback), or have the server ask \
+         for scram-sha-256 (pg_hba.conf); on a network you trust, --allow-cleartext-password lets it through",
+    )
 }
 
 /// ±20 %, so a fleet of tasks started together does not retry in lockstep.

@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod credentials;
+pub mod guard;
 pub mod secret;
 pub mod target;
 pub mod tls;

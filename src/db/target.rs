@@ -47,6 +47,7 @@ pub struct Flags {
     pub db_secret: Option<String>,
     pub sslmode: Option<String>,
     pub ssl_root_cert: Option<PathBuf>,
+    pub allow_cleartext_password: bool,
 }
 
 /// Who supplies the connection.
@@ -120,6 +121,8 @@ pub struct TlsInputs {
     pub db_cert: Option<PathBuf>,
     pub pg_mode: Option<SslMode>,
     pub pg_root: Option<PathBuf>,
+    /// `--allow-cleartext-password`: no guard on a connection without TLS.
+    pub allow_cleartext_password: bool,
 }
 
 /// What a URL says about TLS.
@@ -226,6 +229,7 @@ pub fn settings(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<S
         db_cert: get("DB_SSL_CERT_PATH").map(PathBuf::from),
         pg_mode: mode("PGSSLMODE", get("PGSSLMODE"))?,
         pg_root: get("PGSSLROOTCERT").map(PathBuf::from),
+        allow_cleartext_password: flags.allow_cleartext_password,
     };
     let settings = Settings { source, url, fields, tls, ignored };
     if let Some(url) = &settings.url {
@@ -274,6 +278,9 @@ pub struct DbTarget {
     pub tls: TlsChoice,
     /// How many times the secret had been re-read when this target was made.
     pub generation: u32,
+    /// Connections go through the clear-text password guard (see `db::guard`): the mode
+    /// allows a connection without TLS to a host that is not loopback.
+    pub guarded: bool,
 }
 
 impl DbTarget {
@@ -371,8 +378,11 @@ pub fn resolve(
     };
     let tls = decide_tls(&settings.tls, &url_tls, options.get_host());
     warn_cleartext(&tls, options.get_host());
+    let guarded = !settings.tls.allow_cleartext_password
+        && !tls.mode.encrypts_always()
+        && !tls::is_loopback(options.get_host());
     let options = apply_tls(options, &tls)?;
-    Ok(DbTarget { options, origin, password_from_secret, secret_version, tls, generation })
+    Ok(DbTarget { options, origin, password_from_secret, secret_version, tls, generation, guarded })
 }
 
 /// A mode that may send the password in clear text over a real network says so, once per

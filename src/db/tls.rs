@@ -82,6 +82,11 @@ impl SslMode {
         }
     }
 
+    /// Does the mode refuse to connect without TLS?
+    pub fn encrypts_always(self) -> bool {
+        !matches!(self, SslMode::Disable | SslMode::Allow | SslMode::Prefer)
+    }
+
     /// Does the mode check the server's certificate chain?
     pub fn verifies(self) -> bool {
         matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)

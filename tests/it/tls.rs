@@ -260,14 +260,51 @@ async fn a_server_that_refuses_tls_never_gets_the_password_by_default() {
     assert!(refused.stderr.contains("verify-full"), "{}", refused.stderr);
     assert!(!got_password.load(std::sync::atomic::Ordering::SeqCst), "the password went out in clear text");
 
-    // Asked for explicitly, `prefer` falls back to clear text, and says what that risks.
-    let prefer = run(check(&url, &["--sslmode", "prefer"])).await;
+    // Asked for explicitly, `prefer` may fall back to a connection without TLS, and says what
+    // that risks; a server that then asks for the password in clear text does not get it.
+    let prefer = run(check(&url, &["--sslmode", "prefer"])).await.expect(3);
     assert!(
         prefer.stderr.contains("falls back to clear text when the server, or an attacker, refuses TLS"),
         "{}",
         prefer.stderr
     );
+    assert!(
+        prefer.stderr.contains("asked for the password in clear text")
+            && prefer.stderr.contains("closed before the password was sent")
+            && prefer.stderr.contains("--allow-cleartext-password"),
+        "{}",
+        prefer.stderr
+    );
     assert!(!prefer.all().contains("s3cr3t-downgrade"));
+    assert!(
+        !got_password.load(std::sync::atomic::Ordering::SeqCst),
+        "prefer sent the password in clear text"
+    );
+    let disable = run(check(&url, &["--sslmode", "disable"])).await.expect(3);
+    assert!(disable.stderr.contains("asked for the password in clear text"), "{}", disable.stderr);
+    assert!(
+        !got_password.load(std::sync::atomic::Ordering::SeqCst),
+        "disable sent the password in clear text"
+    );
+
+    // Only the flag lets it through: the guard, not chance, is what kept it.
+    let allowed = run(check(&url, &["--sslmode", "disable", "--allow-cleartext-password"])).await;
+    assert_ne!(allowed.code, Some(0));
+    assert!(got_password.load(std::sync::atomic::Ordering::SeqCst), "{}", allowed.stderr);
+}
+
+/// Through the guard, a real server's SCRAM handshake and the session after it work as
+/// without: `db check` over `sslmode=disable` to this machine's address that is not loopback.
+#[tokio::test]
+async fn scram_passes_the_clear_text_guard() {
+    let db = pg::TestDb::new().await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    if matches!(url.host_str(), Some("127.0.0.1" | "localhost")) {
+        url.set_host(Some("0.0.0.0")).unwrap();
+    }
+    let checked = run(check(url.as_str(), &["--sslmode", "disable", "-vv"])).await.expect(0);
+    assert!(checked.stderr.contains("through the clear-text password guard"), "{}", checked.stderr);
+    assert!(checked.stdout.contains(&db.name), "{}", checked.stdout);
 }
 
 /// A server whose certificate comes from a CA nobody trusts: verify-full by default, refused.
