@@ -99,9 +99,17 @@ async fn the_example_project_deploys_locally_master_then_three_tenants() {
     let current: i64 = scalar(&mut conn, "SELECT count(*) FROM initech.shipgate_migrations").await;
     assert_eq!(current, 2);
 
-    // A second deploy changes nothing and says so.
-    let again = run(shipgate(&args)).await.expect(0);
+    // A second deploy changes nothing and says so, also when run from another directory
+    // that has a `migrations/` folder of its own: the project's folders follow `--config`.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(elsewhere.path().join("migrations/master")).unwrap();
+    std::fs::write(elsewhere.path().join("migrations/master/9_wrong.sql"), "CREATE TABLE wrong ();").unwrap();
+    let mut from_elsewhere = shipgate(&args);
+    from_elsewhere.current_dir(elsewhere.path());
+    let again = run(from_elsewhere).await.expect(0);
     assert!(again.all().contains("3 already current"), "{}", again.all());
+    let wrong: bool = scalar(&mut conn, "SELECT to_regclass('public.wrong') IS NOT NULL").await;
+    assert!(!wrong, "the other directory's migrations were read: {}", again.all());
 }
 
 #[tokio::test]
