@@ -8,12 +8,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::Instant;
 
 use crate::aws::{Aws, ecs};
-use crate::commands::deploy::ci::Ci;
-use crate::commands::deploy::migrations::{self, Migration};
-use crate::commands::deploy::services::{self, Follow, Target};
 use crate::config::TemplateSource;
 use crate::config::deploy::{RevisionTarget, RollbackConfig};
+use crate::deploy::ci::Ci;
+use crate::deploy::migrations::{self, Migration};
 use crate::deploy::report::DeployRecord;
+use crate::deploy::services::{self, Follow, Target};
 use crate::deploy::view::{ServiceView, revision_name};
 use crate::error::{Error, Result};
 use crate::output::{Event, Reporter};

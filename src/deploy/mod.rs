@@ -1,9 +1,19 @@
-//! Deploying an environment: the plain view of a service and its deployments (`view`), the
-//! decisions (`rollout`: is this rollout done, failed, rolled back, superseded or stuck?;
-//! `shards`: which tasks a tenant run is split into), and what a deploy reports to CI
-//! (`report`: GitHub Actions commands, the step summary, step outputs). The pipeline that
-//! ties them to AWS is `commands::deploy`.
+//! Deploying an environment, as domain code. The pipeline (`pipeline`: check the services,
+//! register what changed, run the migration steps, roll the services out) is written over its
+//! parts: what can be checked offline (`prepare`), the migration steps and their shards
+//! (`migrations`), the rollouts (`services`), the dry run (`plan`), the local platform
+//! (`local`), and where a deploy reports besides stdout (`ci`). The decisions are pure: the
+//! plain view of a service (`view`), is a rollout done, failed, rolled back, superseded or
+//! stuck (`rollout`), and what a deploy reports to CI (`report`). `commands::deploy` and
+//! `commands::rollback` are thin adapters over it.
 
+pub mod ci;
+pub mod local;
+pub mod migrations;
+pub mod pipeline;
+pub mod plan;
+pub mod prepare;
 pub mod report;
 pub mod rollout;
+pub mod services;
 pub mod view;

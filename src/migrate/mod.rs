@@ -12,6 +12,7 @@ pub mod folders;
 pub mod history;
 pub mod lock;
 pub mod plan;
+pub mod run;
 pub mod sections;
 pub mod session;
 pub mod source;

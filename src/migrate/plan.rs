@@ -337,6 +337,22 @@ pub fn plan_down<'a>(entries: &[Entry<'a>], dir: &str, to: DownTo) -> Result<Vec
     Ok(out)
 }
 
+/// How many entries are in each state, in `State` order.
+pub fn counts(entries: &[Entry]) -> Vec<(State, usize)> {
+    [
+        State::Applied,
+        State::Retired,
+        State::Pending,
+        State::Partial,
+        State::Modified,
+        State::Missing,
+        State::Failed,
+    ]
+    .into_iter()
+    .map(|state| (state, entries.iter().filter(|e| e.state == state).count()))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

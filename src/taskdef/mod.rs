@@ -1,8 +1,10 @@
 //! Task definitions: rendering a template file, checking it against the ECS API, comparing it
 //! with a registered revision, and reading what the follower needs from one (its containers
-//! and where each one logs). Everything here is pure; `aws::ecs` does the calls.
+//! and where each one logs). Everything here is pure but `register` (reuse the latest
+//! revision or register a new one), whose calls `aws::ecs` makes.
 
 pub mod normalize;
+pub mod register;
 pub mod schema;
 pub mod template;
 
@@ -12,6 +14,13 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+
+/// Render a template with its `--var`s, falling back to the process environment and then to
+/// the environment's defaults.
+pub fn render_source(source: &crate::config::TemplateSource) -> Result<Value> {
+    let env = |name: &str| std::env::var(name).ok().or_else(|| source.defaults.get(name).cloned());
+    render_file(&source.path, &template::Vars { explicit: &source.vars, env: &env })
+}
 
 /// Read `--vars-file` style text: `NAME=VALUE` lines, `#` comments and blank lines ignored.
 pub fn parse_vars_file(path: &Path) -> Result<BTreeMap<String, String>> {

@@ -26,12 +26,13 @@ use aws_sdk_ecs::types::{
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use shipgate::aws::Aws;
 use shipgate::cli::OutputFormat;
-use shipgate::commands::deploy::ci::Ci;
-use shipgate::commands::deploy::{plan, prepare, run_with};
 use shipgate::config::deploy::{
     CiConfig, DeployConfig, EnvConfig, MigrationTask, RunSettings, Service as EnvService,
 };
 use shipgate::config::{Network, TemplateSource};
+use shipgate::deploy::ci::Ci;
+use shipgate::deploy::pipeline::run_with;
+use shipgate::deploy::{plan, prepare};
 use shipgate::output::Reporter;
 use shipgate::shutdown::Shutdown;
 use shipgate::task::follow::FollowOptions;

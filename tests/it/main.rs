@@ -5,6 +5,7 @@ mod credentials;
 mod deploy_local;
 mod deploy_mocks;
 mod deploy_moto;
+mod layers;
 mod layouts;
 mod migrate_basics;
 mod migrate_input;

@@ -2,9 +2,9 @@
 //! checked when the file was read; this renders every template with the variables given
 //! and reports what a deploy would work with.
 
-use crate::commands::deploy::{migrations, prepare};
 use crate::config::Network;
 use crate::config::deploy::EnvConfig;
+use crate::deploy::{migrations, prepare};
 use crate::error::Result;
 use crate::output::{Event, Reporter};
 use crate::project::Platform;

@@ -7,12 +7,12 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::commands::migrate::{status, with_session};
 use crate::config::MigrateConfig;
 use crate::db::tls;
 use crate::error::{Error, Result};
 use crate::migrate::history;
 use crate::migrate::plan::{self, State};
+use crate::migrate::run::with_session;
 use crate::migrate::session::Mode;
 use crate::migrate::source;
 use crate::output::Reporter;
@@ -58,7 +58,7 @@ pub async fn run(
         let table = s.table.clone();
         let exists = history::exists(s.worker(), &table).await.map_err(failed("could not look for the history table"))?;
         let rows = s.history().await?;
-        let counts = set.as_ref().map(|set| status::counts(&plan::reconcile(set, &rows)));
+        let counts = set.as_ref().map(|set| plan::counts(&plan::reconcile(set, &rows)));
         let count = |state: State| counts.as_ref().and_then(|c| c.iter().find(|(st, _)| *st == state)).map(|(_, n)| *n);
         let applied = rows.iter().filter(|r| r.success).count();
         let tls_on = ssl.as_ref().is_some_and(|r| r.ssl);

@@ -7,13 +7,13 @@
 //! printed, and the rows are written only if nothing blocks. A second run finds its own rows
 //! and writes nothing. `--dry-run` takes no lock and writes nothing, not even our table.
 
-use super::with_session;
 use crate::config::MigrateConfig;
 use crate::error::Result;
 use crate::identity;
 use crate::migrate::adopt::apply::{self, AdoptOptions, Request};
 use crate::migrate::history::Writer;
 use crate::migrate::plan::current_version;
+use crate::migrate::run::with_session;
 use crate::migrate::session::{Mode, Session};
 use crate::migrate::source::{self, MigrationSet};
 use crate::output::{Event, Reporter};

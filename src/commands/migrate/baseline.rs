@@ -6,7 +6,6 @@ use serde_json::json;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
-use super::with_session;
 use crate::config::MigrateConfig;
 use crate::db::quote_ident;
 use crate::duration;
@@ -16,6 +15,7 @@ use crate::migrate::catalog::{self, Point, Proposal, Shape};
 use crate::migrate::history::{self, NewRow, Writer};
 use crate::migrate::plan::ORIGIN_BASELINE;
 use crate::migrate::plan::current_version;
+use crate::migrate::run::with_session;
 use crate::migrate::session::Mode;
 use crate::migrate::source::{self, MigrationSet};
 use crate::output::{Event, Reporter};

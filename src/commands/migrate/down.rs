@@ -2,12 +2,12 @@
 
 use std::time::Instant;
 
-use super::{plan_item, run_each, summary, with_set};
 use crate::config::MigrateConfig;
 use crate::error::Result;
 use crate::migrate::exec::Direction;
 use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, DownTo};
+use crate::migrate::run::{plan_item, run_each, source_event, summary, with_set};
 use crate::migrate::session::Mode;
 use crate::migrate::source::MigrationSet;
 use crate::output::{Event, Reporter};
@@ -24,7 +24,7 @@ pub async fn run(
     let started = Instant::now();
     let mode = if dry_run { Mode::ReadOnly } else { Mode::Write };
     with_set(cfg, mode, shutdown, MigrationSet::require_downs, async |s, set| {
-        out.emit(&super::status::source_event(set));
+        out.emit(&source_event(set));
         let history = s.history().await?;
         let entries = plan::reconcile(set, &history);
         let todo = plan::plan_down(&entries, &dir, to)?;

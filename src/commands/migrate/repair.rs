@@ -2,12 +2,12 @@
 //! either record a failed (or deliberately edited) migration as applied, or forget it so the
 //! next `up` runs it again.
 
-use super::with_session;
 use crate::config::{MigrateConfig, Resolution};
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::migrate::history::{self, NewRow, Writer};
 use crate::migrate::plan::ORIGIN_REPAIR;
+use crate::migrate::run::with_session;
 use crate::migrate::session::Mode;
 use crate::migrate::source;
 use crate::output::{Event, Reporter};

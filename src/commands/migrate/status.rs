@@ -2,13 +2,14 @@
 
 use serde_json::json;
 
-use super::with_set;
 use crate::config::MigrateConfig;
 use crate::error::Result;
+use crate::migrate::plan::counts;
 use crate::migrate::plan::{self, Entry, State};
+use crate::migrate::run::{source_event, with_set};
 use crate::migrate::session::Mode;
 use crate::migrate::source;
-use crate::output::{Event, Reporter};
+use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 
 pub async fn run(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
@@ -45,33 +46,6 @@ pub fn source_json(set: &source::MigrationSet) -> serde_json::Value {
         fields.remove("event");
     }
     value
-}
-
-/// The `source` event `up`, `down` and `verify` start with.
-pub fn source_event(set: &source::MigrationSet) -> Event {
-    Event::Source {
-        dir: set.dir.display().to_string(),
-        layout: set.format.name(),
-        detected: set.detected,
-        files_read: set.files_read,
-        migrations: set.migrations.len(),
-    }
-}
-
-/// How many entries are in each state, in `State` order.
-pub fn counts(entries: &[Entry]) -> Vec<(State, usize)> {
-    [
-        State::Applied,
-        State::Retired,
-        State::Pending,
-        State::Partial,
-        State::Modified,
-        State::Missing,
-        State::Failed,
-    ]
-    .into_iter()
-    .map(|state| (state, entries.iter().filter(|e| e.state == state).count()))
-    .collect()
 }
 
 fn counts_json(counts: &[(State, usize)]) -> serde_json::Value {

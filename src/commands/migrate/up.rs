@@ -2,12 +2,12 @@
 
 use std::time::Instant;
 
-use super::{plan_item, run_each, summary, with_set};
 use crate::config::MigrateConfig;
 use crate::error::Result;
 use crate::migrate::exec::Direction;
 use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, Entry, UpOptions};
+use crate::migrate::run::{plan_item, run_each, source_event, summary, with_set};
 use crate::migrate::session::Mode;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
@@ -28,7 +28,7 @@ pub async fn run(
         shutdown,
         |_| Ok(()),
         async |s, set| {
-            out.emit(&super::status::source_event(set));
+            out.emit(&source_event(set));
             if !dry_run {
                 s.ensure_history().await?;
             }

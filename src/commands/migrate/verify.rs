@@ -1,11 +1,12 @@
 //! `shipgate migrate verify`: succeed only when files and history agree and nothing is
 //! pending, failed, modified or missing. The orchestrator's pre-flight and a CI gate.
 
-use super::{status::counts, with_set};
 use crate::config::MigrateConfig;
 use crate::error::{Error, Result};
+use crate::migrate::plan::counts;
 use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, State};
+use crate::migrate::run::{source_event, with_set};
 use crate::migrate::session::Mode;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
@@ -17,7 +18,7 @@ pub async fn run(
     out: &Reporter,
 ) -> Result<()> {
     with_set(cfg, Mode::ReadOnly, shutdown, |_| Ok(()), async |s, set| {
-        out.emit(&super::status::source_event(set));
+        out.emit(&source_event(set));
         let history = s.history().await?;
         let entries = plan::reconcile(set, &history);
         let agrees = |state: State| {

@@ -14,10 +14,11 @@ pub async fn run(cfg: &AttachConfig, shutdown: &Shutdown, out: &Reporter) -> Res
         .await?
         .ok_or_else(|| follow::unknown_task(&cfg.task, &cfg.cluster))?;
     let (td_arn, containers) = ecs::task_definition(&aws.ecs, &task.task_definition_arn).await?;
-    let watched = super::watched_container(&containers, cfg.follow.container.as_deref(), &td_arn)?;
+    let watched =
+        crate::task::verdict::watched_container(&containers, cfg.follow.container.as_deref(), &td_arn)?;
     tracing::info!("attached to task {} ({}), watching container `{watched}`", task.arn, task.last_status);
     let followed =
         follow::follow(&aws, &cfg.cluster, &task.arn, &containers, &cfg.follow.options, shutdown, out)
             .await?;
-    super::verdict(&followed, &watched, cfg.follow.exit_code, cfg.follow.options.timeout, out)
+    crate::task::verdict::verdict(&followed, &watched, cfg.follow.exit_code, cfg.follow.options.timeout, out)
 }

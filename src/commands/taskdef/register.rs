@@ -1,57 +1,16 @@
 //! `shipgate taskdef register FILE`: register a rendered template unless the family's latest
 //! ACTIVE revision is the same once both are normalized; then that revision is reused.
 
-use serde_json::Value;
-
-use crate::aws::{Aws, ecs};
+use crate::aws::Aws;
 use crate::config::TemplateSource;
 use crate::error::Result;
-use crate::output::{Event, Reporter};
-use crate::taskdef::{self, normalize};
-
-/// The revision a template resolved to.
-#[derive(Debug, Clone)]
-pub struct Registered {
-    pub family: String,
-    pub arn: String,
-    pub new: bool,
-    /// What changed since the previous revision (none for a family's first revision).
-    pub diff: Option<String>,
-}
-
-impl Registered {
-    pub fn event(&self) -> Event {
-        Event::Registered {
-            family: self.family.clone(),
-            task_definition_arn: self.arn.clone(),
-            new: self.new,
-            diff: self.diff.clone(),
-        }
-    }
-}
+use crate::output::Reporter;
+use crate::taskdef::register::register_if_changed;
 
 pub async fn run(source: &TemplateSource, region: Option<&str>, out: &Reporter) -> Result<()> {
-    let rendered = super::render_template(source)?;
+    let rendered = crate::taskdef::render_source(source)?;
     let aws = Aws::load(region).await?;
     let registered = register_if_changed(&aws, &rendered).await?;
     out.emit(&registered.event());
     Ok(())
-}
-
-/// Reuse the latest revision when it equals `rendered`, else register a new one.
-pub async fn register_if_changed(aws: &Aws, rendered: &Value) -> Result<Registered> {
-    let family = taskdef::family(rendered).to_string();
-    let diff = match ecs::latest_revision(&aws.ecs, &family).await? {
-        Some((arn, registered)) => {
-            let name = arn.rsplit('/').next().unwrap_or(&arn).to_string();
-            let diff = normalize::diff(&registered, rendered, &name);
-            if diff.is_empty() {
-                return Ok(Registered { family, arn, new: false, diff: None });
-            }
-            Some(diff)
-        }
-        None => None,
-    };
-    let arn = ecs::register(&aws.ecs, rendered).await?;
-    Ok(Registered { family, arn, new: true, diff })
 }

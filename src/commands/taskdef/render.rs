@@ -4,7 +4,7 @@ use crate::config::TemplateSource;
 use crate::error::Result;
 
 pub fn run(source: &TemplateSource) -> Result<()> {
-    let rendered = super::render_template(source)?;
+    let rendered = crate::taskdef::render_source(source)?;
     println!("{}", serde_json::to_string_pretty(&rendered).expect("values serialize"));
     Ok(())
 }

@@ -11,5 +11,5 @@ use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 
 pub async fn run(cfg: &FleetConfig, opts: &AdoptOptions, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    super::fleet_run(cfg, Work::Adopt(opts.clone()), shutdown, out).await
+    crate::fleet::control::fleet_run(cfg, Work::Adopt(opts.clone()), shutdown, out).await
 }

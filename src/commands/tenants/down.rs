@@ -8,5 +8,5 @@ use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 
 pub async fn run(cfg: &FleetConfig, to: DownTo, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    super::fleet_run(cfg, Work::Down(to), shutdown, out).await
+    crate::fleet::control::fleet_run(cfg, Work::Down(to), shutdown, out).await
 }

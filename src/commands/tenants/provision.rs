@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use sqlx::AssertSqlSafe;
 
-use super::{Control, finish};
 use crate::config::FleetConfig;
 use crate::db::{self, quote_ident};
 use crate::error::{Error, Result};
+use crate::fleet::control::{Control, finish};
 use crate::fleet::db as fleet_db;
 use crate::fleet::names;
 use crate::fleet::run::{self as fleet_run, Fleet, Tenant, Work};
@@ -66,7 +66,8 @@ pub async fn run(cfg: &FleetConfig, name: &str, shutdown: &Shutdown, out: &Repor
             fleet_lock: control.fleet_lock,
         };
         let tenants = vec![Tenant { name: name.to_string(), failed_before }];
-        let (results, interrupted) = fleet_run::run(&fleet, tenants, &control.conn, shutdown, out).await?;
+        let (results, interrupted) =
+            fleet_run::run(&fleet, tenants, control.shared_conn(), shutdown, out).await?;
         if interrupted.is_some() || results.iter().any(|(_, o)| matches!(o, Outcome::Failed { .. })) {
             return finish("provision", "migrated", &results, started, out, interrupted);
         }

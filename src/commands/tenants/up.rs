@@ -8,5 +8,5 @@ use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 
 pub async fn run(cfg: &FleetConfig, options: &UpOptions, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    super::fleet_run(cfg, Work::Up(options.clone()), shutdown, out).await
+    crate::fleet::control::fleet_run(cfg, Work::Up(options.clone()), shutdown, out).await
 }

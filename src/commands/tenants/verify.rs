@@ -1,9 +1,9 @@
 //! `shipgate tenants verify --at-least V`: exit 0 only if every tenant has every tenant
 //! migration up to V — the gate an application deploy waits on.
 
-use super::status::survey;
 use crate::config::FleetConfig;
 use crate::error::{Error, Result};
+use crate::fleet::survey::survey;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 

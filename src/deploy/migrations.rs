@@ -11,7 +11,6 @@ use futures_util::future::join_all;
 use super::ci::Ci;
 use crate::aws::Aws;
 use crate::cli::ExitCodeMode;
-use crate::commands::task::run::{Launch, run_followed};
 use crate::config::deploy::{EnvConfig, MigrationTask, RunSettings};
 use crate::config::{FollowConfig, RunConfig, TaskDefinitionRef};
 use crate::deploy::report::{DeployRecord, TaskRecord};
@@ -21,6 +20,7 @@ use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 use crate::task::logs::sources;
 use crate::task::outcome;
+use crate::task::run::{Launch, run_followed};
 use crate::task::spec::Overrides;
 use crate::taskdef::ContainerInfo;
 

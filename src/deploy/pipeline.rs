@@ -1,43 +1,23 @@
-//! `shipgate deploy --env NAME`: seed 003's flow as one command. Render every template
-//! (exit 2 before any AWS call), check the services exist, register the task definitions
-//! that changed, run the migration task (master, then tenants, sharded when configured),
-//! and only if every migration task succeeded roll the services out and follow each rollout
-//! to a verdict. `--rollback-on-failure` puts the services back; migrations are never
-//! reverted automatically.
+//! The deploy pipeline once templates are rendered and AWS is configured: check the services
+//! exist, register the task definitions that changed, run the migration steps (master, then
+//! tenants, sharded when configured), and only if every migration task succeeded roll the
+//! services out and follow each rollout to a verdict. `--rollback-on-failure` puts the
+//! services back; migrations are never reverted automatically.
 
-pub mod ci;
-pub mod local;
-pub mod migrations;
-pub mod plan;
-pub mod prepare;
-pub mod services;
+use std::collections::BTreeMap;
 
 use crate::aws::Aws;
-use crate::commands::taskdef::register::register_if_changed;
 use crate::config::deploy::DeployConfig;
+use crate::deploy::ci::Ci;
+use crate::deploy::migrations::{self, Migration};
+use crate::deploy::prepare::{Prepared, Rendered};
 use crate::deploy::report::{DeployRecord, TaskDefRecord};
+use crate::deploy::services::{self, Follow, Rolled, Target};
 use crate::deploy::view::ServiceView;
 use crate::error::Result;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
-use ci::Ci;
-use migrations::Migration;
-use prepare::{Prepared, Rendered};
-use services::{Follow, Rolled, Target};
-
-pub async fn run(cfg: &DeployConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    let ci = Ci::new(&cfg.run.ci, out);
-    ci.mask_variables(&cfg.env);
-    let prepared = prepare::prepare(&cfg.env)?;
-    if cfg.env.platform == crate::project::Platform::Local {
-        return local::run(cfg, &prepared, &ci, shutdown, out).await;
-    }
-    let aws = Aws::load(cfg.env.region.as_deref()).await?;
-    if cfg.dry_run {
-        return plan::run(&aws, cfg, &prepared, out).await;
-    }
-    run_with(&aws, cfg, &prepared, &ci, shutdown, out).await
-}
+use crate::taskdef::register::register_if_changed;
 
 /// The deploy once templates are rendered and AWS is configured (the part mock tests drive).
 pub async fn run_with(
@@ -84,21 +64,13 @@ async fn pipeline(
     let before = services::describe_all(aws, &env.cluster, &names).await?;
 
     ci.group("task definitions");
-    let mut arns = Vec::new();
-    for r in prepared.migration.iter().map(|(r, _)| r).chain(&prepared.services) {
-        match register(aws, r, record, out).await {
-            Ok(arn) => arns.push(arn),
-            Err(e) => {
-                ci.end_group("task definitions", false, e.message());
-                return Err(e);
-            }
-        }
-    }
-    ci.end_group("task definitions", true, "");
-    let (migration_arn, service_arns) = match prepared.migration {
-        Some(_) => (Some(arns[0].clone()), &arns[1..]),
-        None => (None, &arns[..]),
-    };
+    let registered = register_all(aws, prepared, record, out).await;
+    ci.end_group(
+        "task definitions",
+        registered.is_ok(),
+        registered.as_ref().err().map_or("", |e| e.message()),
+    );
+    let (migration_arn, service_arns) = registered?;
 
     if let (Some((rendered, _)), Some(task), Some(td_arn)) =
         (&prepared.migration, &env.migration, &migration_arn)
@@ -128,10 +100,10 @@ async fn pipeline(
     let targets: Vec<(Target, ServiceView)> = prepared
         .services
         .iter()
-        .zip(service_arns)
         .zip(before)
-        .map(|((r, arn), view)| {
-            (Target { service: r.role.clone(), task_definition: arn.clone(), desired: None }, view)
+        .map(|(r, view)| {
+            let task_definition = service_arns[&r.role].clone();
+            (Target { service: r.role.clone(), task_definition, desired: None }, view)
         })
         .collect();
     ci.group("services");
@@ -143,6 +115,24 @@ async fn pipeline(
         roll_back(aws, cfg, &follow, &targets, &rolled, record, ci, shutdown, out).await;
     }
     result
+}
+
+/// Register every template that changed: the migration task's ARN, and each service's by name.
+async fn register_all(
+    aws: &Aws,
+    prepared: &Prepared,
+    record: &mut DeployRecord,
+    out: &Reporter,
+) -> Result<(Option<String>, BTreeMap<String, String>)> {
+    let migration = match &prepared.migration {
+        Some((r, _)) => Some(register(aws, r, record, out).await?),
+        None => None,
+    };
+    let mut services = BTreeMap::new();
+    for r in &prepared.services {
+        services.insert(r.role.clone(), register(aws, r, record, out).await?);
+    }
+    Ok((migration, services))
 }
 
 /// Register a rendered template unless the family's latest revision is the same.

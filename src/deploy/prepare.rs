@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 
-use crate::commands::taskdef::render_template;
 use crate::config::TemplateSource;
 use crate::config::deploy::EnvConfig;
 use crate::error::Result;
+use crate::taskdef::render_source;
 use crate::taskdef::{self, ContainerInfo};
 
 /// A rendered template.
@@ -28,7 +28,7 @@ pub struct Prepared {
 }
 
 fn render(key: &str, role: &str, source: &TemplateSource) -> Result<Rendered> {
-    let rendered = render_template(source).map_err(|e| e.map_message(|m| format!("{key}: {m}")))?;
+    let rendered = render_source(source).map_err(|e| e.map_message(|m| format!("{key}: {m}")))?;
     Ok(Rendered {
         role: role.to_string(),
         family: taskdef::family(&rendered).to_string(),
@@ -43,7 +43,7 @@ pub fn prepare(env: &EnvConfig) -> Result<Prepared> {
     let migration = match &env.migration {
         Some(m) => {
             let r = render(&key("migration_task.template"), "migration", &m.template)?;
-            let watched = crate::commands::task::watched_container(
+            let watched = crate::task::verdict::watched_container(
                 &r.containers,
                 m.container.as_deref(),
                 &m.template.path.display().to_string(),

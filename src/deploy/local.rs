@@ -119,7 +119,7 @@ async fn pipeline(
                     let started = Instant::now();
                     let task = task?;
                     let followed = local::run(&task, cwd, timeout, shutdown, &out).await;
-                    let verdict = crate::commands::task::verdict(
+                    let verdict = crate::task::verdict::verdict(
                         &followed,
                         &task.container,
                         ExitCodeMode::Classified,

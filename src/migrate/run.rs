@@ -1,0 +1,177 @@
+//! The discipline every migrate command follows over a [`Session`]: connect (reading the
+//! folder meanwhile), take the lock when writing, do the work, and always unlock and close;
+//! run pending migrations in order with the lock checked between them; and the events that
+//! open and close a run.
+
+use std::time::{Duration, Instant};
+
+use crate::config::MigrateConfig;
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::identity;
+use crate::migrate::exec::{Direction, Limits};
+use crate::migrate::history::Writer;
+use crate::migrate::session::{Mode, Session};
+use crate::migrate::source::{self, Migration, MigrationSet};
+use crate::output::{Event, PlanItem, Reporter};
+use crate::shutdown::Shutdown;
+
+/// Open a session, take the lock when writing, run `body`, then unlock and close whatever
+/// `body` returned: the one place that guarantees the lock never outlives the work.
+pub async fn with_session<T>(
+    cfg: &MigrateConfig,
+    mode: Mode,
+    shutdown: &Shutdown,
+    body: impl AsyncFnOnce(&mut Session) -> Result<T>,
+) -> Result<T> {
+    let session = Session::open(cfg, mode, shutdown).await?;
+    locked(session, cfg, mode, shutdown, body).await
+}
+
+/// Take the lock when writing, run `body`, then unlock and close.
+async fn locked<T>(
+    mut session: Session,
+    cfg: &MigrateConfig,
+    mode: Mode,
+    shutdown: &Shutdown,
+    body: impl AsyncFnOnce(&mut Session) -> Result<T>,
+) -> Result<T> {
+    let result = match mode {
+        Mode::ReadOnly => body(&mut session).await,
+        Mode::Write => match session.lock(cfg.lock_timeout, shutdown).await {
+            Ok(()) => body(&mut session).await,
+            Err(e) => Err(e),
+        },
+    };
+    session.close().await;
+    result
+}
+
+/// [`with_session`] for a command that works on the migration folder: the folder is read,
+/// and checked by `check`, while the session connects (see [`Session::open_while`]).
+pub async fn with_set<T>(
+    cfg: &MigrateConfig,
+    mode: Mode,
+    shutdown: &Shutdown,
+    check: fn(&MigrationSet) -> Result<()>,
+    body: impl AsyncFnOnce(&mut Session, &MigrationSet) -> Result<T>,
+) -> Result<T> {
+    let (dir, options) = (cfg.source.clone(), cfg.read.clone());
+    let read = move || {
+        let set = source::load(&dir, &options)?;
+        check(&set)?;
+        Ok(set)
+    };
+    let (session, set) = Session::open_while(cfg, mode, shutdown, read).await?;
+    locked(session, cfg, mode, shutdown, async |s| body(s, &set).await).await
+}
+
+/// How long a run goes between two checks that it still holds its lock.
+const LOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Run `todo` in order, stopping cleanly at a signal between migrations. `event` turns each
+/// finished migration and its duration into what is reported.
+pub async fn run_each(
+    s: &mut Session,
+    cfg: &MigrateConfig,
+    todo: &[&Migration],
+    direction: Direction,
+    shutdown: &Shutdown,
+    out: &Reporter,
+    event: impl Fn(&Migration, Duration) -> Event,
+) -> Result<()> {
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let applied_by = identity::applied_by().await;
+    let by = Writer { run_id: &cfg.run_id, applied_by: &applied_by };
+    let (doing, done_word) = match direction {
+        Direction::Up => ("applying", "applied"),
+        Direction::Down => ("reverting", "reverted"),
+    };
+    let mut after = None;
+    // The lock was confirmed when taken; a check costs ~1 ms, so a burst of quick migrations
+    // checks once a second, a slow one before it starts, and every run after its last.
+    let mut checked = Instant::now();
+    for (done, m) in todo.iter().enumerate() {
+        if checked.elapsed() >= LOCK_CHECK_EVERY {
+            s.check_lock(after).await?;
+            checked = Instant::now();
+        }
+        if let Some(signal) = shutdown.requested() {
+            return Err(Error::interrupted(
+                signal,
+                format!(
+                    "interrupted by {} before {doing} {}; {done} of {} {done_word}",
+                    signal.name(),
+                    m.version,
+                    todo.len()
+                ),
+            ));
+        }
+        tracing::info!("{doing} {} ({})", m.version, m.description);
+        let last = done + 1 == todo.len();
+        let took = s.execute(m, direction, &cfg.limits, &by, last, shutdown).await?;
+        after = Some(m.version);
+        out.emit(&event(m, took));
+    }
+    // A lock lost during the last migration still fails the run: never exit 0 after one.
+    s.check_lock(after).await
+}
+
+/// One line of a `--dry-run` plan: the script this direction would run, with its timeouts.
+pub fn plan_item(m: &Migration, direction: Direction, limits: &Limits, late: bool) -> PlanItem {
+    let script = direction.script(m);
+    let (lock, statement) = limits.for_script(script);
+    PlanItem {
+        version: m.version,
+        description: m.description.clone(),
+        file: script.path.display().to_string(),
+        no_transaction: script.directives.no_transaction,
+        lock_timeout: duration::human(lock),
+        statement_timeout: duration::human(statement),
+        late,
+    }
+}
+
+/// The closing summary of `up` and `down`.
+pub fn summary(
+    command: &'static str,
+    s: &Session,
+    changed: usize,
+    started: Instant,
+    version: Option<i64>,
+) -> Event {
+    let at = version.map(|v| format!("version {v}")).unwrap_or_else(|| "no applied migration".into());
+    let message = match (command, changed) {
+        ("up", 0) => format!("{} is up to date at {at}; nothing to apply", s.describe()),
+        (_, 0) => format!("nothing to revert in {}; at {at}", s.describe()),
+        _ => format!(
+            "{} {changed} migration{} {} {} in {:.2}s; now at {at}",
+            if command == "up" { "applied" } else { "reverted" },
+            if changed == 1 { "" } else { "s" },
+            if command == "up" { "to" } else { "in" },
+            s.describe(),
+            started.elapsed().as_secs_f64()
+        ),
+    };
+    Event::Summary {
+        command,
+        schema: Some(s.table.schema.clone()),
+        changed,
+        duration_ms: started.elapsed().as_millis(),
+        version,
+        message,
+    }
+}
+
+/// The `source` event `up`, `down` and `verify` start with.
+pub fn source_event(set: &MigrationSet) -> Event {
+    Event::Source {
+        dir: set.dir.display().to_string(),
+        layout: set.format.name(),
+        detected: set.detected,
+        files_read: set.files_read,
+        migrations: set.migrations.len(),
+    }
+}
