@@ -385,7 +385,7 @@ fn logs_job(a: LogsArgs) -> Result<Job> {
     Ok(Job::TaskLogs { task: a.task, cluster, region })
 }
 
-/// What `shipgate migrate` with no command does, from `MIGRATION_TYPE` (the seeds' contract).
+/// What `shipgate migrate` with no command does, from `MIGRATION_TYPE` (the contract of the entrypoint scripts teams run today).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MigrationType {
     /// Unset or empty: `migrate up` with the default set.

@@ -1,5 +1,5 @@
-//! `shipgate rollback --env NAME`: the seeds' emergency path as one command. Optionally scale
-//! the services to zero (seed 001: no old code writing while the schema changes under it),
+//! `shipgate rollback --env NAME`: the emergency path teams script by hand, as one command.
+//! Optionally scale the services to zero (so no old code writes while the schema changes under it),
 //! revert migrations with the latest registered migration task (`MIGRATION_TYPE=rollback-*`,
 //! tenants first), then put the services on an earlier revision (and their old desired
 //! counts). It asks first on a terminal; CI passes `--yes`.

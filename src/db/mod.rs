@@ -22,8 +22,6 @@ pub fn error_text(e: &sqlx::Error) -> String {
     }
 }
 
-/// Quote an identifier for SQL text (`"tenant ""a"""`): the only way a schema name reaches
-/// a statement, since identifiers cannot be bind parameters.
 /// A database error as a failure (exit 1): `what` went wrong, then PostgreSQL's reason.
 pub fn failed(what: &str) -> impl Fn(sqlx::Error) -> crate::error::Error + '_ {
     move |e| crate::error::Error::failed(format!("{what}: {}", error_text(&e)))
@@ -67,6 +65,8 @@ pub async fn relation_exists(conn: &mut sqlx::PgConnection, qualified: &str) -> 
     sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(qualified).fetch_one(conn).await
 }
 
+/// Quote an identifier for SQL text (`"tenant ""a"""`): the only way a schema name reaches
+/// a statement, since identifiers cannot be bind parameters.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

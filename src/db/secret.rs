@@ -5,7 +5,7 @@
 //! - the RDS format (`username`, `password`, and optionally `host`, `port`, `dbname`,
 //!   `engine`), which rotation templates write and RDS-managed master secrets hold (those have
 //!   only `username` and `password`; the host then comes from `DB_HOST` or `PGHOST`);
-//! - a JSON object with the URL under `url` or `DATABASE_URL` (seed 003's app secret);
+//! - a JSON object with the URL under `url` or `DATABASE_URL` (an application's own secret, as apps deployed from GitHub Actions keep it);
 //! - the plain URL string.
 //!
 //! Every value that could be secret is registered for redaction before anything can print

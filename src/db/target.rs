@@ -10,8 +10,8 @@
 //! | `--db-secret ID` | the secret's fields, then `DB_*` over them, then `PG*` under them |
 //! | `DATABASE_URL` | the whole URL |
 //! | `DB_SECRET_ID` | as `--db-secret` |
-//! | `DB_*` (seed 000) | `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`, `DB_NAME`, each over `PG*` |
-//! | libpq (seed 001) | `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `~/.pgpass`, defaults |
+//! | `DB_*` (Knex-style apps) | `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`, `DB_NAME`, each over `PG*` |
+//! | libpq | `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `~/.pgpass`, defaults |
 //!
 //! A URL is complete on its own (libpq's `PG*` only fill what it leaves out). A secret is
 //! layered: an RDS-managed secret holds only `username` and `password`, so `DB_HOST` and

@@ -18,11 +18,11 @@ use aws_sdk_ecs::types::{Container, Failure, Task, TaskStopCode};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use shipgate::aws::Aws;
 use shipgate::cli::{ExitCodeMode, OutputFormat};
-use shipgate::commands::task::run::run_with;
 use shipgate::config::{FollowConfig, Network, RunConfig, TaskDefinitionRef};
 use shipgate::output::Reporter;
 use shipgate::shutdown::{Shutdown, Signal};
 use shipgate::task::follow::FollowOptions;
+use shipgate::task::run::run_followed;
 use shipgate::task::spec::{Overrides, Placement};
 use shipgate::taskdef::{ContainerInfo, LogDriver};
 
@@ -164,7 +164,7 @@ async fn run_with_shutdown(
         mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, logs_rules, |c| c.retry_config(retry()));
     let aws = Aws::from_clients(ecs, logs);
     let (out, lines) = Reporter::capturing(OutputFormat::Text);
-    let result = run_with(&aws, &cfg, TD, containers, &shutdown, &out).await;
+    let result = run_followed(&aws, &cfg, TD, containers, &shutdown, &out).await.result;
     let lines = lines.lock().unwrap().clone();
     match result {
         Ok(()) => Run { code: 0, message: String::new(), lines },

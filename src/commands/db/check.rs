@@ -1,7 +1,7 @@
-//! `shipgate db check`: the pre-flight of seed 001's init container. Resolve the credentials,
-//! connect with the runner's retry policy, and report what a deploy is about to talk to:
-//! server version, TLS in use and whether it was verified, and the migration history.
-//! Read-only; exit 0 when connected, 3 when not.
+//! `shipgate db check`: the pre-flight a Kubernetes init container runs before the app
+//! starts. Resolve the credentials, connect with the runner's retry policy, and report what a
+//! deploy is about to talk to: server version, TLS in use and whether it was verified, and the
+//! migration history. Read-only; exit 0 when connected, 3 when not.
 
 use std::path::Path;
 

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 use crate::task::run::run_followed;
-use crate::taskdef::{self, ContainerInfo, register::register_if_changed, render_source};
+use crate::taskdef::{self, register::register_if_changed, render_source};
 
 pub async fn run(cfg: &RunConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
     // Render first: a bad template is exit 2 before any AWS call.
@@ -32,17 +32,5 @@ pub async fn run(cfg: &RunConfig, shutdown: &Shutdown, out: &Reporter) -> Result
         (TaskDefinitionRef::Registered(id), _) => ecs::task_definition(&aws.ecs, id).await?,
         (TaskDefinitionRef::Template(_), None) => unreachable!("templates are rendered above"),
     };
-    run_with(&aws, cfg, &td_arn, &containers, shutdown, out).await
-}
-
-/// Everything after the task definition is known (the part the mock tests drive).
-pub async fn run_with(
-    aws: &Aws,
-    cfg: &RunConfig,
-    td_arn: &str,
-    containers: &[ContainerInfo],
-    shutdown: &Shutdown,
-    out: &Reporter,
-) -> Result<()> {
-    run_followed(aws, cfg, td_arn, containers, shutdown, out).await.result
+    run_followed(&aws, cfg, &td_arn, &containers, shutdown, out).await.result
 }
