@@ -21,21 +21,13 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{Format, Loaded, Migration, Problem, Script, read_regular};
+use crate::migrate::script::{Format, Loaded, Migration, Problem, Script, read_regular};
 
 pub const JOURNAL: &str = "meta/_journal.json";
 pub const BREAKPOINT: &str = "--> statement-breakpoint";
 
 /// What drizzle-orm writes to `__drizzle_migrations` for one migration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The journal's `tag` (0.x) or the folder name (v1); v1 stores it in the `name` column.
-    pub name: String,
-    /// `created_at`: the journal's `when`, or the folder's timestamp in epoch milliseconds.
-    pub created_at: i64,
-    /// `hash`: lowercase hex SHA-256 of the whole file.
-    pub hash: String,
-}
+pub use crate::migrate::script::DrizzleEntry as Entry;
 
 /// Which drizzle-kit layout a folder has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

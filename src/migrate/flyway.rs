@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::migrate::source::{
+use crate::migrate::script::{
     Format, Loaded, Migration, Problem, Script, files_under, loaded, one_per_version, read_regular, text_of,
 };
 

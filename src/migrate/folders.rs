@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{
+use crate::migrate::script::{
     Format, Loaded, Migration, Problem, Script, is_dir, loaded, one_per_version, read_regular,
 };
 

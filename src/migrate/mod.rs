@@ -13,6 +13,7 @@ pub mod history;
 pub mod lock;
 pub mod plan;
 pub mod run;
+pub mod script;
 pub mod sections;
 pub mod session;
 pub mod source;

@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::migrate::source::{
+use crate::migrate::script::{
     Format, Loaded, Migration, Problem, Script, is_dir, loaded, one_per_version, read_regular, text_of,
 };
 
