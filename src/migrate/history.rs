@@ -42,10 +42,31 @@ pub async fn exists(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
     crate::db::relation_exists(conn, &table.qualified()).await
 }
 
+/// Whether the table exists, and whether it has the `statements_done` column (tables made
+/// before it was added do not): one round trip, since a run with nothing to do asks twice.
+async fn shape(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<(bool, bool)> {
+    sqlx::query_as(
+        "SELECT t.oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid \
+           AND a.attname = 'statements_done' AND NOT a.attisdropped)
+         FROM (SELECT to_regclass($1) AS oid) t",
+    )
+    .bind(table.qualified())
+    .fetch_one(conn)
+    .await
+}
+
 /// Create the schema (if named and missing) and the table. Idempotent; callers hold the lock.
 pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<()> {
-    if exists(conn, table).await? {
-        return add_progress_column(conn, table).await;
+    match shape(&mut *conn, table).await? {
+        (true, true) => return Ok(()),
+        (true, false) => {
+            // Tables made before no-transaction progress was recorded gain its column (`NULL`: none).
+            let sql =
+                format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS statements_done INTEGER", table.qualified());
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;
+            return Ok(());
+        }
+        (false, _) => {}
     }
     // CREATE SCHEMA IF NOT EXISTS checks the database-level CREATE privilege before it checks
     // for the schema, so a least-privilege role that owns only its schema would fail on it.
@@ -81,35 +102,14 @@ pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
     Ok(())
 }
 
-/// Whether the table has the `statements_done` column (tables made before it was added do not).
-async fn has_progress_column(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'statements_done' \
-         AND NOT attisdropped)",
-    )
-    .bind(table.qualified())
-    .fetch_one(conn)
-    .await
-}
-
-/// Tables made before no-transaction progress was recorded gain its column (`NULL`: none).
-async fn add_progress_column(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<()> {
-    if !has_progress_column(&mut *conn, table).await? {
-        let sql =
-            format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS statements_done INTEGER", table.qualified());
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;
-    }
-    Ok(())
-}
-
 /// Every row, by version. An absent table is an empty history.
 pub async fn load(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<Vec<AppliedRow>> {
-    if !exists(conn, table).await? {
-        return Ok(Vec::new());
-    }
     // A read-only session reads an old table as it is: no progress recorded.
-    let progress =
-        if has_progress_column(&mut *conn, table).await? { "statements_done" } else { "NULL::int" };
+    let progress = match shape(&mut *conn, table).await? {
+        (false, _) => return Ok(Vec::new()),
+        (true, true) => "statements_done",
+        (true, false) => "NULL::int",
+    };
     let sql = format!(
         "SELECT version, description, checksum, checksum_normalized, success, applied_at,
                 execution_ms, run_id, applied_by, origin, {progress} AS statements_done

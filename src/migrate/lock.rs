@@ -76,8 +76,9 @@ pub async fn holder(conn: &mut PgConnection, key: i64) -> sqlx::Result<Option<Ho
     Ok(row.map(|(pid, application_name, client, since)| Holder { pid, application_name, client, since }))
 }
 
-async fn try_take(conn: &mut PgConnection, key: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await
+/// Try once; the answer carries the server session that answered, for [`confirm`].
+async fn try_take(conn: &mut PgConnection, key: i64) -> sqlx::Result<(bool, i32)> {
+    sqlx::query_as("SELECT pg_try_advisory_lock($1), pg_backend_pid()").bind(key).fetch_one(conn).await
 }
 
 /// Poll until the lock is ours (and [`confirm`]ed), `timeout` passes (exit 3), or a signal
@@ -99,8 +100,9 @@ pub async fn acquire(
     let mut delay = Duration::from_millis(50);
     let mut last_report: Option<Instant> = None;
     loop {
-        if try_take(conn, key).await.map_err(db_err)? {
-            if let Err(e) = confirm(conn, key, what).await {
+        let (taken, pid) = try_take(conn, key).await.map_err(db_err)?;
+        if taken {
+            if let Err(e) = confirm(conn, pid, what).await {
                 // Through a pooler this may reach another session; ending ours releases it anyway.
                 let _ = release(conn, key).await;
                 return Err(e);
@@ -185,13 +187,16 @@ pub async fn check(conn: &mut PgConnection, key: i64, what: &str, after: Option<
                session-mode pooler (PgBouncer pool_mode = session), and keep idle-session cuts longer than a migration"))
 }
 
-/// Right after taking the lock: a second statement on the same connection must see it. A
-/// pooler in transaction mode (PgBouncer `pool_mode = transaction`, RDS Proxy) fails this, and
-/// no lock can be held through it.
-async fn confirm(conn: &mut PgConnection, key: i64, what: &str) -> Result<()> {
-    match held(conn, key).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Error::unavailable(format!(
+/// Right after taking the lock: a second statement on the same connection must reach the
+/// server session that took it (`pid`), where a session lock lives. A pooler in transaction
+/// mode (PgBouncer `pool_mode = transaction`, RDS Proxy) hands each statement to another
+/// session and fails this, and no lock can be held through it. (Asking the session for its
+/// pid is what `pg_locks` would answer here, without scanning the lock table.)
+async fn confirm(conn: &mut PgConnection, pid: i32, what: &str) -> Result<()> {
+    let answered: sqlx::Result<i32> = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await;
+    match answered {
+        Ok(now) if now == pid => Ok(()),
+        Ok(_) => Err(Error::unavailable(format!(
             "took the migration lock for {what}, but the next statement on the same connection does not hold it: \
              the connection goes through a pooler in transaction mode, which hands each statement to another \
              server session; nothing was changed"

@@ -370,3 +370,33 @@ async fn up_racing_down_after_a_lock_kill_leaves_a_serial_history() {
         assert_eq!(found, exists, "{table}");
     }
 }
+
+/// Through a pooler in transaction mode, which hands the statement after the lock to another
+/// server session, no lock can be held: the run refuses (exit 3) before the history table is
+/// even made. Through the same pooler with one session (session mode), it migrates.
+#[tokio::test]
+async fn a_transaction_mode_pooler_is_refused_and_a_session_mode_one_works() {
+    let Some(socket) = crate::support::pg::socket() else {
+        eprintln!("skipped: needs the throwaway server's unix socket (DATABASE_URL is set)");
+        return;
+    };
+    let db = TestDb::new().await;
+    let dir = Dir::new(&[("1_a.sql", "CREATE TABLE a (id int);")]);
+    let via = |port: u16| format!("postgres://postgres@127.0.0.1:{port}/{}", db.name);
+
+    let pooled = crate::support::pooler::start(socket.clone(), 2);
+    let mut up = crate::support::shipgate(&["migrate", "up", "--source", dir.arg()]);
+    up.env("DATABASE_URL", via(pooled));
+    let refused = run(up).await.expect(3);
+    assert!(refused.stderr.contains("pooler in transaction mode"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("pool_mode = session"), "{}", refused.stderr);
+    let mut conn = db.connect().await;
+    let made: bool = scalar(&mut conn, "SELECT to_regclass('public.shipgate_migrations') IS NOT NULL").await;
+    assert!(!made, "the refused run changed the database");
+
+    let session = crate::support::pooler::start(socket, 1);
+    let mut up = crate::support::shipgate(&["migrate", "up", "--source", dir.arg()]);
+    up.env("DATABASE_URL", via(session));
+    let done = run(up).await.expect(0);
+    assert!(done.stdout.contains("applied 1 migration"), "{}", done.stdout);
+}

@@ -4,6 +4,7 @@
 pub mod moto;
 pub mod node;
 pub mod pg;
+pub mod pooler;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

@@ -16,6 +16,9 @@ use super::repo_root;
 
 struct Server {
     admin_url: String,
+    /// The throwaway server's unix socket (where authentication is `trust`); none for a
+    /// server named by `DATABASE_URL`.
+    socket: Option<std::path::PathBuf>,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -26,15 +29,22 @@ fn server() -> &'static Server {
         if let Ok(url) = std::env::var("DATABASE_URL").map(|u| u.trim().to_string())
             && !url.is_empty()
         {
-            return Server { admin_url: url };
+            return Server { admin_url: url, socket: None };
         }
-        Server { admin_url: start_server(&[]) }
+        let (admin_url, dir) = start_server_in(&[]);
+        let port = url::Url::parse(&admin_url).expect("admin url").port().expect("a port");
+        Server { admin_url, socket: Some(dir.join(format!(".s.PGSQL.{port}"))) }
     })
 }
 
 /// Start a throwaway server with `scripts/throwaway-pg start DIR --fast EXTRA...` and return
 /// its superuser URL.
 pub fn start_server(extra: &[&str]) -> String {
+    start_server_in(extra).0
+}
+
+/// [`start_server`], and the server's folder (where its unix socket is).
+fn start_server_in(extra: &[&str]) -> (String, std::path::PathBuf) {
     let base = tempfile::Builder::new().prefix("shipgate-pg-").tempdir().expect("tempdir").keep();
     // The server may run as the `postgres` account (when we are root): let it in.
     std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
@@ -71,7 +81,13 @@ pub fn start_server(extra: &[&str]) -> String {
         .expect("start the server watchdog");
     assert!(started.success(), "could not start the server watchdog");
     eprintln!("test PostgreSQL started in {} (stopped when the tests end)", dir.display());
-    admin_url
+    (admin_url, dir)
+}
+
+/// The throwaway server's unix socket, where authentication is `trust`; `None` when the
+/// suite runs against a server named by `DATABASE_URL`.
+pub fn socket() -> Option<std::path::PathBuf> {
+    server().socket.clone()
 }
 
 /// A fresh, empty database for one test; dropped when the test ends.
