@@ -341,7 +341,7 @@ fn run_config(a: RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunCon
             platform_version: a.platform_version,
         }),
     };
-    let run_id = a.run_id.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| identity::default_run_id(env));
+    let run_id = identity::run_id(a.run_id, env);
     Ok(RunConfig {
         region: a.aws.region,
         cluster: a.cluster,
@@ -804,8 +804,7 @@ fn migrate_config(
     if let Some(schema) = &args.schema {
         validate_schema(schema)?;
     }
-    let run_id =
-        args.run_id.clone().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| identity::default_run_id(env));
+    let run_id = identity::run_id(args.run_id.clone(), env);
     let application_name = identity::application_name(&run_id);
     // The further --source folders join the set the first one is.
     let also = match args.source.split_first() {

@@ -4,6 +4,11 @@
 
 use std::time::Duration;
 
+/// The run id given (`--run-id`, `SHIPGATE_RUN_ID`), or [`default_run_id`] when it is unset or blank.
+pub fn run_id(given: Option<String>, env: &dyn Fn(&str) -> Option<String>) -> String {
+    given.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| default_run_id(env))
+}
+
 /// The GitHub run (and attempt) when in Actions, else a UTC timestamp with a random suffix.
 pub fn default_run_id(env: &dyn Fn(&str) -> Option<String>) -> String {
     match (env("GITHUB_RUN_ID"), env("GITHUB_RUN_ATTEMPT")) {

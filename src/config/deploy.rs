@@ -359,7 +359,7 @@ fn run_settings(
             ..FollowOptions::default()
         },
         service_timeout,
-        run_id: run_id.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| identity::default_run_id(env)),
+        run_id: identity::run_id(run_id, env),
         started_by,
         ci: ci(env, output),
     })

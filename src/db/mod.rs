@@ -65,6 +65,13 @@ pub async fn relation_exists(conn: &mut sqlx::PgConnection, qualified: &str) -> 
     sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(qualified).fetch_one(conn).await
 }
 
+/// Point the session's `search_path` at `schema` alone: unqualified names in migrations land
+/// there and nowhere else.
+pub async fn set_search_path(conn: &mut sqlx::PgConnection, schema: &str) -> sqlx::Result<()> {
+    let sql = format!("SET search_path TO {}", quote_ident(schema));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(|_| ())
+}
+
 /// Quote an identifier for SQL text (`"tenant ""a"""`): the only way a schema name reaches
 /// a statement, since identifiers cannot be bind parameters.
 pub fn quote_ident(name: &str) -> String {

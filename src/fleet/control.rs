@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use sqlx::Connection;
 use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection};
 
 use crate::config::FleetConfig;
-use crate::db::{self, ConnectSpec, quote_ident};
+use crate::db::{self, ConnectSpec};
 use crate::error::{Error, Result};
 use crate::fleet::db::{self as fleet_db, Listed};
 use crate::fleet::names;
@@ -41,9 +41,7 @@ impl Control {
         };
         let mut conn = db::connect(&spec, shutdown).await?;
         if let Some(schema) = &cfg.db.schema {
-            let sql = format!("SET search_path TO {}", quote_ident(schema));
-            sqlx::raw_sql(AssertSqlSafe(sql))
-                .execute(&mut conn)
+            db::set_search_path(&mut conn, schema)
                 .await
                 .map_err(|e| Error::failed(format!("could not set search_path: {}", db::error_text(&e))))?;
         }

@@ -59,10 +59,7 @@ impl Session {
             }
         };
         if let Some(schema) = &cfg.schema {
-            // Unqualified names in migrations land in the target schema and nowhere else.
-            let sql = format!("SET search_path TO {}", db::quote_ident(schema));
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut worker)
+            db::set_search_path(&mut worker, schema)
                 .await
                 .map_err(db::failed("could not set search_path"))?;
         }

@@ -370,6 +370,7 @@ fn terminate(pid: u32, grace: Duration) -> tokio::time::Instant {
         && pid > 0
     {
         // SAFETY: kill(2) has no memory effects; a group that already exited gives ESRCH.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(-pid, libc::SIGTERM);
         }

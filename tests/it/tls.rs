@@ -9,23 +9,23 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Dir, pg, run, shipgate};
 
-pub struct TlsServer {
+pub(crate) struct TlsServer {
     /// The superuser URL, host 127.0.0.1 (the name in the certificate), no sslmode.
     pub url: String,
     pub certs: PathBuf,
 }
 
 impl TlsServer {
-    pub fn ca(&self) -> String {
+    pub(crate) fn ca(&self) -> String {
         self.certs.join("ca.crt").display().to_string()
     }
 
-    pub fn other_ca(&self) -> String {
+    pub(crate) fn other_ca(&self) -> String {
         self.certs.join("other-ca.crt").display().to_string()
     }
 
     /// The same server under a name the certificate does not carry.
-    pub fn url_via_localhost(&self) -> String {
+    pub(crate) fn url_via_localhost(&self) -> String {
         self.url.replace("@127.0.0.1:", "@localhost:")
     }
 }
@@ -90,7 +90,7 @@ fn make_certs(dir: &Path) {
     );
 }
 
-pub fn server() -> &'static TlsServer {
+pub(crate) fn server() -> &'static TlsServer {
     SERVER.get_or_init(|| {
         let certs = tempfile::Builder::new().prefix("shipgate-tls-").tempdir().unwrap().keep();
         std::fs::set_permissions(&certs, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

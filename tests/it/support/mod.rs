@@ -1,11 +1,11 @@
 //! Shared test machinery: a throwaway PostgreSQL server for the whole run, a fresh database
 //! per test, and a builder for running the real `shipgate` binary.
 
-pub mod moto;
-pub mod node;
-pub mod pg;
-pub mod pooler;
-pub mod proxy;
+pub(crate) mod moto;
+pub(crate) mod node;
+pub(crate) mod pg;
+pub(crate) mod pooler;
+pub(crate) mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -58,7 +58,7 @@ const HOST_DB_VARS: &[&str] = &[
 ];
 
 /// `shipgate` with a clean environment and the given arguments.
-pub fn shipgate(args: &[&str]) -> Command {
+pub(crate) fn shipgate(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipgate"));
     for var in HOST_DB_VARS {
         cmd.env_remove(var);
@@ -69,7 +69,7 @@ pub fn shipgate(args: &[&str]) -> Command {
 }
 
 /// `shipgate` pointed at a test database and a migrations folder.
-pub fn shipgate_on(db: &pg::TestDb, dir: &Dir, args: &[&str]) -> Command {
+pub(crate) fn shipgate_on(db: &pg::TestDb, dir: &Dir, args: &[&str]) -> Command {
     let mut cmd = shipgate(args);
     cmd.env("DATABASE_URL", &db.url).env("SHIPGATE_SOURCE", dir.arg());
     cmd
@@ -77,14 +77,14 @@ pub fn shipgate_on(db: &pg::TestDb, dir: &Dir, args: &[&str]) -> Command {
 
 /// A finished run, with its streams as text.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Run {
-    pub fn from(output: Output) -> Run {
+    pub(crate) fn from(output: Output) -> Run {
         Run {
             code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -94,7 +94,7 @@ impl Run {
 
     /// Assert the exit code, showing both streams when it differs.
     #[track_caller]
-    pub fn expect(self, code: i32) -> Run {
+    pub(crate) fn expect(self, code: i32) -> Run {
         assert_eq!(
             self.code,
             Some(code),
@@ -105,24 +105,24 @@ impl Run {
         self
     }
 
-    pub fn all(&self) -> String {
+    pub(crate) fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
 }
 
 /// Run to completion on a blocking thread (tests are async; the binary is not ours to await).
-pub async fn run(mut cmd: Command) -> Run {
+pub(crate) async fn run(mut cmd: Command) -> Run {
     tokio::task::spawn_blocking(move || Run::from(cmd.output().expect("shipgate runs"))).await.expect("join")
 }
 
 /// Start without waiting.
-pub fn spawn(mut cmd: Command) -> Child {
+pub(crate) fn spawn(mut cmd: Command) -> Child {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("shipgate starts")
 }
 
 /// Wait for a spawned child, with a limit so a hung runner fails the test instead of CI. Its
 /// output is read while it runs, so a chatty child never blocks on a full pipe.
-pub async fn finish(mut child: Child, limit: Duration) -> Run {
+pub(crate) async fn finish(mut child: Child, limit: Duration) -> Run {
     fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -167,20 +167,20 @@ pub async fn finish(mut child: Child, limit: Duration) -> Run {
     .expect("join")
 }
 
-pub fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status =
         Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().expect("kill");
     assert!(status.success());
 }
 
 /// A temporary migrations folder.
-pub struct Dir {
+pub(crate) struct Dir {
     _tmp: tempfile::TempDir,
     pub path: PathBuf,
 }
 
 impl Dir {
-    pub fn new(files: &[(&str, &str)]) -> Dir {
+    pub(crate) fn new(files: &[(&str, &str)]) -> Dir {
         let tmp = tempfile::tempdir().expect("tempdir");
         let path = tmp.path().join("migrations");
         std::fs::create_dir(&path).expect("mkdir");
@@ -192,7 +192,7 @@ impl Dir {
     }
 
     /// A `migrations/` folder holding a `master/` and a `tenant/` set.
-    pub fn sets(master: &[(&str, &str)], tenant: &[(&str, &str)]) -> Dir {
+    pub(crate) fn sets(master: &[(&str, &str)], tenant: &[(&str, &str)]) -> Dir {
         let dir = Dir::new(&[]);
         for (sub, files) in [("master", master), ("tenant", tenant)] {
             std::fs::create_dir(dir.path.join(sub)).expect("mkdir");
@@ -203,36 +203,36 @@ impl Dir {
         dir
     }
 
-    pub fn write(&self, name: &str, body: &str) {
+    pub(crate) fn write(&self, name: &str, body: &str) {
         self.write_bytes(name, body.as_bytes());
     }
 
-    pub fn write_bytes(&self, name: &str, body: &[u8]) {
+    pub(crate) fn write_bytes(&self, name: &str, body: &[u8]) {
         let path = self.path.join(name);
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
         std::fs::write(path, body).expect("write migration");
     }
 
-    pub fn remove(&self, name: &str) {
+    pub(crate) fn remove(&self, name: &str) {
         std::fs::remove_file(self.path.join(name)).expect("remove migration");
     }
 
-    pub fn arg(&self) -> &str {
+    pub(crate) fn arg(&self) -> &str {
         self.path.to_str().expect("utf-8 path")
     }
 }
 
-pub fn repo_root() -> &'static Path {
+pub(crate) fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A folder of tests/fixtures.
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(name)
 }
 
 /// A copy of a fixture folder to change freely.
-pub fn copy(from: &Path) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn copy(from: &Path) -> (tempfile::TempDir, PathBuf) {
     fn walk(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {

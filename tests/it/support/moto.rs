@@ -14,7 +14,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use super::shipgate;
 
 /// A running emulator, or `None` (after saying the test is skipped) without one.
-pub struct Moto {
+pub(crate) struct Moto {
     pub endpoint: String,
     control: PathBuf,
     pub ecs: aws_sdk_ecs::Client,
@@ -36,7 +36,7 @@ const HOST_AWS_VARS: &[&str] = &[
     "SHIPGATE_CLUSTER",
 ];
 
-pub async fn moto(test: &str) -> Option<Moto> {
+pub(crate) async fn moto(test: &str) -> Option<Moto> {
     let (Ok(endpoint), Ok(control)) =
         (std::env::var("SHIPGATE_MOTO_ENDPOINT"), std::env::var("SHIPGATE_MOTO_CONTROL"))
     else {
@@ -60,14 +60,14 @@ pub async fn moto(test: &str) -> Option<Moto> {
 }
 
 /// A name no other test (or earlier run against the same server) uses.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}-{:012x}", (nanos as u64 ^ fastrand::u64(..)) & 0xffff_ffff_ffff)
 }
 
 impl Moto {
     /// `shipgate` configured for the emulator by environment variables only.
-    pub fn shipgate(&self, args: &[&str]) -> Command {
+    pub(crate) fn shipgate(&self, args: &[&str]) -> Command {
         let mut cmd = shipgate(args);
         for var in HOST_AWS_VARS {
             cmd.env_remove(var);
@@ -83,7 +83,7 @@ impl Moto {
     }
 
     /// Create a secret (a name no other test uses) holding `value`; returns its name and ARN.
-    pub async fn create_secret(&self, value: &str) -> (String, String) {
+    pub(crate) async fn create_secret(&self, value: &str) -> (String, String) {
         let name = unique("it/db");
         let out = self
             .secrets
@@ -97,7 +97,7 @@ impl Moto {
     }
 
     /// A new version of the secret, labelled `stages` (AWSCURRENT when empty).
-    pub async fn put_secret(&self, name: &str, value: &str, stages: &[&str]) {
+    pub(crate) async fn put_secret(&self, name: &str, value: &str, stages: &[&str]) {
         let mut put = self.secrets.put_secret_value().secret_id(name).secret_string(value);
         for stage in stages {
             put = put.version_stages(*stage);
@@ -105,12 +105,12 @@ impl Moto {
         put.send().await.expect("put secret value");
     }
 
-    pub async fn create_cluster(&self, name: &str) {
+    pub(crate) async fn create_cluster(&self, name: &str) {
         self.ecs.create_cluster().cluster_name(name).send().await.expect("create cluster");
     }
 
     /// One of the default VPC's subnets (moto recreates them with new ids on reset).
-    pub async fn default_subnet(&self) -> String {
+    pub(crate) async fn default_subnet(&self) -> String {
         let endpoint = self.endpoint.clone();
         tokio::task::spawn_blocking(move || {
             let body = ureq::post(&endpoint)
@@ -130,20 +130,26 @@ impl Moto {
     }
 
     /// Make the task stop with this exit code (`None`: its container never ran).
-    pub fn stop(&self, task_arn: &str, spec: serde_json::Value) {
+    pub(crate) fn stop(&self, task_arn: &str, spec: serde_json::Value) {
         let id = task_arn.rsplit('/').next().unwrap();
         let tmp = self.control.join(format!("{id}.tmp"));
         std::fs::write(&tmp, spec.to_string()).unwrap();
         std::fs::rename(tmp, self.control.join(format!("{id}.json"))).unwrap();
     }
 
-    pub async fn create_log_group(&self, group: &str) {
+    pub(crate) async fn create_log_group(&self, group: &str) {
         self.logs.create_log_group().log_group_name(group).send().await.expect("create log group");
     }
 
     /// Put `lines` (in order, one millisecond apart from `first_ms`) into a stream, creating it
     /// on the first call.
-    pub async fn put_lines(&self, group: &str, stream: &str, lines: std::ops::Range<usize>, first_ms: i64) {
+    pub(crate) async fn put_lines(
+        &self,
+        group: &str,
+        stream: &str,
+        lines: std::ops::Range<usize>,
+        first_ms: i64,
+    ) {
         let _ = self.logs.create_log_stream().log_group_name(group).log_stream_name(stream).send().await;
         let all: Vec<usize> = lines.collect();
         for chunk in all.chunks(1000) {
@@ -169,12 +175,12 @@ impl Moto {
     }
 
     /// The ARN of the one task running in `cluster`, waiting for it to appear.
-    pub async fn running_task(&self, cluster: &str) -> String {
+    pub(crate) async fn running_task(&self, cluster: &str) -> String {
         self.new_task(cluster, &[]).await
     }
 
     /// The ARN of a task in `cluster` that is not one of `known`, waiting for it to appear.
-    pub async fn new_task(&self, cluster: &str, known: &[&str]) -> String {
+    pub(crate) async fn new_task(&self, cluster: &str, known: &[&str]) -> String {
         for _ in 0..600 {
             let out = self.ecs.list_tasks().cluster(cluster).send().await.expect("list tasks");
             let fresh = out
@@ -191,7 +197,7 @@ impl Moto {
 }
 
 /// A Fargate migration task definition template with an awslogs container.
-pub fn template(family: &str, group: &str) -> String {
+pub(crate) fn template(family: &str, group: &str) -> String {
     format!(
         r#"{{
   "family": "{family}",
@@ -217,7 +223,7 @@ pub fn template(family: &str, group: &str) -> String {
 
 /// Register a task definition from its JSON (as `aws ecs register-task-definition
 /// --cli-input-json` would); returns its ARN.
-pub async fn register_json(moto: &Moto, json: &str) -> String {
+pub(crate) async fn register_json(moto: &Moto, json: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(json).expect("task definition JSON");
     shipgate::aws::ecs::register(&moto.ecs, &value).await.expect("register task definition")
 }

@@ -7,12 +7,12 @@ use std::process::Command;
 
 use super::{Run, repo_root, run};
 
-pub struct Node {
+pub(crate) struct Node {
     modules: PathBuf,
 }
 
 /// The installed packages, or `None` (and a note) when the test runs without them.
-pub fn node(test: &str) -> Option<Node> {
+pub(crate) fn node(test: &str) -> Option<Node> {
     match std::env::var("SHIPGATE_NODE_MODULES") {
         Ok(dir) if Path::new(&dir).join("drizzle-orm").is_dir() => Some(Node { modules: PathBuf::from(dir) }),
         _ => {
@@ -26,29 +26,29 @@ pub fn node(test: &str) -> Option<Node> {
 
 impl Node {
     /// Run one of tests/node's scripts; it must succeed.
-    pub async fn script(&self, script: &str, args: &[&str]) -> Run {
+    pub(crate) async fn script(&self, script: &str, args: &[&str]) -> Run {
         let mut cmd = Command::new("node");
         cmd.arg(repo_root().join("tests/node").join(script)).args(args).env("NODE_PATH", &self.modules);
         run(cmd).await.expect(0)
     }
 
     /// `drizzle-orm`'s migrate() on a drizzle-kit folder.
-    pub async fn drizzle_migrate(&self, url: &str, folder: &Path) -> Run {
+    pub(crate) async fn drizzle_migrate(&self, url: &str, folder: &Path) -> Run {
         self.script("drizzle-migrate.cjs", &[url, folder.to_str().expect("utf-8")]).await
     }
 
     /// `knex migrate:latest` on a folder of .js migrations.
-    pub async fn knex_migrate(&self, url: &str, folder: &Path) -> Run {
+    pub(crate) async fn knex_migrate(&self, url: &str, folder: &Path) -> Run {
         self.script("knex-migrate.cjs", &[url, folder.to_str().expect("utf-8")]).await
     }
 
     /// Knex's migrator with its tables named `table` in `schema` (a per-tenant Knex setup).
-    pub async fn knex_migrate_in(&self, url: &str, folder: &Path, table: &str, schema: &str) -> Run {
+    pub(crate) async fn knex_migrate_in(&self, url: &str, folder: &Path, table: &str, schema: &str) -> Run {
         self.script("knex-migrate.cjs", &[url, folder.to_str().expect("utf-8"), table, schema]).await
     }
 
     /// The real dbmate (its linux-x64 binary package) on a folder; it must succeed.
-    pub async fn dbmate(&self, url: &str, folder: &Path, args: &[&str]) -> Run {
+    pub(crate) async fn dbmate(&self, url: &str, folder: &Path, args: &[&str]) -> Run {
         let mut url = url::Url::parse(url).expect("url");
         url.query_pairs_mut().append_pair("sslmode", "disable");
         let mut cmd = Command::new(self.modules.join("@dbmate/linux-x64/bin/dbmate"));

@@ -39,7 +39,7 @@ fn server() -> &'static Server {
 
 /// Start a throwaway server with `scripts/throwaway-pg start DIR --fast EXTRA...` and return
 /// its superuser URL.
-pub fn start_server(extra: &[&str]) -> String {
+pub(crate) fn start_server(extra: &[&str]) -> String {
     start_server_in(extra).0
 }
 
@@ -86,19 +86,19 @@ fn start_server_in(extra: &[&str]) -> (String, std::path::PathBuf) {
 
 /// The throwaway server's unix socket, where authentication is `trust`; `None` when the
 /// suite runs against a server named by `DATABASE_URL`.
-pub fn socket() -> Option<std::path::PathBuf> {
+pub(crate) fn socket() -> Option<std::path::PathBuf> {
     server().socket.clone()
 }
 
 /// A fresh, empty database for one test; dropped when the test ends.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub url: String,
     pub name: String,
     admin_url: String,
 }
 
 impl TestDb {
-    pub async fn new() -> TestDb {
+    pub(crate) async fn new() -> TestDb {
         let server = server();
         let name = format!(
             "shipgate_t{}_{}_{}",
@@ -117,12 +117,12 @@ impl TestDb {
         TestDb { url: url.to_string(), name, admin_url: server.admin_url.clone() }
     }
 
-    pub async fn connect(&self) -> PgConnection {
+    pub(crate) async fn connect(&self) -> PgConnection {
         connect_url(&self.url).await
     }
 
     /// This database's URL with the password replaced.
-    pub fn url_with_password(&self, password: &str) -> String {
+    pub(crate) fn url_with_password(&self, password: &str) -> String {
         let mut url = url::Url::parse(&self.url).expect("url");
         url.set_password(Some(password)).expect("set password");
         url.to_string()
@@ -147,7 +147,7 @@ impl Drop for TestDb {
     }
 }
 
-pub async fn connect_url(url: &str) -> PgConnection {
+pub(crate) async fn connect_url(url: &str) -> PgConnection {
     PgConnectOptions::from_str(url)
         .expect("url")
         .log_statements(log::LevelFilter::Off)
@@ -157,7 +157,7 @@ pub async fn connect_url(url: &str) -> PgConnection {
 }
 
 /// A single value from a query.
-pub async fn scalar<T>(conn: &mut PgConnection, sql: &str) -> T
+pub(crate) async fn scalar<T>(conn: &mut PgConnection, sql: &str) -> T
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
 {
@@ -167,7 +167,7 @@ where
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-pub async fn exec(conn: &mut PgConnection, sql: &str) {
+pub(crate) async fn exec(conn: &mut PgConnection, sql: &str) {
     sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
         .execute(conn)
         .await
@@ -176,7 +176,7 @@ pub async fn exec(conn: &mut PgConnection, sql: &str) {
 
 /// `pg_dump --schema-only` of the public schema, without our history table and pg_dump's
 /// per-run lines.
-pub fn dump(db: &TestDb) -> String {
+pub(crate) fn dump(db: &TestDb) -> String {
     let out = Command::new("pg_dump")
         .args([
             "--schema-only",

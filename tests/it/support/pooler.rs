@@ -55,7 +55,7 @@ fn runs_something(mut group: &[u8]) -> bool {
 }
 
 /// Listen on loopback; each client gets `sessions` server sessions. Returns the port.
-pub fn start(socket: PathBuf, sessions: usize) -> u16 {
+pub(crate) fn start(socket: PathBuf, sessions: usize) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {

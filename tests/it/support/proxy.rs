@@ -12,21 +12,21 @@ use std::sync::{Arc, Mutex};
 type Hook = Box<dyn FnOnce() + Send>;
 
 /// A running proxy; it lives as long as the test process.
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub endpoint: String,
     seen: Arc<AtomicUsize>,
 }
 
 impl Proxy {
     /// How many requests with the marker have passed.
-    pub fn seen(&self) -> usize {
+    pub(crate) fn seen(&self) -> usize {
         self.seen.load(Ordering::SeqCst)
     }
 }
 
 /// Proxy `upstream` (`http://host:port`); run `hook` before forwarding the `nth` request
 /// whose bytes contain `marker` (case-insensitive).
-pub fn start(upstream: &str, marker: &str, nth: usize, hook: impl FnOnce() + Send + 'static) -> Proxy {
+pub(crate) fn start(upstream: &str, marker: &str, nth: usize, hook: impl FnOnce() + Send + 'static) -> Proxy {
     let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
