@@ -44,7 +44,7 @@ impl Standing {
                 None => s.pending.push(m.version),
                 Some(f) if !f.success => s.dirty.push(m.version),
                 Some(f)
-                    if f.checksum != m.up.checksum && f.checksum_normalized != m.up.checksum_normalized =>
+                    if f.checksum != m.up.checksum && f.checksum_normalized != m.up.checksum_normalized() =>
                 {
                     s.modified.push(m.version)
                 }
@@ -185,7 +185,7 @@ mod tests {
             parsed: Default::default(),
             directives: Default::default(),
             checksum: vec![v as u8],
-            checksum_normalized: vec![v as u8, 0],
+            normalized: std::sync::OnceLock::from(vec![v as u8, 0]),
         };
         MigrationSet {
             dir: PathBuf::from("tenant"),

@@ -397,7 +397,7 @@ fn up_row(m: &Migration, success: bool, elapsed: Duration, statements_done: Opti
         version: m.version,
         description: &m.description,
         checksum: &m.up.checksum,
-        checksum_normalized: &m.up.checksum_normalized,
+        checksum_normalized: m.up.checksum_normalized(),
         success,
         execution_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
         origin: ORIGIN_APPLY,

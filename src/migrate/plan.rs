@@ -89,7 +89,7 @@ impl Entry<'_> {
 
 /// Checksums match when either the raw bytes or the normalized text agree.
 pub fn checksum_matches(local: &Migration, row: &AppliedRow) -> bool {
-    row.checksum == local.up.checksum || row.checksum_normalized == local.up.checksum_normalized
+    row.checksum == local.up.checksum || row.checksum_normalized == local.up.checksum_normalized()
 }
 
 /// Reconcile files and history into one list ordered by version.
@@ -387,7 +387,7 @@ mod tests {
             version,
             description: m.map(|m| m.description.clone()).unwrap_or("gone".into()),
             checksum: m.map(|m| m.up.checksum.clone()).unwrap_or_default(),
-            checksum_normalized: m.map(|m| m.up.checksum_normalized.clone()).unwrap_or_default(),
+            checksum_normalized: m.map(|m| m.up.checksum_normalized().to_vec()).unwrap_or_default(),
             success: true,
             applied_at: DateTime::from_timestamp(1_700_000_000 + i64::from(minute) * 60, 0).unwrap(),
             execution_ms: 1,

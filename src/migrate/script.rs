@@ -110,7 +110,9 @@ pub struct Script {
     pub parsed: sql::Parsed,
     pub directives: Directives,
     pub checksum: Vec<u8>,
-    pub checksum_normalized: Vec<u8>,
+    /// See [`Script::checksum_normalized`]: made when first asked for, since a run with nothing
+    /// to do compares it only for a file whose raw checksum differs.
+    pub(crate) normalized: std::sync::OnceLock<Vec<u8>>,
 }
 
 /// A file's bytes as text, or why they are not.
@@ -136,7 +138,7 @@ impl Script {
         let mut script = Script {
             path,
             checksum: checksum::raw(sql.as_bytes()),
-            checksum_normalized: checksum::normalized(&sql),
+            normalized: std::sync::OnceLock::new(),
             part: part.clone(),
             statements: vec![part.clone()],
             parsed: sql::Parsed::default(),
@@ -147,6 +149,11 @@ impl Script {
             script.parse()?;
         }
         Ok(script)
+    }
+
+    /// The whole file's checksum with checkout noise (BOM, CRLF, trailing blanks) taken out.
+    pub fn checksum_normalized(&self) -> &[u8] {
+        self.normalized.get_or_init(|| checksum::normalized(&self.sql))
     }
 
     /// Run the parser over the part that runs (once).

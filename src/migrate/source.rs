@@ -348,27 +348,13 @@ pub fn load(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
 fn load_one(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
     let started = std::time::Instant::now();
     let allow = allow_set(&options.allow_unread)?;
-    let format = options.format.unwrap_or_else(|| detect(dir));
-    let (migrations, ignored) = match format {
-        Format::Sqlx | Format::GolangMigrate => {
-            let (files, mut problems) = read_files(dir)?;
-            match assemble(files, format) {
-                Ok(loaded) if problems.is_empty() => Ok(loaded),
-                Ok(_) => Err(problems),
-                Err(more) => {
-                    problems.extend(more);
-                    problems.sort_by(|a, b| a.path.cmp(&b.path));
-                    Err(problems)
-                }
-            }
-        }
-        Format::Drizzle => drizzle::load(dir)?,
-        Format::Prisma => folders::load_prisma(dir)?,
-        Format::Diesel => folders::load_diesel(dir)?,
-        Format::Dbmate | Format::Goose => sections::load(dir, format)?,
-        Format::Flyway => flyway::load(dir)?,
-    }
-    .map_err(|problems| problems_error(dir, format, &problems))?;
+    // Every file under the folder, for the unread check, is listed while the layout reads.
+    let (listing, loaded) = std::thread::scope(|scope| {
+        let listing = scope.spawn(|| files_under(dir));
+        let loaded = read_layout(dir, options);
+        (listing.join().expect("the listing thread panicked"), loaded)
+    });
+    let (format, (migrations, ignored)) = loaded?;
     for path in ignored {
         tracing::warn!("ignoring {}: not a .sql migration file", path.display());
     }
@@ -377,7 +363,7 @@ fn load_one(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
         .flat_map(|m| std::iter::once(&m.up).chain(&m.down))
         .map(|s| s.path.clone())
         .collect();
-    let unread = unread_files(dir, &read, &allow)?;
+    let unread = unread_files(dir, listing?, &read, &allow);
     if !unread.is_empty() {
         let list: Vec<String> = unread.iter().map(|p| format!("  - {}", p.display())).collect();
         return Err(Error::input(format!(
@@ -424,6 +410,35 @@ fn load_one(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
     Ok(MigrationSet { dir: dir.to_path_buf(), format, detected, files_read: read.len(), migrations })
 }
 
+/// What a loader read: the migrations, and the files it ignored.
+type Read = (Vec<Migration>, Vec<PathBuf>);
+
+/// The layout (given or detected) and what its loader read, or every problem as one error.
+fn read_layout(dir: &Path, options: &ReadOptions) -> Result<(Format, Read)> {
+    let format = options.format.unwrap_or_else(|| detect(dir));
+    let loaded = match format {
+        Format::Sqlx | Format::GolangMigrate => {
+            let (files, mut problems) = read_files(dir)?;
+            match assemble(files, format) {
+                Ok(loaded) if problems.is_empty() => Ok(loaded),
+                Ok(_) => Err(problems),
+                Err(more) => {
+                    problems.extend(more);
+                    problems.sort_by(|a, b| a.path.cmp(&b.path));
+                    Err(problems)
+                }
+            }
+        }
+        Format::Drizzle => drizzle::load(dir)?,
+        Format::Prisma => folders::load_prisma(dir)?,
+        Format::Diesel => folders::load_diesel(dir)?,
+        Format::Dbmate | Format::Goose => sections::load(dir, format)?,
+        Format::Flyway => flyway::load(dir)?,
+    }
+    .map_err(|problems| problems_error(dir, format, &problems))?;
+    Ok((format, loaded))
+}
+
 fn empty_error(dir: &Path, format: Format) -> Error {
     Error::input(format!(
         "no migrations found in {} (read as {} layout); nothing was run",
@@ -450,12 +465,17 @@ fn allow_set(patterns: &[String]) -> Result<globset::GlobSet> {
 
 /// Every `.sql` file under `dir` (at any depth; hidden entries and symlinked folders aside)
 /// that is not in `read` and not allowed by a pattern, sorted.
-fn unread_files(dir: &Path, read: &BTreeSet<PathBuf>, allow: &globset::GlobSet) -> Result<Vec<PathBuf>> {
-    let unread = files_under(dir)?.into_iter().filter(|path| {
+fn unread_files(
+    dir: &Path,
+    listing: Vec<PathBuf>,
+    read: &BTreeSet<PathBuf>,
+    allow: &globset::GlobSet,
+) -> Vec<PathBuf> {
+    let unread = listing.into_iter().filter(|path| {
         let is_sql = path.extension().is_some_and(|x| x.eq_ignore_ascii_case("sql"));
         is_sql && !read.contains(path) && !allow.is_match(path.strip_prefix(dir).unwrap_or(path))
     });
-    Ok(unread.collect())
+    unread.collect()
 }
 
 /// The top-level files of `dir`, and the ones that cannot be read. The files are read on

@@ -64,7 +64,7 @@ pub async fn run(
                     version: m.version,
                     description: &m.description,
                     checksum: &m.up.checksum,
-                    checksum_normalized: &m.up.checksum_normalized,
+                    checksum_normalized: m.up.checksum_normalized(),
                     success: true,
                     execution_ms: 0,
                     origin: ORIGIN_BASELINE,

@@ -46,7 +46,7 @@ pub async fn run(
                     version,
                     description: &m.description,
                     checksum: &m.up.checksum,
-                    checksum_normalized: &m.up.checksum_normalized,
+                    checksum_normalized: m.up.checksum_normalized(),
                     success: true,
                     execution_ms: row.execution_ms,
                     origin: ORIGIN_REPAIR,

@@ -214,12 +214,9 @@ async fn in_transaction(
     for line in mapping.to_write() {
         let version = line.version.expect("lines to write have a version");
         let (description, checksum, normalized, origin) = match req.set.get(version) {
-            Some(m) if line.verdict == Verdict::Match => (
-                m.description.as_str(),
-                m.up.checksum.as_slice(),
-                m.up.checksum_normalized.as_slice(),
-                ORIGIN_ADOPT,
-            ),
+            Some(m) if line.verdict == Verdict::Match => {
+                (m.description.as_str(), m.up.checksum.as_slice(), m.up.checksum_normalized(), ORIGIN_ADOPT)
+            }
             _ => (line.description.as_str(), &[][..], &[][..], ORIGIN_ADOPT_NO_SOURCE),
         };
         let row = NewRow {
