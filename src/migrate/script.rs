@@ -365,10 +365,28 @@ pub fn read_regular(path: &Path) -> std::result::Result<Vec<u8>, String> {
                 .to_string(),
         );
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
-    // Through `take`, the capacity reserved above is used as is: `File`'s own read_to_end
-    // asks the size and position again (two more system calls per file).
-    Read::by_ref(&mut file).take(u64::MAX).read_to_end(&mut bytes).map_err(cannot)?;
+    // One read() usually suffices: asked for one byte more than the file's size, a regular
+    // file answers short, which is its end. A file that grew since answers in full, and the
+    // loop reads on to the end. (`read_to_end` would ask the size and position again, and
+    // read once more to see the end: three more system calls per file.)
+    let size = usize::try_from(meta.len()).unwrap_or(0);
+    let mut bytes = vec![0u8; size.saturating_add(1)];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        let n = match file.read(&mut bytes[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(cannot(e)),
+        };
+        len += n;
+        if n == 0 || (len == size && len < bytes.len()) {
+            break;
+        }
+    }
+    bytes.truncate(len);
     Ok(bytes)
 }
 
@@ -379,5 +397,23 @@ pub fn is_dir(entry: &std::fs::DirEntry) -> bool {
         Ok(kind) if kind.is_symlink() => entry.path().is_dir(),
         Ok(kind) => kind.is_dir(),
         Err(_) => entry.path().is_dir(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_regular_reads_every_byte_of_every_size() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [0usize, 1, 2, 4095, 4096, 4097, 65_536, 1_000_003] {
+            let path = dir.path().join(format!("{size}.sql"));
+            let text: Vec<u8> = (0..size).map(|i| b"abcdefghij;\n"[i % 12]).collect();
+            std::fs::write(&path, &text).unwrap();
+            assert_eq!(read_regular(&path).unwrap(), text, "size {size}");
+        }
+        assert!(read_regular(dir.path()).unwrap_err().contains("not a regular file"));
+        assert!(read_regular(&dir.path().join("missing.sql")).unwrap_err().starts_with("cannot read"));
     }
 }
