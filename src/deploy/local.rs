@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use futures_util::future::join_all;
 use serde_json::Value;
 
 use super::ci::Ci;
-use super::migrations::{self, StepTask, shard_tasks};
+use super::migrations::{self, StepTask, TaskRunner, shard_tasks};
 use super::prepare::Prepared;
 use crate::cli::ExitCodeMode;
 use crate::config::deploy::DeployConfig;
@@ -106,42 +105,55 @@ async fn pipeline(
     let secrets = resolve_secrets(container, &cfg.secrets).await?;
     // Every value is checked before the first process starts.
     local::plan(container, &secrets, &[], &inherited, &this_binary)?;
-    let cwd = env.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let timeout = env.migration.as_ref().and_then(|m| m.timeout);
-    for step in &steps {
-        let title = format!("migrations: {}", step.label);
-        ci.group(&title);
-        let runs =
-            shard_tasks(step, &cfg.run.started_by).into_iter().map(|StepTask { label, env, .. }| {
-                let task = local::plan(container, &secrets, &env, &inherited, &this_binary);
-                let out = if step.shards > 1 { out.prefixed(&label) } else { out.clone() };
-                async move {
-                    let started = Instant::now();
-                    let task = task?;
-                    let followed = local::run(&task, cwd, timeout, shutdown, &out).await;
-                    let verdict = crate::task::verdict::verdict(
-                        &followed,
-                        &task.container,
-                        ExitCodeMode::Classified,
-                        timeout,
-                        &out,
-                    );
-                    Ok::<_, Error>((label, followed, verdict, started.elapsed().as_millis()))
-                }
-            });
-        let mut failures = Vec::new();
-        for run in join_all(runs).await {
-            let (label, followed, verdict, ms) = run?;
-            record.tasks.push(task_record(&label, &followed, watched, &verdict, ms));
-            if let Err(e) = verdict {
-                failures.push((label, e));
-            }
-        }
-        migrations::finish_step(step, failures, ci, &title)
-            .map_err(|e| migrations::before_services(e, prepared.services.len()))?;
-    }
+    let runner = Local {
+        container,
+        secrets: &secrets,
+        inherited: &inherited,
+        binary: &this_binary,
+        cwd: env.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+        timeout: env.migration.as_ref().and_then(|m| m.timeout),
+        shutdown,
+    };
+    let ids = (&cfg.run.started_by[..], &cfg.run.run_id[..]);
+    migrations::run_steps(&runner, &steps, ids, ci, out, record)
+        .await
+        .map_err(|e| migrations::before_services(e, prepared.services.len()))?;
     skip_services(prepared);
     Ok(())
+}
+
+/// The local platform's task runner: the migration container's command as a process here.
+struct Local<'a> {
+    container: &'a Value,
+    secrets: &'a BTreeMap<String, String>,
+    inherited: &'a [(String, String)],
+    binary: &'a Path,
+    cwd: &'a Path,
+    timeout: Option<std::time::Duration>,
+    shutdown: &'a Shutdown,
+}
+
+impl TaskRunner for Local<'_> {
+    async fn run_task(
+        &self,
+        task: StepTask,
+        _group: Option<String>,
+        out: Reporter,
+    ) -> Result<(TaskRecord, Result<()>)> {
+        let started = Instant::now();
+        let planned = local::plan(self.container, self.secrets, &task.env, self.inherited, self.binary)?;
+        let followed = local::run(&planned, self.cwd, self.timeout, self.shutdown, &out).await;
+        let verdict = crate::task::verdict::verdict(
+            &followed,
+            &planned.container,
+            ExitCodeMode::Classified,
+            self.timeout,
+            &out,
+        );
+        let record =
+            task_record(&task.label, &followed, &planned.container, &verdict, started.elapsed().as_millis());
+        Ok((record, verdict))
+    }
 }
 
 fn skip_services(prepared: &Prepared) {

@@ -123,6 +123,53 @@ pub fn before_services(e: Error, services: usize) -> Error {
     }
 }
 
+/// Where a step's tasks run: on Fargate ([`Migration`], over ECS) or as processes on this
+/// machine (`deploy::local`). The step loop, [`run_steps`], is written once over it.
+pub trait TaskRunner {
+    /// Run one task of a step to its verdict: the task's record and its result. The outer
+    /// error stops the deploy before the task could start (a bad input); `group` names the
+    /// step's tasks when there are several.
+    fn run_task(
+        &self,
+        task: StepTask,
+        group: Option<String>,
+        out: Reporter,
+    ) -> impl std::future::Future<Output = Result<(TaskRecord, Result<()>)>>;
+}
+
+/// Run `steps` in order on `runner`, a step's tasks at once; stop at the first step that
+/// fails. `ids` are the run's `startedBy` and run id.
+pub async fn run_steps(
+    runner: &impl TaskRunner,
+    steps: &[Step],
+    ids: (&str, &str),
+    ci: &Ci,
+    out: &Reporter,
+    record: &mut DeployRecord,
+) -> Result<()> {
+    let (started_by, run_id) = ids;
+    for step in steps {
+        let title = format!("migrations: {}", step.label);
+        ci.group(&title);
+        let tasks = shard_tasks(step, started_by);
+        let group = (tasks.len() > 1).then(|| format!("{run_id}/{}", step.label));
+        let runs = tasks.into_iter().map(|task| {
+            let out = if step.shards > 1 { out.prefixed(&task.label) } else { out.clone() };
+            runner.run_task(task, group.clone(), out)
+        });
+        let mut failures = Vec::new();
+        for run in join_all(runs).await {
+            let (task, result) = run?;
+            if let Err(e) = result {
+                failures.push((task.phase.clone(), e));
+            }
+            record.tasks.push(task);
+        }
+        finish_step(step, failures, ci, &title)?;
+    }
+    Ok(())
+}
+
 /// Everything a step's tasks share.
 pub struct Migration<'a> {
     pub aws: &'a Aws,
@@ -163,38 +210,10 @@ impl Migration<'_> {
         }
     }
 
-    /// Run the steps in order; stop at the first that fails.
+    /// Run the steps in order on ECS; stop at the first that fails.
     pub async fn run(&self, steps: &[Step], record: &mut DeployRecord) -> Result<()> {
-        for step in steps {
-            self.run_step(step, record).await?;
-        }
-        Ok(())
-    }
-
-    async fn run_step(&self, step: &Step, record: &mut DeployRecord) -> Result<()> {
-        let title = format!("migrations: {}", step.label);
-        self.ci.group(&title);
-        let tasks = shard_tasks(step, &self.settings.started_by);
-        let group = (tasks.len() > 1).then(|| format!("{}/{}", self.settings.run_id, step.label));
-        let runs = tasks.into_iter().map(|StepTask { label, env, started_by }| {
-            let cfg = self.run_config(env, started_by, group.clone());
-            let out = if step.shards > 1 { self.out.prefixed(&label) } else { self.out.clone() };
-            async move {
-                let started = Instant::now();
-                let launch =
-                    run_followed(self.aws, &cfg, self.td_arn, self.containers, self.shutdown, &out).await;
-                (label, launch, started.elapsed().as_millis())
-            }
-        });
-        let results = join_all(runs).await;
-        let mut failures = Vec::new();
-        for (label, launch, ms) in results {
-            record.tasks.push(self.record(&label, &launch, ms));
-            if let Err(e) = launch.result {
-                failures.push((label, e));
-            }
-        }
-        finish_step(step, failures, self.ci, &title)
+        let ids = (&self.settings.started_by[..], &self.settings.run_id[..]);
+        run_steps(self, steps, ids, self.ci, self.out, record).await
     }
 
     fn record(&self, label: &str, launch: &Launch, ms: u128) -> TaskRecord {
@@ -225,6 +244,22 @@ impl Migration<'_> {
             duration_ms: Some(ms),
             log,
         }
+    }
+}
+
+impl TaskRunner for Migration<'_> {
+    async fn run_task(
+        &self,
+        task: StepTask,
+        group: Option<String>,
+        out: Reporter,
+    ) -> Result<(TaskRecord, Result<()>)> {
+        let StepTask { label, env, started_by } = task;
+        let cfg = self.run_config(env, started_by, group);
+        let started = Instant::now();
+        let launch = run_followed(self.aws, &cfg, self.td_arn, self.containers, self.shutdown, &out).await;
+        let record = self.record(&label, &launch, started.elapsed().as_millis());
+        Ok((record, launch.result))
     }
 }
 
