@@ -4,25 +4,20 @@
 
 use std::time::Instant;
 
-use sqlx::AssertSqlSafe;
-
 use crate::config::FleetConfig;
-use crate::db::{self, quote_ident};
+use crate::db;
 use crate::error::{Error, Result};
 use crate::fleet::control::{Control, finish};
 use crate::fleet::db as fleet_db;
-use crate::fleet::names;
 use crate::fleet::run::{self as fleet_run, Fleet, Tenant, Work};
 use crate::fleet::state::Outcome;
+use crate::fleet::{names, provision};
 use crate::identity;
 use crate::migrate::history::Writer;
 use crate::migrate::plan::UpOptions;
 use crate::migrate::source;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
-
-/// SQLSTATEs that mean "someone already did this": duplicate_schema, unique_violation.
-const ALREADY_THERE: [&str; 2] = ["42P06", "23505"];
 
 pub async fn run(cfg: &FleetConfig, name: &str, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
     if let Some(reason) = names::invalid(name, "") {
@@ -35,8 +30,8 @@ pub async fn run(cfg: &FleetConfig, name: &str, shutdown: &Shutdown, out: &Repor
         if let Some(reason) = names::invalid(name, &control.master) {
             return Err(Error::input(format!("cannot provision tenant: {reason}")));
         }
-        let created = create_schema(&mut control, name).await?;
-        let registered = register(&mut control, cfg, name).await?;
+        let created = provision::create_schema(&mut control, name).await?;
+        let registered = provision::register(&mut control, &cfg.provision_sql, name).await?;
         let master = control.master.clone();
         let failed_before = match fleet_db::ensure_failures(control.conn(), &master).await {
             Ok(()) => fleet_db::failures(control.conn(), &master)
@@ -100,49 +95,4 @@ pub async fn run(cfg: &FleetConfig, name: &str, shutdown: &Shutdown, out: &Repor
     .await;
     control.close().await;
     result
-}
-
-/// Create the schema unless it exists. Returns whether this call created it.
-async fn create_schema(control: &mut Control, name: &str) -> Result<bool> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-        .bind(name)
-        .fetch_one(control.conn())
-        .await
-        .map_err(|e| Error::failed(format!("could not look up schema `{name}`: {}", db::error_text(&e))))?;
-    if exists {
-        return Ok(false);
-    }
-    // Not IF NOT EXISTS: that checks the database-level CREATE privilege even when the schema
-    // exists; a concurrent provision that won the race shows up as an error we accept below.
-    let sql = format!("CREATE SCHEMA {}", quote_ident(name));
-    match sqlx::raw_sql(AssertSqlSafe(sql)).execute(control.conn()).await {
-        Ok(_) => Ok(true),
-        Err(e) if sqlstate_in(&e, &ALREADY_THERE) => Ok(false),
-        Err(e) => Err(Error::failed(format!("could not create schema `{name}`: {}", db::error_text(&e)))
-            .hint("the database user needs CREATE on the database (GRANT CREATE ON DATABASE ... TO ...)")),
-    }
-}
-
-/// Run `provision_sql` with the name as `$1`. Returns whether it added a row.
-async fn register(control: &mut Control, cfg: &FleetConfig, name: &str) -> Result<bool> {
-    let done = sqlx::query(AssertSqlSafe(cfg.provision_sql.clone())).bind(name).execute(control.conn()).await;
-    match done {
-        Ok(r) => Ok(r.rows_affected() > 0),
-        // A provision_sql without ON CONFLICT: the row is there, which is all we need.
-        Err(e) if sqlstate_in(&e, &ALREADY_THERE[1..]) => Ok(false),
-        Err(e) => Err(Error::failed(format!(
-            "provision_sql failed for tenant `{name}`: {}\n  sql: {}",
-            db::error_text(&e),
-            cfg.provision_sql
-        ))
-        .hint(
-            "provision_sql (shipgate.toml or --provision-sql) runs in the master schema with $1 = the schema \
-             name; the master migrations must have created its table (`shipgate migrate up --set master`). \
-             The schema was created and is kept; running provision again continues from here",
-        )),
-    }
-}
-
-fn sqlstate_in(e: &sqlx::Error, codes: &[&str]) -> bool {
-    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| codes.contains(&c.as_ref()))
 }
