@@ -114,8 +114,7 @@ async fn pipeline(
         timeout: env.migration.as_ref().and_then(|m| m.timeout),
         shutdown,
     };
-    let ids = (&cfg.run.started_by[..], &cfg.run.run_id[..]);
-    migrations::run_steps(&runner, &steps, ids, ci, out, record)
+    migrations::run_steps(&runner, &steps, &cfg.run, ci, out, record)
         .await
         .map_err(|e| migrations::before_services(e, prepared.services.len()))?;
     skip_services(prepared);

@@ -138,21 +138,20 @@ pub trait TaskRunner {
 }
 
 /// Run `steps` in order on `runner`, a step's tasks at once; stop at the first step that
-/// fails. `ids` are the run's `startedBy` and run id.
+/// fails. `settings` give the run's `startedBy` and run id.
 pub async fn run_steps(
     runner: &impl TaskRunner,
     steps: &[Step],
-    ids: (&str, &str),
+    settings: &RunSettings,
     ci: &Ci,
     out: &Reporter,
     record: &mut DeployRecord,
 ) -> Result<()> {
-    let (started_by, run_id) = ids;
     for step in steps {
         let title = format!("migrations: {}", step.label);
         ci.group(&title);
-        let tasks = shard_tasks(step, started_by);
-        let group = (tasks.len() > 1).then(|| format!("{run_id}/{}", step.label));
+        let tasks = shard_tasks(step, &settings.started_by);
+        let group = (tasks.len() > 1).then(|| format!("{}/{}", settings.run_id, step.label));
         let runs = tasks.into_iter().map(|task| {
             let out = if step.shards > 1 { out.prefixed(&task.label) } else { out.clone() };
             runner.run_task(task, group.clone(), out)
@@ -212,8 +211,7 @@ impl Migration<'_> {
 
     /// Run the steps in order on ECS; stop at the first that fails.
     pub async fn run(&self, steps: &[Step], record: &mut DeployRecord) -> Result<()> {
-        let ids = (&self.settings.started_by[..], &self.settings.run_id[..]);
-        run_steps(self, steps, ids, self.ci, self.out, record).await
+        run_steps(self, steps, self.settings, self.ci, self.out, record).await
     }
 
     fn record(&self, label: &str, launch: &Launch, ms: u128) -> TaskRecord {
