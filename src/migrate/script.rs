@@ -353,6 +353,16 @@ pub fn loaded(migrations: Vec<Migration>, ignored: Vec<PathBuf>, mut problems: V
 /// without blocking (a FIFO would block the open itself) and asked what it is through the
 /// open descriptor: one status call per file, and no window for a swap between the two.
 pub fn read_regular(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    read_plain(path, usize::MAX)
+}
+
+/// The first `limit` bytes of a plain file (all of a shorter one), refused as
+/// [`read_regular`] refuses: enough to tell a layout by a file's head without reading it all.
+pub fn read_regular_head(path: &Path, limit: usize) -> std::result::Result<Vec<u8>, String> {
+    read_plain(path, limit)
+}
+
+fn read_plain(path: &Path, limit: usize) -> std::result::Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let cannot = |e: std::io::Error| format!("cannot read: {e}");
@@ -369,10 +379,10 @@ pub fn read_regular(path: &Path) -> std::result::Result<Vec<u8>, String> {
     // file answers short, which is its end. A file that grew since answers in full, and the
     // loop reads on to the end. (`read_to_end` would ask the size and position again, and
     // read once more to see the end: three more system calls per file.)
-    let size = usize::try_from(meta.len()).unwrap_or(0);
+    let size = usize::try_from(meta.len()).unwrap_or(usize::MAX).min(limit);
     let mut bytes = vec![0u8; size.saturating_add(1)];
     let mut len = 0;
-    loop {
+    while len < limit {
         if len == bytes.len() {
             bytes.resize(len * 2, 0);
         }
@@ -386,7 +396,7 @@ pub fn read_regular(path: &Path) -> std::result::Result<Vec<u8>, String> {
             break;
         }
     }
-    bytes.truncate(len);
+    bytes.truncate(len.min(limit));
     Ok(bytes)
 }
 
@@ -413,6 +423,9 @@ mod tests {
             std::fs::write(&path, &text).unwrap();
             assert_eq!(read_regular(&path).unwrap(), text, "size {size}");
         }
+        let big = dir.path().join("1000003.sql");
+        assert_eq!(read_regular_head(&big, 8192).unwrap(), read_regular(&big).unwrap()[..8192]);
+        assert_eq!(read_regular_head(&dir.path().join("2.sql"), 8192).unwrap(), b"ab");
         assert!(read_regular(dir.path()).unwrap_err().contains("not a regular file"));
         assert!(read_regular(&dir.path().join("missing.sql")).unwrap_err().starts_with("cannot read"));
     }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 pub use crate::migrate::script::{
     Format, Loaded, Migration, MigrationSet, Problem, Script, files_under, is_dir, loaded, one_per_version,
-    read_regular, text_of,
+    read_regular, read_regular_head, text_of,
 };
 use crate::migrate::{drizzle, flyway, folders, sections};
 
@@ -291,10 +291,9 @@ pub fn detect(dir: &Path) -> Format {
             // dbmate and goose put their marker before any SQL, so a file's head tells, and a
             // few files are enough. Only a plain file is opened: reading a FIFO would block.
             opened += 1;
-            found = read_regular(&path).ok().and_then(|bytes| {
-                let head = &bytes[..bytes.len().min(8192)];
-                sections::format_of(&String::from_utf8_lossy(head))
-            });
+            found = read_regular_head(&path, 8192)
+                .ok()
+                .and_then(|head| sections::format_of(&String::from_utf8_lossy(&head)));
         }
     }
     found.unwrap_or(Format::Sqlx)
