@@ -67,7 +67,8 @@ impl Guard {
 /// [`Guard::port`]. A server that cannot be reached is an error here, as the client's own
 /// connect would have been.
 pub async fn start(host: &str, port: u16) -> std::io::Result<Guard> {
-    let server = TcpStream::connect((host, port)).await?;
+    // A URL's IPv6 host keeps its brackets (`[2001:db8::1]`); sqlx drops them to connect, too.
+    let server = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
     let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
     let local = listener.local_addr()?.port();
     let refused = Arc::new(AtomicBool::new(false));
@@ -245,6 +246,12 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             assert!(!got.load(Ordering::SeqCst));
         }
+    }
+
+    #[tokio::test]
+    async fn a_bracketed_host_is_connected_to_as_sqlx_does() {
+        let (port, _) = server(0, b'N').await;
+        assert!(start("[127.0.0.1]", port).await.is_ok());
     }
 
     #[tokio::test]
