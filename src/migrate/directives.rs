@@ -46,6 +46,10 @@ pub fn parse(sql: &str) -> Result<Directives, String> {
         let Some(directive) = comment.strip_prefix("shipgate:") else {
             continue;
         };
+        // `-- shipgate:allow RULE: reason` is the lint's, above the statement it allows.
+        if directive.strip_prefix("allow").is_some_and(|rest| rest.starts_with(char::is_whitespace)) {
+            continue;
+        }
         let (name, value) = match directive.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim())),
             None => (directive.trim(), None),
@@ -67,7 +71,7 @@ pub fn parse(sql: &str) -> Result<Directives, String> {
             _ => {
                 return Err(format!(
                     "line {line_no}: unknown directive `shipgate:{directive}` \
-                     (known: no-transaction, lock-timeout=DURATION, statement-timeout=DURATION)"
+                     (known: no-transaction, lock-timeout=DURATION, statement-timeout=DURATION, allow RULE: REASON)"
                 ));
             }
         }
@@ -101,6 +105,10 @@ mod tests {
             ),
             ("SELECT 1;\n-- shipgate:no-transaction\n", d(false, None, None)),
             ("-- shipgate:statement-timeout=off\nSELECT 1;", d(false, None, Some(0))),
+            (
+                "-- shipgate:allow ban-drop-column: unused since v41\nALTER TABLE t DROP COLUMN c;",
+                d(false, None, None),
+            ),
         ];
         for (sql, expected) in cases {
             assert_eq!(parse(sql), Ok(expected), "{sql:?}");

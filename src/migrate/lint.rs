@@ -1,0 +1,785 @@
+//! The migration lint: squawk's rules (`squawk-linter`, the same project as the parser the
+//! runner reads with) over the up scripts, with severities that fit a runner which already
+//! sets `lock_timeout` and retries, findings placed on the file's line and column, the lock
+//! each statement takes, and the two ways to allow one statement.
+//!
+//! - Lock hazards on an existing table are errors: an index built without CONCURRENTLY, a
+//!   constraint or foreign key added without NOT VALID, a column type change, a NOT NULL
+//!   column without a default, a unique constraint instead of a unique index built
+//!   concurrently, a volatile default, CONCURRENTLY inside a transaction.
+//! - Drops and renames are errors: the application version still running during the deploy
+//!   reads what they remove.
+//! - Style rules are off; so is squawk's timeout rule (the runner sets both timeouts) and its
+//!   transaction-nesting rules (the runner's parser refuses transaction control already).
+//! - A table created earlier in the same run (an earlier statement or an earlier pending
+//!   migration) is not an existing table: it is empty, and nothing reads it yet.
+//! - `-- shipgate:allow RULE[, RULE]: reason` on the lines above a statement allows it; the
+//!   reason is required and is shown wherever the finding is. squawk's own
+//!   `-- squawk-ignore RULE` comments are honoured as squawk honours them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use squawk_linter::{Linter, Rule, Version};
+use squawk_syntax::SourceFile;
+use squawk_syntax::ast::{self, AstNode};
+
+use crate::error::{Error, Result};
+use crate::migrate::locks::{self, Lock, relation_key};
+use crate::migrate::script::Migration;
+use crate::migrate::sql::line_col_of_byte;
+
+/// How much a rule's finding counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Off,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Off => "off",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// shipgate's own rule: a statement the linter's parser could not read was not checked.
+pub const UNPARSED: &str = "unparsed";
+
+/// The severity of `rule` when `shipgate.toml` does not set one.
+pub fn default_severity(rule: Rule) -> Severity {
+    use Rule::*;
+    match rule {
+        RequireConcurrentIndexCreation
+        | RequireConcurrentIndexDeletion
+        | RequireConcurrentReindex
+        | RequireConcurrentPartitionDetach
+        | ConstraintMissingNotValid
+        | AddingForeignKeyConstraint
+        | ChangingColumnType
+        | AddingNotNullableField
+        | AddingRequiredField
+        | AddingSerialPrimaryKeyField
+        | DisallowedUniqueConstraint
+        | AddingFieldWithDefault
+        | BanConcurrentIndexCreationInTransaction => Severity::Error,
+        BanDropColumn | BanDropTable | BanDropDatabase | BanDropView | BanDropType | BanDropSchema
+        | BanDropSequence | BanDropDomain | BanDropFunction | RenamingColumn | RenamingTable
+        | RenamingObject | BanSetSchema => Severity::Error,
+        PreferBigintOverInt
+        | PreferBigintOverSmallint
+        | PreferIdentity
+        | PreferTextField
+        | PreferTimestampTz
+        | BanCharField
+        | PreferRobustStmts
+        | PreferRepack => Severity::Off,
+        RequireTimeoutSettings
+        | RequireLockTimeout
+        | RequireStatementTimeout
+        | TransactionNesting
+        | BanUncommittedTransaction => Severity::Off,
+        rule if rule.is_opt_in() => Severity::Off,
+        _ => Severity::Warning,
+    }
+}
+
+/// Rules whose finding is about an existing relation: none when the statement's relation was
+/// created earlier in the same run.
+fn about_existing_relation(rule: Rule) -> bool {
+    !matches!(
+        rule,
+        Rule::BanConcurrentIndexCreationInTransaction
+            | Rule::TransactionNesting
+            | Rule::BanUncommittedTransaction
+            | Rule::IdentifierTooLong
+            | Rule::UnusedIgnore
+            | Rule::BanDropDatabase
+    )
+}
+
+/// `[lint]` of `shipgate.toml`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    overrides: HashMap<Rule, Severity>,
+    unparsed: Option<Severity>,
+    pg_version: Option<Version>,
+    exclude_set: Option<globset::GlobSet>,
+    /// Migrations up to and including this version are not linted (they ran before the
+    /// lint was adopted).
+    pub baseline: Option<i64>,
+}
+
+impl Settings {
+    /// Validate the `[lint]` keys; errors name the key.
+    pub fn new(
+        rules: &BTreeMap<String, Severity>,
+        pg_version: Option<&str>,
+        exclude: &[String],
+        baseline: Option<i64>,
+    ) -> std::result::Result<Settings, String> {
+        let mut settings = Settings { baseline, ..Settings::default() };
+        for (name, severity) in rules {
+            if name == UNPARSED {
+                settings.unparsed = Some(*severity);
+                continue;
+            }
+            let rule: Rule = name.parse().map_err(|_| unknown_rule(name))?;
+            settings.overrides.insert(rule, *severity);
+            for alias in rule.expands_to() {
+                settings.overrides.insert(*alias, *severity);
+            }
+        }
+        if let Some(version) = pg_version {
+            settings.pg_version =
+                Some(version.parse().map_err(|_| {
+                    format!("pg_version `{version}` is not a version like \"16\" or \"15.4\"")
+                })?);
+        }
+        if !exclude.is_empty() {
+            let mut builder = globset::GlobSetBuilder::new();
+            for pattern in exclude {
+                builder.add(globset::Glob::new(pattern).map_err(|e| format!("exclude `{pattern}`: {e}"))?);
+            }
+            settings.exclude_set = Some(builder.build().map_err(|e| format!("exclude: {e}"))?);
+        }
+        Ok(settings)
+    }
+
+    /// The PostgreSQL version the rules assume, when `pg_version` does not say: the server's.
+    pub fn with_server_version(mut self, version_num: Option<u32>) -> Settings {
+        if self.pg_version.is_none()
+            && let Some(num) = version_num
+        {
+            self.pg_version = format!("{}.{}", num / 10000, num % 10000).parse().ok();
+        }
+        self
+    }
+
+    pub fn severity(&self, rule: Rule) -> Severity {
+        self.overrides.get(&rule).copied().unwrap_or_else(|| default_severity(rule))
+    }
+
+    fn unparsed_severity(&self) -> Severity {
+        self.unparsed.unwrap_or(Severity::Error)
+    }
+
+    fn enabled(&self) -> Vec<Rule> {
+        enum_iterator::all::<Rule>()
+            .filter(|r| r.expands_to().is_empty() && self.severity(*r) != Severity::Off)
+            .collect()
+    }
+
+    /// Whether `path` (inside `dir`) is left out by `exclude`.
+    fn excluded(&self, dir: &Path, path: &Path) -> bool {
+        self.exclude_set.as_ref().is_some_and(|set| set.is_match(path.strip_prefix(dir).unwrap_or(path)))
+    }
+}
+
+fn unknown_rule(name: &str) -> String {
+    let known: Vec<String> = enum_iterator::all::<Rule>().map(|r| r.to_string()).collect();
+    let near = known
+        .iter()
+        .min_by_key(|k| strsim::levenshtein(k, name))
+        .filter(|k| strsim::levenshtein(k, name) <= 3);
+    match near {
+        Some(near) => format!("unknown lint rule `{name}` (did you mean `{near}`?)"),
+        None => format!(
+            "unknown lint rule `{name}`; the rules are squawk's (https://squawkhq.com/docs/rules) and `{UNPARSED}`"
+        ),
+    }
+}
+
+/// One finding, where it is and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub version: i64,
+    pub rule: String,
+    pub severity: Severity,
+    pub message: String,
+    pub help: Option<String>,
+    /// The statement's first line.
+    pub statement: String,
+    /// The locks it takes: `SHARE on orders (scans the table)`.
+    pub lock: Option<String>,
+    /// The reason given by a `-- shipgate:allow` above the statement: the finding is shown,
+    /// and does not fail the run.
+    pub allowed: Option<String>,
+    /// The relation the statement works on, for its size with a database.
+    #[serde(skip)]
+    pub relation: Option<String>,
+    /// `orders: 41 GB, about 380M rows`, with a database.
+    pub size: Option<String>,
+}
+
+impl Finding {
+    /// Whether it fails the run: an error nobody allowed.
+    pub fn blocks(&self) -> bool {
+        self.severity == Severity::Error && self.allowed.is_none()
+    }
+}
+
+/// What linting a set found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    /// Migrations whose up script was linted.
+    pub linted: usize,
+    /// Migrations left out by `baseline` or `exclude`.
+    pub skipped: usize,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.findings.iter().filter(|f| f.blocks()).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.findings.iter().filter(|f| f.severity == Severity::Warning && f.allowed.is_none()).count()
+    }
+
+    pub fn allowed(&self) -> usize {
+        self.findings.iter().filter(|f| f.allowed.is_some()).count()
+    }
+}
+
+/// Lint the up scripts of `migrations` (in the order they would run, as one run: what one
+/// creates is new to the ones after it). `dir` is the set's folder, for `exclude`. Errors
+/// are for an allow comment that names no rule.
+pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings) -> Result<Report> {
+    let enabled = settings.enabled();
+    let mut report = Report::default();
+    // Relations created so far in this run, with the migration and statement that made them.
+    let mut created: HashMap<String, (usize, usize)> = HashMap::new();
+    for (mi, m) in migrations.iter().enumerate() {
+        let script = &m.up;
+        if settings.baseline.is_some_and(|b| m.version <= b) || settings.excluded(dir, &script.path) {
+            report.skipped += 1;
+            continue;
+        }
+        report.linted += 1;
+        let file = LintedFile::read(script.sql.as_str(), script.part.clone());
+        let mut linter = Linter::from(enabled.iter().copied());
+        linter.settings.pg_version = settings.pg_version.unwrap_or_default();
+        linter.settings.assume_in_transaction = !script.directives.no_transaction;
+        let violations = linter.lint(&file.parse, file.text());
+        let allows = file.allows(&script.path)?;
+        for (si, stmt) in file.stmts.iter().enumerate() {
+            for name in created_by(stmt) {
+                created.entry(relation_key(&name)).or_insert((mi, si));
+            }
+        }
+        let shown = script.path.display().to_string();
+        let mut unparsed_seen = false;
+        for error in file.parse.errors() {
+            if unparsed_seen {
+                break;
+            }
+            unparsed_seen = true;
+            let at = usize::from(error.range().start());
+            let si = file.statement_at(at);
+            let mut finding = file.finding(&shown, m.version, at, si, UNPARSED, settings.unparsed_severity());
+            finding.message =
+                format!("the linter cannot read this statement ({}); it was not checked", error.message());
+            finding.help = Some(format!(
+                "check it by hand; if it is safe, write `-- shipgate:allow {UNPARSED}: <why>` above it"
+            ));
+            report.findings.push(with_allow(finding, si, &allows));
+        }
+        for v in violations {
+            let at = usize::from(v.text_range.start());
+            let si = file.statement_at(at);
+            if about_existing_relation(v.code)
+                && let Some(si) = si
+            {
+                let relations = file.subjects(si);
+                let new_in_run = !relations.is_empty()
+                    && relations
+                        .iter()
+                        .all(|r| created.get(&relation_key(r)).is_some_and(|&at| at < (mi, si)));
+                if new_in_run {
+                    continue;
+                }
+            }
+            let mut finding =
+                file.finding(&shown, m.version, at, si, &v.code.to_string(), settings.severity(v.code));
+            finding.message = v.message.clone();
+            finding.help = v.help.clone();
+            report.findings.push(with_allow(finding, si, &allows));
+        }
+    }
+    Ok(report)
+}
+
+/// An allow comment above statement `si` that names the finding's rule applies to it; one
+/// without a reason does not, and the finding says so.
+fn with_allow(mut finding: Finding, si: Option<usize>, allows: &[Allow]) -> Finding {
+    let Some(allow) =
+        si.and_then(|si| allows.iter().find(|a| a.statement == si && a.rules.contains(&finding.rule)))
+    else {
+        return finding;
+    };
+    match &allow.reason {
+        Some(reason) => finding.allowed = Some(reason.clone()),
+        None => {
+            finding.message.push_str(&format!(
+                " (the `shipgate:allow {}` on line {} has no reason, so it does not apply)",
+                finding.rule, allow.line
+            ));
+            finding.help = Some(format!(
+                "write the reason after a colon: `-- shipgate:allow {}: <why it is safe>`",
+                finding.rule
+            ));
+        }
+    }
+    finding
+}
+
+/// A `-- shipgate:allow RULE[, RULE]: reason` comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Allow {
+    /// The statement it stands above.
+    statement: usize,
+    rules: Vec<String>,
+    reason: Option<String>,
+    line: usize,
+}
+
+/// One file's part that runs, parsed, with positions mapped back to the whole file.
+struct LintedFile<'a> {
+    sql: &'a str,
+    part: std::ops::Range<usize>,
+    parse: squawk_syntax::Parse<SourceFile>,
+    stmts: Vec<ast::Stmt>,
+}
+
+impl<'a> LintedFile<'a> {
+    fn read(sql: &'a str, part: std::ops::Range<usize>) -> LintedFile<'a> {
+        let parse = SourceFile::parse(&sql[part.clone()]);
+        let stmts = parse.tree().stmts().collect();
+        LintedFile { sql, part, parse, stmts }
+    }
+
+    fn text(&self) -> &str {
+        &self.sql[self.part.clone()]
+    }
+
+    /// The statement at byte `at` of the part (the last one that starts before it).
+    fn statement_at(&self, at: usize) -> Option<usize> {
+        self.stmts
+            .iter()
+            .rposition(|s| usize::from(s.syntax().text_range().start()) <= at)
+            .or_else(|| (!self.stmts.is_empty()).then_some(0))
+    }
+
+    /// The relations statement `si` changes: for ALTER TABLE the table altered (not the one a
+    /// foreign key references), else every relation it locks.
+    fn subjects(&self, si: usize) -> Vec<String> {
+        let stmt = &self.stmts[si];
+        if let ast::Stmt::AlterTable(alter) = stmt {
+            return alter
+                .table_relation_name()
+                .map(|t| locks::relation_name(t.syntax()))
+                .into_iter()
+                .collect();
+        }
+        let mut names: Vec<String> = locks::locks(stmt).into_iter().map(|l| l.relation).collect();
+        if let ast::Stmt::CreateIndex(create) = stmt
+            && names.is_empty()
+            && let Some(table) = create.table_relation_name()
+        {
+            names.push(locks::relation_name(table.syntax()));
+        }
+        names
+    }
+
+    fn finding(
+        &self,
+        file: &str,
+        version: i64,
+        at: usize,
+        si: Option<usize>,
+        rule: &str,
+        severity: Severity,
+    ) -> Finding {
+        let (line, column) = line_col_of_byte(self.sql, self.part.start + at);
+        let (statement, lock, relation) = match si.map(|si| &self.stmts[si]) {
+            Some(stmt) => {
+                let text = stmt.syntax().text().to_string();
+                let first = text.trim().lines().next().unwrap_or_default().trim().to_string();
+                let statement = if first.chars().count() > 120 {
+                    format!("{}…", first.chars().take(119).collect::<String>())
+                } else {
+                    first
+                };
+                let taken = locks::locks(stmt);
+                let relation = self_subject(stmt, &taken);
+                (statement, describe_locks(&taken), relation)
+            }
+            None => (String::new(), None, None),
+        };
+        Finding {
+            file: file.to_string(),
+            line,
+            column,
+            version,
+            rule: rule.to_string(),
+            severity,
+            message: String::new(),
+            help: None,
+            statement,
+            lock,
+            allowed: None,
+            relation,
+            size: None,
+        }
+    }
+
+    /// The allow comments of the file, each tied to the statement below it. An allow that
+    /// names an unknown rule is an input error: a typo must not allow nothing silently.
+    fn allows(&self, path: &Path) -> Result<Vec<Allow>> {
+        let text = self.text();
+        let mut found = Vec::new();
+        let mut gap_start = 0;
+        for (si, stmt) in self.stmts.iter().enumerate() {
+            let start = usize::from(stmt.syntax().text_range().start());
+            let mut offset = gap_start;
+            for line in text[gap_start..start].split_inclusive('\n') {
+                let at = offset;
+                offset += line.len();
+                let Some(comment) = line.trim().strip_prefix("--") else { continue };
+                let Some(rest) = comment.trim().strip_prefix("shipgate:allow") else { continue };
+                let (line_no, _) = line_col_of_byte(self.sql, self.part.start + at);
+                let (names, reason) = match rest.split_once(':') {
+                    Some((names, reason)) => {
+                        (names, Some(reason.trim().to_string()).filter(|r| !r.is_empty()))
+                    }
+                    None => (rest, None),
+                };
+                let rules: Vec<String> =
+                    names.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+                if rules.is_empty() {
+                    return Err(Error::input(format!(
+                        "{}:{line_no}: `shipgate:allow` names no rule",
+                        path.display()
+                    ))
+                    .hint("write `-- shipgate:allow RULE: why it is safe` above the statement"));
+                }
+                for rule in &rules {
+                    if rule != UNPARSED && rule.parse::<Rule>().is_err() {
+                        return Err(Error::input(format!(
+                            "{}:{line_no}: {}",
+                            path.display(),
+                            unknown_rule(rule)
+                        )));
+                    }
+                }
+                found.push(Allow { statement: si, rules, reason, line: line_no });
+            }
+            gap_start = usize::from(stmt.syntax().text_range().end());
+        }
+        Ok(found)
+    }
+}
+
+/// The relation a finding's statement works on (for its size): the ALTER TABLE's table, else
+/// the first relation it locks.
+fn self_subject(stmt: &ast::Stmt, taken: &[Lock]) -> Option<String> {
+    if let ast::Stmt::AlterTable(alter) = stmt {
+        return alter.table_relation_name().map(|t| locks::relation_name(t.syntax()));
+    }
+    taken.first().map(|l| l.relation.clone())
+}
+
+/// `SHARE on orders (scans the table)`, several joined with `; `.
+pub fn describe_locks(taken: &[Lock]) -> Option<String> {
+    if taken.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = taken
+        .iter()
+        .map(|l| match l.work {
+            locks::Work::Catalog => format!("{} on {}", l.mode.name(), l.relation),
+            work => format!("{} on {} ({})", l.mode.name(), l.relation, work.name()),
+        })
+        .collect();
+    Some(parts.join("; "))
+}
+
+/// What a statement creates that later statements may work on while it is still new.
+fn created_by(stmt: &ast::Stmt) -> Vec<String> {
+    let name = |node: Option<&squawk_syntax::SyntaxNode>| node.map(locks::relation_name);
+    match stmt {
+        ast::Stmt::CreateTable(t) => name(t.table_name().as_ref().map(|n| n.syntax())).into_iter().collect(),
+        ast::Stmt::CreateTableAs(t) => {
+            name(t.table_name().as_ref().map(|n| n.syntax())).into_iter().collect()
+        }
+        ast::Stmt::CreateMaterializedView(v) => {
+            name(v.view().as_ref().map(|n| n.syntax())).into_iter().collect()
+        }
+        ast::Stmt::CreateView(v) => name(v.view().as_ref().map(|n| n.syntax())).into_iter().collect(),
+        ast::Stmt::CreateIndex(i) => name(i.index().as_ref().map(|n| n.syntax())).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every rule name with its default severity, for the reference and `--help`.
+pub fn rule_defaults() -> Vec<(String, Severity)> {
+    let mut rules: Vec<(String, Severity)> = enum_iterator::all::<Rule>()
+        .filter(|r| r.expands_to().is_empty())
+        .map(|r| (r.to_string(), default_severity(r)))
+        .collect();
+    rules.push((UNPARSED.to_string(), Severity::Error));
+    rules
+}
+
+/// The names of the rules findings used, deduplicated: for a summary line.
+pub fn rules_of(findings: &[Finding]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    findings.iter().filter(|f| seen.insert(f.rule.clone())).map(|f| f.rule.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::script::{Migration, Script};
+    use std::path::PathBuf;
+
+    fn migration(version: i64, sql: &str) -> Migration {
+        let up = Script::new(PathBuf::from(format!("m/{version}_x.sql")), sql.as_bytes().to_vec())
+            .expect("script");
+        Migration { version, description: "x".into(), up, down: None, drizzle: None }
+    }
+
+    fn run(files: &[&str], settings: &Settings) -> Result<Report> {
+        let ms: Vec<Migration> =
+            files.iter().enumerate().map(|(i, sql)| migration(i as i64 + 1, sql)).collect();
+        let refs: Vec<&Migration> = ms.iter().collect();
+        lint(Path::new("m"), &refs, settings)
+    }
+
+    /// The rules that block, and those that only warn, for one file linted on its own.
+    fn verdict(sql: &str) -> (Vec<String>, Vec<String>) {
+        let report = run(&[sql], &Settings::default()).expect("lint");
+        let of = |pred: &dyn Fn(&Finding) -> bool| {
+            let mut v: Vec<String> =
+                report.findings.iter().filter(|f| pred(f)).map(|f| f.rule.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        (of(&|f| f.blocks()), of(&|f| f.severity == Severity::Warning && f.allowed.is_none()))
+    }
+
+    #[test]
+    fn statements_get_the_findings_a_deploy_gate_needs() {
+        // (statement, blocking rules, warnings): each hazard next to its safe form.
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            ("CREATE INDEX i ON orders (x);", &["require-concurrent-index-creation"], &[]),
+            (
+                "SELECT 1;\nCREATE INDEX CONCURRENTLY i ON orders (x);",
+                &["ban-concurrent-index-creation-in-transaction"],
+                &[],
+            ),
+            ("-- no-transaction\nCREATE INDEX CONCURRENTLY i ON orders (x);", &[], &[]),
+            ("CREATE UNIQUE INDEX i ON orders (email);", &["require-concurrent-index-creation"], &[]),
+            ("DROP INDEX i;", &["require-concurrent-index-deletion"], &[]),
+            ("-- no-transaction\nDROP INDEX CONCURRENTLY i;", &[], &[]),
+            ("ALTER TABLE orders ADD CONSTRAINT c CHECK (n > 0);", &["constraint-missing-not-valid"], &[]),
+            ("ALTER TABLE orders ADD CONSTRAINT c CHECK (n > 0) NOT VALID;", &[], &[]),
+            ("ALTER TABLE orders VALIDATE CONSTRAINT c;", &[], &[]),
+            (
+                "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id);",
+                &["adding-foreign-key-constraint", "constraint-missing-not-valid"],
+                &[],
+            ),
+            (
+                "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id) NOT VALID;",
+                &[],
+                &[],
+            ),
+            ("ALTER TABLE orders ALTER COLUMN n TYPE bigint;", &["changing-column-type"], &[]),
+            ("ALTER TABLE orders ADD COLUMN n int NOT NULL;", &["adding-required-field"], &[]),
+            ("ALTER TABLE orders ADD COLUMN n int NOT NULL DEFAULT 0;", &[], &[]),
+            ("ALTER TABLE orders ADD COLUMN n integer;", &[], &[]),
+            (
+                "ALTER TABLE orders ADD CONSTRAINT u UNIQUE (email);",
+                &["constraint-missing-not-valid", "disallowed-unique-constraint"],
+                &[],
+            ),
+            ("ALTER TABLE orders ADD CONSTRAINT u UNIQUE USING INDEX orders_email;", &[], &[]),
+            (
+                "ALTER TABLE orders ADD COLUMN u uuid DEFAULT gen_random_uuid();",
+                &["adding-field-with-default"],
+                &[],
+            ),
+            ("ALTER TABLE orders ADD COLUMN at timestamptz DEFAULT now();", &[], &[]),
+            ("ALTER TABLE orders ALTER COLUMN n SET NOT NULL;", &["adding-not-nullable-field"], &[]),
+            // Validating in the transaction that added it holds the ADD's ACCESS EXCLUSIVE
+            // through the scan; in a later migration it takes SHARE UPDATE EXCLUSIVE.
+            (
+                "ALTER TABLE orders ADD CONSTRAINT n_nn CHECK (n IS NOT NULL) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT n_nn;",
+                &["constraint-missing-not-valid"],
+                &[],
+            ),
+            (
+                "ALTER TABLE orders VALIDATE CONSTRAINT n_nn;\nALTER TABLE orders ALTER COLUMN n SET NOT NULL;",
+                &[],
+                &[],
+            ),
+            (
+                "ALTER TABLE orders ADD COLUMN id2 bigserial PRIMARY KEY;",
+                &["adding-serial-primary-key-field"],
+                &[],
+            ),
+            ("ALTER TABLE orders DROP COLUMN note;", &["ban-drop-column"], &[]),
+            ("DROP TABLE orders;", &["ban-drop-table"], &[]),
+            ("DROP VIEW v;", &["ban-drop-view"], &[]),
+            ("DROP FUNCTION f();", &["ban-drop-function"], &[]),
+            ("DROP TYPE e;", &["ban-drop-type"], &[]),
+            ("ALTER TABLE orders RENAME COLUMN a TO b;", &["renaming-column"], &[]),
+            ("ALTER TABLE orders RENAME TO purchases;", &["renaming-table"], &[]),
+            ("ALTER TABLE orders DROP CONSTRAINT c;", &[], &["ban-drop-constraint"]),
+            ("TRUNCATE orders CASCADE;", &[], &["ban-truncate-cascade"]),
+            ("ALTER TYPE e ADD VALUE 'x';", &[], &["require-enum-value-ordering"]),
+            // Style rules are off, and so is the timeout rule: the runner sets both timeouts.
+            ("CREATE TABLE x (id int PRIMARY KEY, n varchar(10), t timestamp);", &[], &[]),
+            ("ALTER TABLE orders ADD COLUMN c char(3);", &[], &[]),
+            // New in this file: not an existing table.
+            ("CREATE TABLE t (id int);\nCREATE INDEX i ON t (id);", &[], &[]),
+            ("CREATE TABLE t (id int);\nALTER TABLE t ADD CONSTRAINT c CHECK (id > 0);", &[], &[]),
+            ("CREATE TABLE t (id int);\nALTER TABLE t ALTER COLUMN id TYPE bigint;", &[], &[]),
+            ("CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN n int NOT NULL;", &[], &[]),
+            ("CREATE TABLE t (id int REFERENCES orders (id));", &[], &[]),
+            ("CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql;", &[], &[]),
+            ("INSERT INTO orders (n) VALUES (1);", &[], &[]),
+            // Honoured as squawk honours it.
+            ("-- squawk-ignore require-concurrent-index-creation\nCREATE INDEX i ON orders (x);", &[], &[]),
+            ("SELEC 1;", &["unparsed"], &[]),
+        ];
+        assert!(cases.len() >= 40);
+        for (sql, blocking, warnings) in cases {
+            let (b, w) = verdict(sql);
+            assert_eq!(b, blocking.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "blocking: {sql}");
+            assert_eq!(w, warnings.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "warnings: {sql}");
+        }
+    }
+
+    #[test]
+    fn a_table_made_earlier_in_the_run_is_not_existing() {
+        let made = "CREATE TABLE orders (id int, n int);";
+        let index = "CREATE INDEX orders_n ON orders (n);";
+        // The same run: the second migration works on a table nobody uses yet.
+        assert_eq!(run(&[made, index], &Settings::default()).unwrap().errors(), 0);
+        // A later run: the table exists (and may be large).
+        assert_eq!(run(&[index], &Settings::default()).unwrap().errors(), 1);
+        // Made after the statement that uses it: still existing for that statement.
+        assert_eq!(run(&[index, made], &Settings::default()).unwrap().errors(), 1);
+    }
+
+    #[test]
+    fn findings_carry_place_lock_and_statement() {
+        let report =
+            run(&["-- adds an index\n\nCREATE INDEX orders_n\n  ON orders (n);"], &Settings::default())
+                .unwrap();
+        let f = &report.findings[0];
+        assert_eq!((f.file.as_str(), f.line, f.column, f.version), ("m/1_x.sql", 3, 1, 1));
+        assert_eq!(f.statement, "CREATE INDEX orders_n");
+        assert_eq!(f.lock.as_deref(), Some("SHARE on orders (scans the table)"));
+        assert_eq!(f.relation.as_deref(), Some("orders"));
+        assert!(f.help.as_deref().unwrap_or_default().contains("concurrently"), "{:?}", f.help);
+    }
+
+    #[test]
+    fn an_allow_with_a_reason_allows_one_statement() {
+        let sql = "-- shipgate:allow require-concurrent-index-creation: orders has 12 rows\nCREATE INDEX a ON orders (n);\nCREATE INDEX b ON orders (m);";
+        let report = run(&[sql], &Settings::default()).unwrap();
+        assert_eq!(report.findings.len(), 2);
+        assert_eq!(report.findings[0].allowed.as_deref(), Some("orders has 12 rows"));
+        assert!(report.findings[1].blocks(), "the allow is for the statement below it only");
+        assert_eq!((report.errors(), report.allowed()), (1, 1));
+        // Several rules in one comment.
+        let sql = "-- shipgate:allow adding-foreign-key-constraint, constraint-missing-not-valid: users is tiny\nALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id);";
+        assert_eq!(run(&[sql], &Settings::default()).unwrap().errors(), 0);
+    }
+
+    #[test]
+    fn an_allow_without_a_reason_does_not_apply() {
+        let sql = "-- shipgate:allow ban-drop-column\nALTER TABLE orders DROP COLUMN note;";
+        let report = run(&[sql], &Settings::default()).unwrap();
+        let f = &report.findings[0];
+        assert!(f.blocks());
+        assert!(f.message.contains("has no reason"), "{}", f.message);
+        assert!(f.help.as_deref().unwrap_or_default().contains("ban-drop-column: <why"), "{:?}", f.help);
+    }
+
+    #[test]
+    fn an_allow_naming_no_known_rule_is_refused() {
+        let sql = "SELECT 1;\n-- shipgate:allow ban-drop-colum: typo\nALTER TABLE orders DROP COLUMN note;";
+        let err = run(&[sql], &Settings::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("m/1_x.sql:2:"), "{}", err.message());
+        assert!(err.message().contains("did you mean `ban-drop-column`"), "{}", err.message());
+        let err = run(&["-- shipgate:allow : why\nSELECT 1;"], &Settings::default()).unwrap_err();
+        assert!(err.message().contains("names no rule"), "{}", err.message());
+    }
+
+    #[test]
+    fn settings_change_severities_and_skip_files() {
+        let rules = BTreeMap::from([
+            ("require-concurrent-index-creation".to_string(), Severity::Warning),
+            ("prefer-text-field".to_string(), Severity::Error),
+        ]);
+        let settings = Settings::new(&rules, Some("14"), &["legacy/**".to_string()], Some(1)).unwrap();
+        let report = run(
+            &[
+                "CREATE INDEX i ON orders (x);",
+                "CREATE INDEX i ON orders (x);",
+                "CREATE TABLE t (n varchar(5));",
+            ],
+            &settings,
+        )
+        .unwrap();
+        assert_eq!(report.skipped, 1, "version 1 is at the baseline");
+        let rules: Vec<(&str, Severity)> =
+            report.findings.iter().map(|f| (f.rule.as_str(), f.severity)).collect();
+        assert_eq!(
+            rules,
+            [
+                ("require-concurrent-index-creation", Severity::Warning),
+                ("prefer-text-field", Severity::Error)
+            ]
+        );
+        assert!(
+            Settings::new(&BTreeMap::from([("no-such-rule".to_string(), Severity::Error)]), None, &[], None)
+                .unwrap_err()
+                .contains("unknown lint rule `no-such-rule`")
+        );
+        assert!(
+            Settings::new(&BTreeMap::new(), Some("sixteen"), &[], None).unwrap_err().contains("pg_version")
+        );
+        let excluded = Settings::new(&BTreeMap::new(), None, &["*_x.sql".to_string()], None).unwrap();
+        assert_eq!(run(&["DROP TABLE t;"], &excluded).unwrap().skipped, 1);
+    }
+
+    #[test]
+    fn every_rule_has_a_default() {
+        let defaults = rule_defaults();
+        assert!(
+            defaults.iter().any(|(r, s)| r == "require-concurrent-index-creation" && *s == Severity::Error)
+        );
+        assert!(defaults.iter().any(|(r, s)| r == "prefer-bigint-over-int" && *s == Severity::Off));
+        assert!(defaults.iter().any(|(r, s)| r == "require-lock-timeout" && *s == Severity::Off));
+        assert!(!defaults.iter().any(|(r, _)| r == "require-timeout-settings"), "an alias, not a rule");
+    }
+}
