@@ -305,6 +305,8 @@ pub enum OutputFormat {
     Text,
     /// One JSON object per event, then a summary object (for scripts and the orchestrator).
     Json,
+    /// GitHub Actions annotations on the files' lines (`migrate lint`; other commands print text).
+    Github,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -384,6 +386,11 @@ pub struct MigrateArgs {
     /// Result format on stdout.
     #[arg(long, env = "SHIPGATE_OUTPUT", value_enum, default_value = "text", global = true)]
     pub output: OutputFormat,
+
+    /// Apply pending migrations without linting them first: for an emergency, and the summary
+    /// says so [env: SHIPGATE_LINT=off].
+    #[arg(long, global = true)]
+    pub no_lint: bool,
 
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -552,6 +559,18 @@ pub enum MigrateAction {
         shipgate migrate adopt --from knex --table knex_migrations_master --baseline 20240601000000")]
     Adopt(AdoptArgs),
 
+    /// Lint migrations for statements that lock or break production before they run: an index
+    /// without CONCURRENTLY, a constraint without NOT VALID, a column type change, a drop or a
+    /// rename (exit 1 on an error finding).
+    #[command(after_help = "Examples:\n  \
+        shipgate migrate lint\n  \
+        shipgate migrate lint --explain\n  \
+        shipgate migrate lint --pending --output json\n  \
+        shipgate migrate lint --output github   # the default under GITHUB_ACTIONS=true\n\n\
+        Allow one statement with a comment on the line above it (the reason is required):\n  \
+        -- shipgate:allow require-concurrent-index-creation: audit_log has 40 rows")]
+    Lint(LintArgs),
+
     /// Create a new, empty migration file named <UTC timestamp>_<name>.sql.
     #[command(
         after_help = "Examples:\n  shipgate migrate new add_users_table\n  shipgate migrate new add_orders --reversible"
@@ -565,6 +584,19 @@ pub enum MigrateAction {
         after_help = "Examples:\n  shipgate migrate repair --version 20240301000000 --mark-applied\n  shipgate migrate repair --version 20240301000000 --remove"
     )]
     Repair(RepairArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Lint only what the database has not applied (connects; one set: the master, or
+    /// --set tenant --schema NAME), and show each table's size.
+    #[arg(long)]
+    pub pending: bool,
+
+    /// Also print every statement's lock: its mode, on which relation, and whether it scans
+    /// or rewrites the table.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Args)]

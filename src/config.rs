@@ -22,6 +22,7 @@ use crate::identity;
 use crate::migrate::adopt::Tool;
 use crate::migrate::adopt::apply::AdoptOptions;
 use crate::migrate::exec::Limits;
+use crate::migrate::lint;
 use crate::migrate::plan::{DownTo, UpOptions};
 use crate::migrate::source::{Format, ReadOptions};
 use crate::project::{self, Project, Sets};
@@ -44,6 +45,31 @@ pub struct MigrateConfig {
     pub run_id: String,
     pub application_name: String,
     pub output: OutputFormat,
+    /// The lint `migrate up` runs over what it is about to apply; `None` with `--no-lint`.
+    pub lint: Option<lint::Settings>,
+}
+
+/// `migrate lint`, validated.
+#[derive(Debug, Clone)]
+pub struct LintJob {
+    /// Every set of the project, in order (master, tenant), each with how to read it.
+    pub sets: Vec<LintSet>,
+    pub settings: lint::Settings,
+    /// `--pending`: the one schema whose pending migrations are linted.
+    pub pending: Option<Box<MigrateConfig>>,
+    pub explain: bool,
+    pub output: OutputFormat,
+    /// Under GitHub Actions: annotations besides the text, and the step summary file.
+    pub github: bool,
+    pub step_summary: Option<PathBuf>,
+}
+
+/// One migration set to lint.
+#[derive(Debug, Clone)]
+pub struct LintSet {
+    pub name: &'static str,
+    pub dir: PathBuf,
+    pub read: ReadOptions,
 }
 
 /// What `repair` does with the row.
@@ -118,6 +144,7 @@ pub enum Job {
         options: UpOptions,
         fleet: Box<FleetConfig>,
     },
+    Lint(Box<LintJob>),
     NewMigration {
         dir: PathBuf,
         name: String,
@@ -523,7 +550,7 @@ fn migrate_job(mut cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Res
                 }
                 MigrationType::RollbackMaster(to) => {
                     let source = sets.master.clone().ok_or_else(|| no_set("master", &sets))?;
-                    let cfg = migrate_config(&cmd.common, source, env)?;
+                    let cfg = migrate_config(&cmd.common, source, project.as_ref(), env)?;
                     Ok(Job::Migrate(Box::new(cfg), MigrateJob::Down { to, dry_run: false }))
                 }
                 MigrationType::RollbackTenants(to) => {
@@ -565,7 +592,7 @@ fn migrate_job(mut cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Res
                     }
                 };
                 let (source, _) = single_set(set, &sets, cmd.common.schema.is_some())?;
-                let cfg = migrate_config(&cmd.common, source, env)?;
+                let cfg = migrate_config(&cmd.common, source, project.as_ref(), env)?;
                 return Ok(Job::Migrate(Box::new(cfg), MigrateJob::Up { options, dry_run: true }));
             }
             return up_job(cmd.common, cmd.set, options, &project, &sets, env);
@@ -581,6 +608,9 @@ fn migrate_job(mut cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Res
             };
             MigrateJob::Down { to, dry_run: a.dry_run }
         }
+        MigrateAction::Lint(a) => {
+            return lint_job(&cmd.common, a, cmd.set, project.as_ref(), &sets, env);
+        }
         MigrateAction::Status => MigrateJob::Status,
         MigrateAction::Verify(a) => MigrateJob::Verify { ignore_missing: a.ignore_missing },
         MigrateAction::Baseline(a) => match a.version {
@@ -594,7 +624,7 @@ fn migrate_job(mut cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Res
         MigrateAction::Adopt(a) => MigrateJob::Adopt(adopt_options(a, false)?),
     };
     let (source, _) = single_set(cmd.set, &sets, cmd.common.schema.is_some())?;
-    Ok(Job::Migrate(Box::new(migrate_config(&cmd.common, source, env)?), job))
+    Ok(Job::Migrate(Box::new(migrate_config(&cmd.common, source, project.as_ref(), env)?), job))
 }
 
 /// The one set a single-schema command works on: master by default; tenant only for the
@@ -632,7 +662,7 @@ fn up_job(
         }
         SetChoice::Master | SetChoice::Tenant => {
             let (source, _) = single_set(Some(choice), sets, args.schema.is_some())?;
-            let cfg = migrate_config(&args, source, env)?;
+            let cfg = migrate_config(&args, source, project.as_ref(), env)?;
             Ok(Job::Migrate(Box::new(cfg), MigrateJob::Up { options, dry_run: false }))
         }
         SetChoice::All => {
@@ -645,7 +675,7 @@ fn up_job(
             if sets.tenant.is_none() {
                 return Err(no_set("tenant", sets));
             }
-            let master = migrate_config(&args, master_dir, env)?;
+            let master = migrate_config(&args, master_dir, project.as_ref(), env)?;
             let Job::Tenants(mut fleet, _) =
                 fleet_job(args, project, sets, env, FleetJob::Up(options.clone()))?
             else {
@@ -753,7 +783,7 @@ fn fleet_job(
         only.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
     Ok(Job::Tenants(
         Box::new(FleetConfig {
-            db: migrate_config(&args, tenant_dir, env)?,
+            db: migrate_config(&args, tenant_dir, project.as_ref(), env)?,
             tenants_query,
             provision_sql,
             concurrency,
@@ -769,9 +799,9 @@ fn fleet_job(
 /// `db check` reports on the master set (or the only one); without any, it checks the
 /// connection alone.
 fn db_check_job(mut args: MigrateArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
-    let (_, sets) = project_sets(&mut args)?;
+    let (project, sets) = project_sets(&mut args)?;
     let source = single_set(None, &sets, args.schema.is_some()).ok().map(|(dir, _)| dir);
-    let cfg = migrate_config(&args, source.clone().unwrap_or_default(), env)?;
+    let cfg = migrate_config(&args, source.clone().unwrap_or_default(), project.as_ref(), env)?;
     Ok(Job::DbCheck { cfg: Box::new(cfg), source })
 }
 
@@ -791,6 +821,7 @@ pub fn worker_budget(concurrency: u32, max_connections: u32) -> usize {
 fn migrate_config(
     args: &MigrateArgs,
     source: PathBuf,
+    project: Option<&Project>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<MigrateConfig> {
     let flags = target::Flags {
@@ -806,28 +837,10 @@ fn migrate_config(
     }
     let run_id = identity::run_id(args.run_id.clone(), env);
     let application_name = identity::application_name(&run_id);
-    // The further --source folders join the set the first one is.
-    let also = match args.source.split_first() {
-        Some((first, rest)) if *first == source => rest.to_vec(),
-        _ => Vec::new(),
-    };
+    let lint = if lint_enabled(args, env)? { Some(lint_settings(project)?) } else { None };
     Ok(MigrateConfig {
+        read: read_options(args, &source),
         source,
-        read: ReadOptions {
-            format: args.format.map(|f| match f {
-                SourceFormat::Sqlx => Format::Sqlx,
-                SourceFormat::GolangMigrate => Format::GolangMigrate,
-                SourceFormat::Drizzle => Format::Drizzle,
-                SourceFormat::Prisma => Format::Prisma,
-                SourceFormat::Diesel => Format::Diesel,
-                SourceFormat::Dbmate => Format::Dbmate,
-                SourceFormat::Goose => Format::Goose,
-                SourceFormat::Flyway => Format::Flyway,
-            }),
-            allow_unread: args.allow_unread.clone(),
-            allow_empty: args.allow_empty,
-            also,
-        },
         credentials,
         schema: args.schema.clone(),
         connect_timeout: args.connect_timeout,
@@ -840,7 +853,105 @@ fn migrate_config(
         run_id,
         application_name,
         output: args.output,
+        lint,
     })
+}
+
+/// How to read the folder `source`: the layout forced with `--format`, the allowed
+/// exceptions, and the further `--source` folders that join its set.
+fn read_options(args: &MigrateArgs, source: &PathBuf) -> ReadOptions {
+    let also = match args.source.split_first() {
+        Some((first, rest)) if first == source => rest.to_vec(),
+        _ => Vec::new(),
+    };
+    ReadOptions {
+        format: args.format.map(|f| match f {
+            SourceFormat::Sqlx => Format::Sqlx,
+            SourceFormat::GolangMigrate => Format::GolangMigrate,
+            SourceFormat::Drizzle => Format::Drizzle,
+            SourceFormat::Prisma => Format::Prisma,
+            SourceFormat::Diesel => Format::Diesel,
+            SourceFormat::Dbmate => Format::Dbmate,
+            SourceFormat::Goose => Format::Goose,
+            SourceFormat::Flyway => Format::Flyway,
+        }),
+        allow_unread: args.allow_unread.clone(),
+        allow_empty: args.allow_empty,
+        also,
+    }
+}
+
+/// Whether `migrate up` lints first: unless `--no-lint` or `SHIPGATE_LINT=off`.
+fn lint_enabled(args: &MigrateArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<bool> {
+    let by_env = match env("SHIPGATE_LINT").map(|v| v.trim().to_ascii_lowercase()) {
+        None => true,
+        Some(v) if v.is_empty() || v == "on" => true,
+        Some(v) if v == "off" => false,
+        Some(v) => {
+            return Err(Error::input(format!("SHIPGATE_LINT=`{v}`: the values are `on` and `off`")));
+        }
+    };
+    Ok(by_env && !args.no_lint)
+}
+
+/// `[lint]` of the project file, validated (the defaults without one).
+pub fn lint_settings(project: Option<&Project>) -> Result<lint::Settings> {
+    let Some(project) = project else {
+        return Ok(lint::Settings::default());
+    };
+    let section = &project.file.lint;
+    lint::Settings::new(&section.rules, section.pg_version.as_deref(), &section.exclude, section.baseline)
+        .map_err(|e| {
+            Error::input(format!("{}: [lint] {e}", project.path.display()))
+                .hint("see the README's shipgate.toml reference for [lint]")
+        })
+}
+
+/// `migrate lint`: every set, or with `--pending` the one schema's pending migrations.
+fn lint_job(
+    args: &MigrateArgs,
+    lint_args: crate::cli::LintArgs,
+    choice: Option<SetChoice>,
+    project: Option<&Project>,
+    sets: &Sets,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Job> {
+    let settings = lint_settings(project)?;
+    let pending = if lint_args.pending {
+        let (source, _) = single_set(choice, sets, args.schema.is_some())?;
+        Some(Box::new(migrate_config(args, source, project, env)?))
+    } else {
+        None
+    };
+    let mut chosen = Vec::new();
+    let wanted = |name: &str| match choice {
+        None | Some(SetChoice::All) => true,
+        Some(SetChoice::Master) => name == "master",
+        Some(SetChoice::Tenant) => name == "tenant",
+    };
+    for (name, dir) in [("master", &sets.master), ("tenant", &sets.tenant)] {
+        if let Some(dir) = dir
+            && wanted(name)
+        {
+            chosen.push(LintSet { name, dir: dir.clone(), read: read_options(args, dir) });
+        }
+    }
+    if let Some(cfg) = &pending {
+        chosen.retain(|s| s.dir == cfg.source);
+    }
+    if chosen.is_empty() {
+        return Err(no_set(if choice == Some(SetChoice::Tenant) { "tenant" } else { "master" }, sets));
+    }
+    let github = env("GITHUB_ACTIONS").as_deref() == Some("true");
+    Ok(Job::Lint(Box::new(LintJob {
+        sets: chosen,
+        settings,
+        pending,
+        explain: lint_args.explain,
+        output: args.output,
+        github,
+        step_summary: env("GITHUB_STEP_SUMMARY").filter(|p| github && !p.is_empty()).map(PathBuf::from),
+    })))
 }
 
 /// PostgreSQL identifiers are at most 63 bytes and cannot contain NUL; anything else is

@@ -14,7 +14,7 @@ Exit codes:
   0    success
   1    a migration (task, deploy) ran and failed, a task never started or timed out, or a
        pre-flight check refused to run (modified, missing or failed migrations;
-       `migrate verify` found a difference)
+       `migrate verify` found a difference; the migration lint found an error)
   2    usage, configuration or bad input (malformed migration files, templates or secrets,
        bad flags, unknown cluster, task definition or secret); nothing changed
   3    could not reach the database or AWS (connection, TLS, credentials, permissions), could

@@ -75,6 +75,7 @@ pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result
             commands::migrate::up::run(&master, &options, false, shutdown, out).await?;
             commands::tenants::up::run(&fleet, &options, shutdown, out).await
         }
+        Job::Lint(job) => commands::migrate::lint::run(&job, shutdown, out).await,
         Job::NewMigration { dir, name, reversible } => {
             commands::migrate::new::run(&dir, &name, reversible, out)
         }

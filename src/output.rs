@@ -168,6 +168,20 @@ pub enum Event {
     },
     /// The end of a deploy or rollback.
     DeploySummary(crate::deploy::report::DeployRecord),
+    /// One lint finding.
+    Finding(crate::migrate::lint::Finding),
+    /// `--explain`: the lock one statement takes.
+    StatementLock(crate::migrate::lint::StatementLock),
+    /// The end of a lint: counts per severity.
+    LintSummary {
+        sets: Vec<String>,
+        linted: usize,
+        skipped: usize,
+        errors: usize,
+        warnings: usize,
+        allowed: usize,
+        message: String,
+    },
 }
 
 /// Where results go: stdout, or (in tests) a list of lines.
@@ -226,7 +240,7 @@ impl Reporter {
     fn format_event(&self, event: &Event) -> Option<String> {
         match self.format {
             OutputFormat::Json => Some(serde_json::to_string(event).expect("events serialize")),
-            OutputFormat::Text => text(event),
+            OutputFormat::Text | OutputFormat::Github => text(event),
         }
     }
 
@@ -256,7 +270,7 @@ impl Reporter {
     pub fn document(&self, json: &serde_json::Value, text: &str) {
         match self.format {
             OutputFormat::Json => self.print_line(&json.to_string()),
-            OutputFormat::Text => self.print_line(text.trim_end()),
+            OutputFormat::Text | OutputFormat::Github => self.print_line(text.trim_end()),
         }
     }
 
@@ -404,7 +418,65 @@ fn text(event: &Event) -> Option<String> {
             s
         }
         Event::DeploySummary(record) => crate::deploy::report::text_summary(record),
+        Event::Finding(f) => finding_text(f),
+        Event::StatementLock(l) => format!(
+            "{}:{}: {}  {}",
+            l.file,
+            l.line,
+            l.lock.as_deref().unwrap_or("no lock on an existing relation"),
+            l.statement
+        ),
+        Event::LintSummary { message, .. } => message.clone(),
     })
+}
+
+/// `FILE:LINE:COL: severity RULE: message`, then the statement, its lock and the fix.
+fn finding_text(f: &crate::migrate::lint::Finding) -> String {
+    let verdict = if f.allowed.is_some() { "allowed" } else { f.severity.name() };
+    let mut s = format!("{}:{}:{}: {verdict} {}: {}", f.file, f.line, f.column, f.rule, f.message);
+    if !f.statement.is_empty() {
+        s.push_str(&format!("\n  statement: {}", f.statement));
+    }
+    if let Some(lock) = &f.lock {
+        s.push_str(&format!("\n  lock: {lock}"));
+    }
+    if let Some(size) = &f.size {
+        s.push_str(&format!("\n  size: {size}"));
+    }
+    match (&f.allowed, &f.help) {
+        (Some(reason), _) => s.push_str(&format!("\n  allowed: {reason}")),
+        (None, Some(help)) => s.push_str(&format!("\n  help: {help}")),
+        (None, None) => {}
+    }
+    s
+}
+
+/// A GitHub Actions workflow command with properties: `::error file=a.sql,line=3::message`.
+pub fn workflow_command(command: &str, properties: &[(&str, String)], message: &str) -> String {
+    let props: Vec<String> = properties
+        .iter()
+        .map(|(k, v)| format!("{k}={}", escape_workflow(v).replace(':', "%3A").replace(',', "%2C")))
+        .collect();
+    let sep = if props.is_empty() { "" } else { " " };
+    format!("::{command}{sep}{}::{}", props.join(","), escape_workflow(message))
+}
+
+/// Escape a workflow command's data (`%`, CR, LF), as the runner unescapes it.
+pub fn escape_workflow(text: &str) -> String {
+    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// Append to a file the CI runner reads (`$GITHUB_STEP_SUMMARY`, `$GITHUB_OUTPUT`); failing to
+/// is worth a warning, not a failed command.
+pub fn append_file(path: &std::path::Path, text: &str, what: &str) {
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!("cannot write {what} ({}): {e}", path.display());
+    }
 }
 
 /// Write a whole generated document (completions, man page, reference) to stdout. A closed

@@ -32,6 +32,29 @@ pub struct ProjectFile {
     /// Deploy environments: `[env.staging]`, `[env.production]`.
     #[serde(default)]
     pub env: BTreeMap<String, EnvSection>,
+    /// The migration lint (`migrate lint`, and the gate before `migrate up` and `deploy`).
+    #[serde(default)]
+    pub lint: LintSection,
+}
+
+/// `[lint]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LintSection {
+    /// Severity per rule, `error`, `warning` or `off` (squawk's rule names, and `unparsed`),
+    /// e.g. { "prefer-bigint-over-int" = "warning", "ban-drop-constraint" = "off" }
+    /// [default: lock hazards, drops and renames are errors; style rules off].
+    #[serde(default)]
+    pub rules: BTreeMap<String, crate::migrate::lint::Severity>,
+    /// The PostgreSQL version the rules assume, e.g. "16" [default: the server's when
+    /// connected, else 15].
+    pub pg_version: Option<String>,
+    /// Migration files left out of the lint (globs relative to the set's folder).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Migrations up to and including this version are not linted: they were applied before
+    /// the lint was adopted.
+    pub baseline: Option<i64>,
 }
 
 /// `[env.NAME]`: where and what `shipgate deploy --env NAME` deploys.

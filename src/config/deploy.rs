@@ -50,6 +50,8 @@ pub struct EnvConfig {
     /// Whether a tenant run follows the master run.
     pub tenants: bool,
     pub tenant_shards: u32,
+    /// The project's migration sets and `[lint]`: what `deploy` lints before any AWS call.
+    pub lint: Option<(Vec<super::LintSet>, crate::migrate::lint::Settings)>,
 }
 
 impl EnvConfig {
@@ -138,7 +140,31 @@ pub fn env_config(args: &EnvArgs) -> Result<EnvConfig> {
     })?;
     let vars = template_source(PathBuf::new(), &args.vars)?.vars;
     let sets = project::resolve_sets(None, None, Some(&project), &|p| p.is_dir());
-    let cfg = validate(&project, &args.env, vars, sets.tenant.is_some(), &|p| p.is_file())?;
+    let mut cfg = validate(&project, &args.env, vars, sets.tenant.is_some(), &|p| p.is_file())?;
+    // An empty folder has nothing to lint; whether it may be empty is the runner's to say.
+    let read = crate::migrate::source::ReadOptions {
+        allow_unread: project.file.migrations.allow_unread.clone().unwrap_or_default(),
+        allow_empty: true,
+        ..Default::default()
+    };
+    // `sources`: several folders merged into the master set, as `--source A --source B` does.
+    let merged: Vec<PathBuf> =
+        project.file.migrations.sources.iter().flatten().map(|d| project.base().join(d)).collect();
+    let master = merged.first().cloned().or(sets.master.clone());
+    let lint_sets: Vec<super::LintSet> = [("master", &master), ("tenant", &sets.tenant)]
+        .into_iter()
+        .filter_map(|(name, dir)| {
+            let also = if name == "master" && merged.len() > 1 { merged[1..].to_vec() } else { Vec::new() };
+            dir.clone().map(|dir| super::LintSet {
+                name,
+                dir,
+                read: crate::migrate::source::ReadOptions { also, ..read.clone() },
+            })
+        })
+        .collect();
+    if !lint_sets.is_empty() {
+        cfg.lint = Some((lint_sets, super::lint_settings(Some(&project))?));
+    }
     // Secret-looking values are masked in everything shipgate prints from here on.
     for value in cfg.secret_values() {
         crate::redact::register(value);
@@ -319,6 +345,7 @@ pub fn validate(
         services: resolved,
         tenants,
         tenant_shards,
+        lint: None,
     })
 }
 

@@ -72,6 +72,29 @@ pub async fn set_search_path(conn: &mut sqlx::PgConnection, schema: &str) -> sql
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(|_| ())
 }
 
+/// The total size on disk (table, indexes, TOAST) and the planner's row estimate of each
+/// relation named as written, unqualified names looked up in `schema`: `None` for one that
+/// does not exist (yet). One catalog query; it reads no table.
+pub async fn relation_sizes(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+    names: &[String],
+) -> sqlx::Result<Vec<Option<(i64, f32)>>> {
+    let qualified: Vec<String> = names
+        .iter()
+        .map(|n| if n.contains('.') { n.clone() } else { format!("{}.{n}", quote_ident(schema)) })
+        .collect();
+    let rows: Vec<(Option<i64>, Option<f32>)> = sqlx::query_as(
+        "SELECT pg_total_relation_size(c.oid), c.reltuples \
+         FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
+         LEFT JOIN pg_class c ON c.oid = to_regclass(n.name) ORDER BY n.i",
+    )
+    .bind(&qualified)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(size, rows)| size.zip(rows)).collect())
+}
+
 /// Quote an identifier for SQL text (`"tenant ""a"""`): the only way a schema name reaches
 /// a statement, since identifiers cannot be bind parameters.
 pub fn quote_ident(name: &str) -> String {

@@ -1,8 +1,6 @@
 //! Where a deploy reports besides stdout: GitHub Actions workflow commands (log groups,
 //! masks, the error annotation), the step summary and step outputs, and the terminal spinner.
 
-use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
 
 use crate::config::deploy::{CiConfig, EnvConfig};
@@ -57,6 +55,20 @@ impl Ci {
         self.out.emit(&Event::Phase { phase: title.to_string(), state, message: message.to_string() });
     }
 
+    /// A workflow command (an annotation) under GitHub Actions; nothing elsewhere.
+    pub fn workflow(&self, line: &str) {
+        if self.cfg.github {
+            self.out.raw(line);
+        }
+    }
+
+    /// Markdown for the step summary, under GitHub Actions.
+    pub fn step_summary(&self, markdown: &str) {
+        if let Some(path) = &self.cfg.step_summary {
+            crate::output::append_file(path, &crate::redact::redact(markdown), "GITHUB_STEP_SUMMARY");
+        }
+    }
+
     /// The end: the summary event, the step summary and outputs, and the error annotation.
     pub fn finish(&self, record: &mut DeployRecord, result: &Result<()>) {
         progress::clear();
@@ -76,23 +88,15 @@ impl Ci {
             ));
         }
         if let Some(path) = &self.cfg.step_summary {
-            append(path, &crate::redact::redact(&report::step_summary(record)), "GITHUB_STEP_SUMMARY");
+            crate::output::append_file(
+                path,
+                &crate::redact::redact(&report::step_summary(record)),
+                "GITHUB_STEP_SUMMARY",
+            );
         }
         if let Some(path) = &self.cfg.outputs {
             let lines = report::output_lines(&report::outputs(record));
-            append(path, &crate::redact::redact(&lines), "GITHUB_OUTPUT");
+            crate::output::append_file(path, &crate::redact::redact(&lines), "GITHUB_OUTPUT");
         }
-    }
-}
-
-/// Append to a file the runner reads; failing to is worth a warning, not a failed deploy.
-fn append(path: &Path, text: &str, what: &str) {
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()));
-    if let Err(e) = written {
-        tracing::warn!("cannot write {what} ({}): {e}", path.display());
     }
 }

@@ -280,6 +280,7 @@ mod tests {
             services: vec![],
             tenants,
             tenant_shards: shards,
+            lint: None,
         }
     }
 

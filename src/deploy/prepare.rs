@@ -1,12 +1,17 @@
 //! Everything a deploy can check offline: every template rendered with its variables and
-//! checked against the ECS API, and the migration task's watched container found. A problem
-//! here is exit 2 naming the shipgate.toml key, before any AWS call.
+//! checked against the ECS API, the migration task's watched container found, and the
+//! migrations linted. A problem here is exit 2 naming the shipgate.toml key (a lint error:
+//! exit 1 on the file's line), before any AWS call.
 
 use serde_json::Value;
 
 use crate::config::TemplateSource;
 use crate::config::deploy::EnvConfig;
-use crate::error::Result;
+use crate::deploy::ci::Ci;
+use crate::error::{Error, Result};
+use crate::migrate::script::Migration;
+use crate::migrate::{lint, source};
+use crate::output::{Event, Reporter};
 use crate::taskdef::render_source;
 use crate::taskdef::{self, ContainerInfo};
 
@@ -60,4 +65,50 @@ pub fn prepare(env: &EnvConfig) -> Result<Prepared> {
         .map(|(i, s)| render(&key(&format!("services[{i}].template")), &s.name, &s.template))
         .collect::<Result<Vec<_>>>()?;
     Ok(Prepared { migration, services })
+}
+
+/// Lint the project's migration sets on this machine, before anything changes: each finding
+/// is reported (an annotation on its line under GitHub Actions, a table in the step summary),
+/// and an error finding fails the deploy. Without a database the linter cannot know which
+/// migrations are already applied, so each file is its own run; the runner lints again, with
+/// the database, what it is about to apply.
+pub fn lint(env: &EnvConfig, ci: &Ci, out: &Reporter) -> Result<()> {
+    let Some((sets, settings)) = &env.lint else {
+        return Ok(());
+    };
+    let mut report = lint::Report::default();
+    for set in sets {
+        let loaded = source::load(&set.dir, &set.read)?;
+        let all: Vec<&Migration> = loaded.migrations.iter().collect();
+        let found = lint::lint(&loaded.dir, &all, settings, lint::Run::EachFile)?;
+        report.linted += found.linted;
+        report.skipped += found.skipped;
+        report.findings.extend(found.findings);
+    }
+    for f in &report.findings {
+        out.emit(&Event::Finding(f.clone()));
+        ci.workflow(&lint::annotation(f));
+    }
+    if !report.findings.is_empty() {
+        ci.step_summary(&lint::step_summary(
+            &format!("shipgate deploy {}: migration lint", env.name),
+            &report,
+        ));
+    }
+    tracing::info!("{}", lint::summary_message(&report));
+    match report.errors() {
+        0 => Ok(()),
+        n => Err(Error::failed(format!(
+            "refused by the migration lint before any change: {n} error finding{} ({}); no task definition \
+             was registered, no task was started, no service was updated",
+            if n == 1 { "" } else { "s" },
+            lint::rules_of(&report.findings.iter().filter(|f| f.blocks()).cloned().collect::<Vec<_>>())
+                .join(", ")
+        ))
+        .hint(
+            "make each statement safe (the findings above say how), or allow one that is safe with \
+             `-- shipgate:allow RULE: <why>` on the line above it; migrations already applied \
+             before the lint was adopted can be left out with [lint] baseline = VERSION",
+        )),
+    }
 }

@@ -63,15 +63,9 @@ pub struct DeployRecord {
     pub duration_ms: u128,
 }
 
-/// Escape a workflow command's message (GitHub's rules: `%`, CR and LF).
-pub fn escape(text: &str) -> String {
-    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
-}
-
 /// `::error title=...::message`.
 pub fn error_annotation(title: &str, message: &str) -> String {
-    let title = escape(title).replace(':', "%3A").replace(',', "%2C");
-    format!("::error title={title}::{}", escape(message))
+    crate::output::workflow_command("error", &[("title", title.to_string())], message)
 }
 
 /// The console page of a task.
@@ -287,7 +281,7 @@ mod tests {
 
     #[test]
     fn workflow_commands_are_escaped() {
-        assert_eq!(escape("50% done\nnext"), "50%25 done%0Anext");
+        assert_eq!(crate::output::escape_workflow("50% done\nnext"), "50%25 done%0Anext");
         assert_eq!(
             error_annotation("deploy: migrations", "task abc failed\nexit 1"),
             "::error title=deploy%3A migrations::task abc failed%0Aexit 1"

@@ -253,10 +253,19 @@ impl Report {
     }
 }
 
-/// Lint the up scripts of `migrations` (in the order they would run, as one run: what one
-/// creates is new to the ones after it). `dir` is the set's folder, for `exclude`. Errors
-/// are for an allow comment that names no rule.
-pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings) -> Result<Report> {
+/// Which migrations run together, so that what one creates is new to the ones after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// All of them, in order: the pending migrations of one schema.
+    Together,
+    /// Each on its own: without a database nobody knows which are applied already, so a
+    /// table is new only to the rest of the file that creates it.
+    EachFile,
+}
+
+/// Lint the up scripts of `migrations` in the order they would run. `dir` is the set's
+/// folder, for `exclude`. Errors are for an allow comment that names no rule.
+pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run) -> Result<Report> {
     let enabled = settings.enabled();
     let mut report = Report::default();
     // Relations created so far in this run, with the migration and statement that made them.
@@ -268,6 +277,9 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings) -> Resul
             continue;
         }
         report.linted += 1;
+        if run == Run::EachFile {
+            created.clear();
+        }
         let file = LintedFile::read(script.sql.as_str(), script.part.clone());
         let mut linter = Linter::from(enabled.iter().copied());
         linter.settings.pg_version = settings.pg_version.unwrap_or_default();
@@ -275,7 +287,7 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings) -> Resul
         let violations = linter.lint(&file.parse, file.text());
         let allows = file.allows(&script.path)?;
         for (si, stmt) in file.stmts.iter().enumerate() {
-            for name in created_by(stmt) {
+            for name in created_by(stmt, &|name| created.contains_key(&relation_key(name))) {
                 created.entry(relation_key(&name)).or_insert((mi, si));
             }
         }
@@ -386,12 +398,21 @@ impl<'a> LintedFile<'a> {
     /// foreign key references), else every relation it locks.
     fn subjects(&self, si: usize) -> Vec<String> {
         let stmt = &self.stmts[si];
-        if let ast::Stmt::AlterTable(alter) = stmt {
-            return alter
-                .table_relation_name()
-                .map(|t| locks::relation_name(t.syntax()))
-                .into_iter()
-                .collect();
+        match stmt {
+            ast::Stmt::AlterTable(alter) => {
+                return alter
+                    .table_relation_name()
+                    .map(|t| locks::relation_name(t.syntax()))
+                    .into_iter()
+                    .collect();
+            }
+            ast::Stmt::AlterType(alter) => {
+                return alter.type_name_ref().map(|t| locks::relation_name(t.syntax())).into_iter().collect();
+            }
+            ast::Stmt::DropType(drop) => {
+                return drop.type_name_refs().map(|t| locks::relation_name(t.syntax())).collect();
+            }
+            _ => {}
         }
         let mut names: Vec<String> = locks::locks(stmt).into_iter().map(|l| l.relation).collect();
         if let ast::Stmt::CreateIndex(create) = stmt
@@ -415,13 +436,7 @@ impl<'a> LintedFile<'a> {
         let (line, column) = line_col_of_byte(self.sql, self.part.start + at);
         let (statement, lock, relation) = match si.map(|si| &self.stmts[si]) {
             Some(stmt) => {
-                let text = stmt.syntax().text().to_string();
-                let first = text.trim().lines().next().unwrap_or_default().trim().to_string();
-                let statement = if first.chars().count() > 120 {
-                    format!("{}…", first.chars().take(119).collect::<String>())
-                } else {
-                    first
-                };
+                let statement = first_line(&stmt.syntax().text().to_string());
                 let taken = locks::locks(stmt);
                 let relation = self_subject(stmt, &taken);
                 (statement, describe_locks(&taken), relation)
@@ -516,10 +531,47 @@ pub fn describe_locks(taken: &[Lock]) -> Option<String> {
     Some(parts.join("; "))
 }
 
-/// What a statement creates that later statements may work on while it is still new.
-fn created_by(stmt: &ast::Stmt) -> Vec<String> {
+/// What a statement creates that later statements may work on while it is still new: tables,
+/// views, indexes and types, and the new name of something new that it renames (Prisma's
+/// enum change renames a type it created).
+fn created_by(stmt: &ast::Stmt, is_new: &dyn Fn(&str) -> bool) -> Vec<String> {
     let name = |node: Option<&squawk_syntax::SyntaxNode>| node.map(locks::relation_name);
+    let renamed_to = |action: &squawk_syntax::SyntaxNode| {
+        let text = action.text().to_string();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words.as_slice() {
+            [rename, to, new] if rename.eq_ignore_ascii_case("rename") && to.eq_ignore_ascii_case("to") => {
+                Some(new.trim_end_matches(';').to_string())
+            }
+            _ => None,
+        }
+    };
     match stmt {
+        ast::Stmt::CreateType(t) => name(t.type_name().as_ref().map(|n| n.syntax())).into_iter().collect(),
+        ast::Stmt::AlterType(t) => {
+            let old = name(t.type_name_ref().as_ref().map(|n| n.syntax()));
+            match (old, t.action()) {
+                (Some(old), Some(action)) if is_new(&old) => {
+                    renamed_to(action.syntax()).into_iter().collect()
+                }
+                _ => Vec::new(),
+            }
+        }
+        ast::Stmt::AlterTable(t) => {
+            let old = t.table_relation_name().map(|n| locks::relation_name(n.syntax()));
+            match old {
+                Some(old) if is_new(&old) => t
+                    .actions()
+                    .filter_map(|a| match a {
+                        ast::AlterTableAction::TableRenameTo(r) => {
+                            name(r.table_name().as_ref().map(|n| n.syntax()))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
         ast::Stmt::CreateTable(t) => name(t.table_name().as_ref().map(|n| n.syntax())).into_iter().collect(),
         ast::Stmt::CreateTableAs(t) => {
             name(t.table_name().as_ref().map(|n| n.syntax())).into_iter().collect()
@@ -531,6 +583,167 @@ fn created_by(stmt: &ast::Stmt) -> Vec<String> {
         ast::Stmt::CreateIndex(i) => name(i.index().as_ref().map(|n| n.syntax())).into_iter().collect(),
         _ => Vec::new(),
     }
+}
+
+/// One statement's lock, for `--explain` and the lock plan of `migrate up --dry-run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatementLock {
+    pub file: String,
+    pub line: usize,
+    pub version: i64,
+    pub statement: String,
+    /// `SHARE on orders (scans the table)`; none for a statement that locks nothing in use.
+    pub lock: Option<String>,
+    #[serde(skip)]
+    pub locks: Vec<Lock>,
+}
+
+/// Every statement of the up scripts of `migrations`, with the lock it takes.
+pub fn lock_plan(migrations: &[&Migration]) -> Vec<StatementLock> {
+    let mut plan = Vec::new();
+    for m in migrations {
+        let script = &m.up;
+        let file = LintedFile::read(script.sql.as_str(), script.part.clone());
+        for stmt in &file.stmts {
+            let at = usize::from(stmt.syntax().text_range().start());
+            let (line, _) = line_col_of_byte(file.sql, file.part.start + at);
+            let taken = locks::locks(stmt);
+            plan.push(StatementLock {
+                file: script.path.display().to_string(),
+                line,
+                version: m.version,
+                statement: first_line(&stmt.syntax().text().to_string()),
+                lock: describe_locks(&taken),
+                locks: taken,
+            });
+        }
+    }
+    plan
+}
+
+/// A statement's first line, at most 120 characters.
+fn first_line(text: &str) -> String {
+    let first = text.trim().lines().next().unwrap_or_default().trim().to_string();
+    if first.chars().count() > 120 {
+        format!("{}…", first.chars().take(119).collect::<String>())
+    } else {
+        first
+    }
+}
+
+/// The finding as a GitHub Actions annotation on its line: `::error` for an error, `::warning`,
+/// `::notice` for one a comment allowed.
+pub fn annotation(f: &Finding) -> String {
+    let command = match (f.allowed.is_some(), f.severity) {
+        (true, _) => "notice",
+        (false, Severity::Error) => "error",
+        (false, _) => "warning",
+    };
+    let mut message = f.message.clone();
+    if let Some(lock) = &f.lock {
+        message.push_str(&format!("\nLock: {lock}"));
+    }
+    if let Some(size) = &f.size {
+        message.push_str(&format!(" ({size})"));
+    }
+    match (&f.allowed, &f.help) {
+        (Some(reason), _) => message.push_str(&format!("\nAllowed: {reason}")),
+        (None, Some(help)) => message.push_str(&format!("\nFix: {help}")),
+        (None, None) => {}
+    }
+    crate::output::workflow_command(
+        command,
+        &[
+            ("file", f.file.clone()),
+            ("line", f.line.to_string()),
+            ("col", f.column.to_string()),
+            ("title", f.rule.clone()),
+        ],
+        &message,
+    )
+}
+
+/// The one-line verdict of a lint.
+pub fn summary_message(report: &Report) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut s = format!(
+        "lint: {}, {}, {} allowed in {}",
+        plural(report.errors(), "error"),
+        plural(report.warnings(), "warning"),
+        report.allowed(),
+        plural(report.linted, "migration")
+    );
+    if report.skipped > 0 {
+        s.push_str(&format!(" ({} left out by [lint] baseline or exclude)", report.skipped));
+    }
+    s
+}
+
+/// The step summary of a lint: the verdict and one row per finding.
+pub fn step_summary(title: &str, report: &Report) -> String {
+    let mut s = format!("### {title}\n\n{}\n", summary_message(report));
+    if report.findings.is_empty() {
+        return s + "\n";
+    }
+    s.push_str("\n| | Where | Rule | Statement | Lock |\n|---|---|---|---|---|\n");
+    let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
+    for f in &report.findings {
+        let mark = match (f.allowed.is_some(), f.severity) {
+            (true, _) => "✅ allowed",
+            (false, Severity::Error) => "❌ error",
+            (false, _) => "⚠️ warning",
+        };
+        let mut rule = format!("`{}`", f.rule);
+        if let Some(reason) = &f.allowed {
+            rule.push_str(&format!(": {}", cell(reason)));
+        }
+        s.push_str(&format!(
+            "| {mark} | `{}:{}` | {rule} | `{}` | {}{} |\n",
+            cell(&f.file),
+            f.line,
+            cell(&f.statement),
+            cell(f.lock.as_deref().unwrap_or("")),
+            f.size.as_deref().map(|z| format!(" ({})", cell(z))).unwrap_or_default()
+        ));
+    }
+    s + "\n"
+}
+
+/// Refuse a run with error findings: nothing was applied.
+pub fn gate(report: &Report, what: &str) -> Result<()> {
+    let errors = report.errors();
+    if errors == 0 {
+        return Ok(());
+    }
+    let rules = rules_of(&report.findings.iter().filter(|f| f.blocks()).cloned().collect::<Vec<_>>());
+    Err(Error::failed(format!(
+        "refused by the migration lint: {errors} error finding{} ({}) in {what}; nothing was applied",
+        if errors == 1 { "" } else { "s" },
+        rules.join(", ")
+    ))
+    .hint(
+        "make each statement safe (the findings above say how), allow one that is safe with \
+         `-- shipgate:allow RULE: <why>` on the line above it, or in an emergency run with \
+         --no-lint (SHIPGATE_LINT=off)",
+    ))
+}
+
+/// `41.2 GB, about 380M rows`: what a finding's table holds. `rows` is the planner's estimate
+/// (`pg_class.reltuples`), -1 for a table never analyzed.
+pub fn describe_size(bytes: i64, rows: f32) -> String {
+    let size = match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{} kB", (b + 1023) / 1024),
+    };
+    let rows = match rows {
+        r if r < 0.0 => "rows not counted yet (never analyzed)".to_string(),
+        r if r >= 1e9 => format!("about {:.1}B rows", r / 1e9),
+        r if r >= 1e6 => format!("about {:.0}M rows", r / 1e6),
+        r if r >= 1e4 => format!("about {:.0}k rows", r / 1e3),
+        r => format!("about {r:.0} rows"),
+    };
+    format!("{size}, {rows}")
 }
 
 /// Every rule name with its default severity, for the reference and `--help`.
@@ -565,7 +778,7 @@ mod tests {
         let ms: Vec<Migration> =
             files.iter().enumerate().map(|(i, sql)| migration(i as i64 + 1, sql)).collect();
         let refs: Vec<&Migration> = ms.iter().collect();
-        lint(Path::new("m"), &refs, settings)
+        lint(Path::new("m"), &refs, settings, Run::Together)
     }
 
     /// The rules that block, and those that only warn, for one file linted on its own.
@@ -685,6 +898,23 @@ mod tests {
         assert_eq!(run(&[index], &Settings::default()).unwrap().errors(), 1);
         // Made after the statement that uses it: still existing for that statement.
         assert_eq!(run(&[index, made], &Settings::default()).unwrap().errors(), 1);
+        // Without a database, which files run together is unknown: each is its own run.
+        let (a, b) = (migration(1, made), migration(2, index));
+        let each = lint(Path::new("m"), &[&a, &b], &Settings::default(), Run::EachFile).unwrap();
+        assert_eq!(each.errors(), 1);
+    }
+
+    #[test]
+    fn a_type_made_earlier_in_the_run_may_be_renamed_and_dropped() {
+        // Prisma's enum change: a new type replaces one the same run created.
+        let made = "CREATE TYPE \"Status\" AS ENUM ('A');\nCREATE TABLE \"User\" (status \"Status\");";
+        let change = "CREATE TYPE \"Status_new\" AS ENUM ('A', 'B');\nALTER TYPE \"Status\" RENAME TO \"Status_old\";\nALTER TYPE \"Status_new\" RENAME TO \"Status\";\nDROP TYPE \"Status_old\";";
+        assert_eq!(run(&[made, change], &Settings::default()).unwrap().errors(), 0);
+        // On a database that has the type already, renaming and dropping it are findings.
+        let later = run(&[change], &Settings::default()).unwrap();
+        let rules: Vec<&str> =
+            later.findings.iter().filter(|f| f.blocks()).map(|f| f.rule.as_str()).collect();
+        assert_eq!(rules, ["renaming-object", "ban-drop-type"]);
     }
 
     #[test]
@@ -770,6 +1000,19 @@ mod tests {
         );
         let excluded = Settings::new(&BTreeMap::new(), None, &["*_x.sql".to_string()], None).unwrap();
         assert_eq!(run(&["DROP TABLE t;"], &excluded).unwrap().skipped, 1);
+    }
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        let cases = [
+            (8192, 0.0, "8 kB, about 0 rows"),
+            (24 << 20, 120_000.0, "24.0 MB, about 120k rows"),
+            (44_023_414_784, 380_000_000.0, "41.0 GB, about 380M rows"),
+            (16384, -1.0, "16 kB, rows not counted yet (never analyzed)"),
+        ];
+        for (bytes, rows, text) in cases {
+            assert_eq!(describe_size(bytes, rows), text);
+        }
     }
 
     #[test]

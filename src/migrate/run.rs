@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::migrate::exec::{Direction, Limits};
 use crate::migrate::history::Writer;
+use crate::migrate::lint;
 use crate::migrate::session::{Mode, Session};
 use crate::migrate::source::{self, Migration, MigrationSet};
 use crate::output::{Event, PlanItem, Reporter};
@@ -64,6 +65,49 @@ pub async fn with_set<T>(
     };
     let (session, set) = Session::open_while(cfg, mode, shutdown, read).await?;
     locked(session, cfg, mode, shutdown, async |s| body(s, &set).await).await
+}
+
+/// Lint `todo`, the migrations about to run in this session's schema, as one run: with the
+/// server's version and each finding's table size. Every finding is reported; the caller
+/// decides whether they stop the run ([`lint::gate`]).
+pub async fn lint_pending(
+    s: &mut Session,
+    set: &MigrationSet,
+    todo: &[&Migration],
+    settings: &lint::Settings,
+    out: &Reporter,
+) -> Result<lint::Report> {
+    let settings = settings.clone().with_server_version(s.worker().server_version_num());
+    let mut report = lint::lint(&set.dir, todo, &settings, lint::Run::Together)?;
+    add_sizes(s, &mut report.findings).await;
+    for finding in &report.findings {
+        out.emit(&Event::Finding(finding.clone()));
+    }
+    Ok(report)
+}
+
+/// Each finding's table size, when the table exists. A failed lookup only leaves the sizes out.
+async fn add_sizes(s: &mut Session, findings: &mut [lint::Finding]) {
+    let names: Vec<String> = findings.iter().filter_map(|f| f.relation.clone()).collect();
+    if names.is_empty() {
+        return;
+    }
+    let schema = s.table.schema.clone();
+    match crate::db::relation_sizes(s.worker(), &schema, &names).await {
+        Ok(sizes) => {
+            let mut sizes = sizes.into_iter();
+            for f in findings.iter_mut().filter(|f| f.relation.is_some()) {
+                if let Some(Some((bytes, rows))) = sizes.next() {
+                    f.size = Some(format!(
+                        "{}: {}",
+                        f.relation.as_deref().unwrap_or_default(),
+                        lint::describe_size(bytes, rows)
+                    ));
+                }
+            }
+        }
+        Err(e) => tracing::debug!("table sizes for the lint findings: {}", crate::db::error_text(&e)),
+    }
 }
 
 /// How long a run goes between two checks that it still holds its lock.

@@ -328,6 +328,7 @@ fn env_config(dir: &Path, services: &[&str], tenants: bool, shards: u32) -> EnvC
             .collect(),
         tenants,
         tenant_shards: shards,
+        lint: None,
     }
 }
 

@@ -288,7 +288,17 @@ async fn syntax_the_parser_does_not_know_goes_to_the_server() {
         ),
         ("2_unknown.sql", "FROBNICATE t;\n"),
     ]);
+    // The lint reads every statement first: one it cannot read stops the run before anything
+    // is applied.
     let out = run(sg(&db, Path::new(dir.arg()), &["migrate", "up"])).await.expect(1);
+    assert!(
+        out.stdout.contains("2_unknown.sql:1:1: error unparsed: the linter cannot read"),
+        "{}",
+        out.stdout
+    );
+    assert!(!history_exists(&db).await, "nothing is applied");
+    // Without the lint, the runner sends it as written and the server refuses it.
+    let out = run(sg(&db, Path::new(dir.arg()), &["migrate", "up", "--no-lint"])).await.expect(1);
     assert!(out.stderr.contains("migration 2 (unknown) failed at"), "{}", out.stderr);
     assert!(out.stderr.contains("syntax error at or near \"FROBNICATE\""), "{}", out.stderr);
     let value: String = scalar(&mut db.connect().await, "SELECT a FROM t").await;

@@ -7,6 +7,7 @@ mod deploy_mocks;
 mod deploy_moto;
 mod layers;
 mod layouts;
+mod lint;
 mod migrate_basics;
 mod migrate_input;
 mod migrate_safety;

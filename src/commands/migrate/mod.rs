@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod baseline;
 pub mod down;
+pub mod lint;
 pub mod new;
 pub mod repair;
 pub mod status;

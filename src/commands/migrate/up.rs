@@ -5,9 +5,10 @@ use std::time::Instant;
 use crate::config::MigrateConfig;
 use crate::error::Result;
 use crate::migrate::exec::Direction;
+use crate::migrate::lint;
 use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, Entry, UpOptions};
-use crate::migrate::run::{plan_item, run_each, source_event, summary, with_set};
+use crate::migrate::run::{lint_pending, plan_item, run_each, source_event, summary, with_set};
 use crate::migrate::session::Mode;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
@@ -29,12 +30,23 @@ pub async fn run(
         |_| Ok(()),
         async |s, set| {
             out.emit(&source_event(set));
-            if !dry_run {
-                s.ensure_history().await?;
-            }
             let history = s.history().await?;
             let entries = plan::reconcile(set, &history);
             let todo = plan::plan_up(&entries, &dir, opts)?;
+            match &cfg.lint {
+                Some(settings) => {
+                    let report = lint_pending(s, set, &todo, settings, out).await?;
+                    if !dry_run {
+                        lint::gate(&report, "the pending migrations")?;
+                    }
+                }
+                None => {
+                    tracing::warn!("the pending migrations were not linted (--no-lint / SHIPGATE_LINT=off)")
+                }
+            }
+            if !dry_run {
+                s.ensure_history().await?;
+            }
             if dry_run {
                 out.emit(&Event::Plan {
                     schema: s.table.schema.clone(),
@@ -63,7 +75,13 @@ pub async fn run(
             })
             .await?;
             let version = current_version(&history).max(todo.last().map(|m| m.version));
-            out.emit(&summary("up", s, todo.len(), started, version));
+            let mut done = summary("up", s, todo.len(), started, version);
+            if let (None, Event::Summary { message, .. }) = (&cfg.lint, &mut done)
+                && !todo.is_empty()
+            {
+                message.push_str(" (not linted: --no-lint)");
+            }
+            out.emit(&done);
             Ok(())
         },
     )
