@@ -375,6 +375,11 @@ pub struct MigrateArgs {
     #[arg(long, env = "SHIPGATE_STATEMENT_TIMEOUT", default_value = "off", value_parser = parse_duration, global = true, value_name = "DURATION")]
     pub statement_timeout: Duration,
 
+    /// Before a run, list the sessions whose transaction has been open this long and holds a
+    /// lock a pending statement will wait for.
+    #[arg(long, env = "SHIPGATE_BLOCKER_AGE", default_value = "5s", value_parser = parse_duration, global = true, value_name = "DURATION")]
+    pub blocker_age: Duration,
+
     /// Retries (with backoff) of a migration that hit its lock_timeout.
     #[arg(long, env = "SHIPGATE_LOCK_RETRIES", default_value_t = 5, global = true, value_name = "N")]
     pub lock_retries: u32,

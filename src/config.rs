@@ -47,6 +47,8 @@ pub struct MigrateConfig {
     pub output: OutputFormat,
     /// The lint `migrate up` runs over what it is about to apply; `None` with `--no-lint`.
     pub lint: Option<lint::Settings>,
+    /// `--blocker-age`: how old a transaction must be to be listed as a blocker before a run.
+    pub blocker_age: Duration,
 }
 
 /// `migrate lint`, validated.
@@ -854,6 +856,7 @@ fn migrate_config(
         application_name,
         output: args.output,
         lint,
+        blocker_age: args.blocker_age,
     })
 }
 

@@ -168,6 +168,20 @@ pub enum Event {
     },
     /// The end of a deploy or rollback.
     DeploySummary(crate::deploy::report::DeployRecord),
+    /// Before a run: a session that holds a lock a pending statement will wait for.
+    Blocker {
+        pid: i32,
+        user: String,
+        application: String,
+        state: String,
+        /// How long its transaction has been open.
+        open_s: u64,
+        /// The first word of its query (the text may hold values, so it is not shown).
+        query: String,
+        holds: String,
+        relation: String,
+        needs: &'static str,
+    },
     /// One lint finding.
     Finding(crate::migrate::lint::Finding),
     /// `--explain`: the lock one statement takes.
@@ -419,6 +433,13 @@ fn text(event: &Event) -> Option<String> {
         }
         Event::DeploySummary(record) => crate::deploy::report::text_summary(record),
         Event::Finding(f) => finding_text(f),
+        Event::Blocker { pid, user, application, state, open_s, query, holds, relation, needs } => format!(
+            "blocker: pid {pid} ({user}{}, {state}, transaction open {open_s} s{}) holds {holds} on {relation}; \
+             a pending statement needs {needs} there and waits for it (lock_timeout, then retries); \
+             pg_terminate_backend({pid}) ends it",
+            if application.is_empty() { String::new() } else { format!(" via {application}") },
+            if query.is_empty() { String::new() } else { format!(", last {query}") },
+        ),
         Event::StatementLock(l) => format!(
             "{}:{}: {}  {}",
             l.file,

@@ -95,6 +95,66 @@ pub async fn relation_sizes(
     Ok(rows.into_iter().map(|(size, rows)| size.zip(rows)).collect())
 }
 
+/// A session holding a lock on a relation, in a transaction open for a while.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holder {
+    pub pid: i32,
+    pub user: String,
+    pub application: String,
+    pub state: String,
+    /// How long its transaction has been open, in seconds.
+    pub age_s: f64,
+    /// The first word of its current (or last) query: the text itself may hold values.
+    pub query_kind: String,
+    /// `pg_locks.mode`: `AccessShareLock`, ...
+    pub mode: String,
+    /// The relation as the caller named it.
+    pub relation: String,
+}
+
+/// The granted locks other sessions hold on the relations named (as written, unqualified
+/// names looked up in `schema`), in transactions open for at least `min_age`. One query over
+/// `pg_locks` and `pg_stat_activity`; reading it takes no lock.
+pub async fn lock_holders(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+    names: &[String],
+    min_age: std::time::Duration,
+) -> sqlx::Result<Vec<Holder>> {
+    let qualified: Vec<String> = names
+        .iter()
+        .map(|n| if n.contains('.') { n.clone() } else { format!("{}.{n}", quote_ident(schema)) })
+        .collect();
+    type Row = (i32, String, String, String, f64, String, String, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
+                coalesce(a.state, ''), extract(epoch FROM now() - a.xact_start)::float8, \
+                coalesce(upper(substring(ltrim(a.query) FROM '^[A-Za-z]+')), ''), l.mode, n.i \
+         FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
+         JOIN pg_locks l ON l.locktype = 'relation' AND l.granted AND l.relation = to_regclass(n.name) \
+         JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.pid <> pg_backend_pid() AND a.xact_start <= now() - make_interval(secs => $2) \
+         ORDER BY a.xact_start, a.pid",
+    )
+    .bind(&qualified)
+    .bind(min_age.as_secs_f64())
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(pid, user, application, state, age_s, query_kind, mode, i)| Holder {
+            pid,
+            user,
+            application,
+            state,
+            age_s,
+            query_kind,
+            mode,
+            relation: names[(i - 1) as usize].clone(),
+        })
+        .collect())
+}
+
 /// Quote an identifier for SQL text (`"tenant ""a"""`): the only way a schema name reaches
 /// a statement, since identifiers cannot be bind parameters.
 pub fn quote_ident(name: &str) -> String {

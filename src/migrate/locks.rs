@@ -450,18 +450,38 @@ pub fn relation_key(name: &str) -> String {
 fn mode_named(text: &str) -> Option<Mode> {
     let words: Vec<String> = text.split_whitespace().map(|w| w.to_ascii_uppercase()).collect();
     let words: Vec<&str> = words.iter().map(String::as_str).filter(|w| *w != "IN" && *w != "MODE").collect();
-    [
-        Mode::AccessShare,
-        Mode::RowShare,
-        Mode::RowExclusive,
-        Mode::ShareUpdateExclusive,
-        Mode::Share,
-        Mode::ShareRowExclusive,
-        Mode::Exclusive,
-        Mode::AccessExclusive,
-    ]
-    .into_iter()
-    .find(|m| m.name().split(' ').eq(words.iter().copied()))
+    ALL.into_iter().find(|m| m.name().split(' ').eq(words.iter().copied()))
+}
+
+/// The mode `pg_locks.mode` names (`AccessShareLock`).
+pub fn mode_of_pg_locks(name: &str) -> Option<Mode> {
+    ALL.into_iter().find(|m| m.pg_locks_name() == name)
+}
+
+const ALL: [Mode; 8] = [
+    Mode::AccessShare,
+    Mode::RowShare,
+    Mode::RowExclusive,
+    Mode::ShareUpdateExclusive,
+    Mode::Share,
+    Mode::ShareRowExclusive,
+    Mode::Exclusive,
+    Mode::AccessExclusive,
+];
+
+/// Of the locks others hold (`(relation, pg_locks mode)`), the ones a planned lock waits
+/// for: the same relation and a conflicting mode. Returns `(holder index, planned index)`.
+pub fn blocking(planned: &[Lock], held: &[(String, String)]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for (hi, (relation, mode)) in held.iter().enumerate() {
+        let Some(mode) = mode_of_pg_locks(mode) else { continue };
+        if let Some(pi) = planned.iter().position(|p| {
+            relation_key(&p.relation) == relation_key(relation) && p.mode.conflicts().contains(&mode)
+        }) {
+            out.push((hi, pi));
+        }
+    }
+    out
 }
 
 fn has_keyword(node: &SyntaxNode, kind: SyntaxKind) -> bool {
@@ -656,6 +676,25 @@ mod tests {
         for (name, key) in cases {
             assert_eq!(relation_key(name), key, "{name}");
         }
+    }
+
+    #[test]
+    fn only_conflicting_locks_on_the_same_relation_block() {
+        let planned = vec![
+            Lock { mode: Mode::AccessExclusive, relation: "orders".into(), work: Work::Rewrites },
+            Lock { mode: Mode::ShareUpdateExclusive, relation: "app.Users".into(), work: Work::Scans },
+        ];
+        let held: Vec<(String, String)> = [
+            ("orders", "AccessShareLock"),         // a long SELECT: blocks ACCESS EXCLUSIVE
+            ("users", "RowExclusiveLock"),         // a write: does not block SHARE UPDATE EXCLUSIVE
+            ("users", "ShareUpdateExclusiveLock"), // a vacuum: does
+            ("invoices", "AccessExclusiveLock"),   // another relation
+            ("orders", "NoSuchLock"),
+        ]
+        .iter()
+        .map(|(r, m)| (r.to_string(), m.to_string()))
+        .collect();
+        assert_eq!(blocking(&planned, &held), [(0, 0), (2, 1)]);
     }
 
     #[test]

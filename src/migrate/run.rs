@@ -86,6 +86,48 @@ pub async fn lint_pending(
     Ok(report)
 }
 
+/// Before a run: the sessions whose transaction has been open for `cfg.blocker_age` or more
+/// and holds a lock a pending statement will wait for, each reported once per relation. The
+/// run still waits as it always does (`lock_timeout`, then retries); this says for whom.
+pub async fn report_blockers(s: &mut Session, cfg: &MigrateConfig, todo: &[&Migration], out: &Reporter) {
+    let mut planned: Vec<crate::migrate::locks::Lock> = Vec::new();
+    for statement in lint::lock_plan(todo) {
+        for lock in statement.locks {
+            match planned.iter_mut().find(|p| p.relation == lock.relation) {
+                Some(p) => p.mode = p.mode.max(lock.mode),
+                None => planned.push(lock),
+            }
+        }
+    }
+    if planned.is_empty() {
+        return;
+    }
+    let names: Vec<String> = planned.iter().map(|l| l.relation.clone()).collect();
+    let schema = s.table.schema.clone();
+    let holders = match crate::db::lock_holders(s.worker(), &schema, &names, cfg.blocker_age).await {
+        Ok(holders) => holders,
+        Err(e) => {
+            tracing::debug!("could not list the sessions holding locks: {}", crate::db::error_text(&e));
+            return;
+        }
+    };
+    let held: Vec<(String, String)> = holders.iter().map(|h| (h.relation.clone(), h.mode.clone())).collect();
+    for (hi, pi) in crate::migrate::locks::blocking(&planned, &held) {
+        let (h, p) = (&holders[hi], &planned[pi]);
+        out.emit(&Event::Blocker {
+            pid: h.pid,
+            user: h.user.clone(),
+            application: h.application.clone(),
+            state: h.state.clone(),
+            open_s: h.age_s.round() as u64,
+            query: h.query_kind.clone(),
+            holds: h.mode.clone(),
+            relation: h.relation.clone(),
+            needs: p.mode.name(),
+        });
+    }
+}
+
 /// Each finding's table size, when the table exists. A failed lookup only leaves the sizes out.
 async fn add_sizes(s: &mut Session, findings: &mut [lint::Finding]) {
     let names: Vec<String> = findings.iter().filter_map(|f| f.relation.clone()).collect();

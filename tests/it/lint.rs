@@ -324,3 +324,53 @@ async fn the_same_index_built_concurrently_passes_the_deploys_lint() {
     assert!(!out.all().contains("migration lint"), "{}", out.all());
     assert_ne!(out.code, Some(1), "{}", out.all());
 }
+
+#[tokio::test]
+async fn sessions_that_would_block_the_run_are_listed_before_it_starts() {
+    let db = TestDb::new().await;
+    let dir = Dir::new(&[("1_init.sql", MADE)]);
+    run(shipgate_on(&db, &dir, &["migrate", "up"])).await.expect(0);
+    // A report left open in a transaction: it holds ACCESS SHARE on orders.
+    let mut reader = db.connect().await;
+    sqlx::raw_sql("BEGIN; SELECT count(*) FROM orders;").execute(&mut reader).await.unwrap();
+    let pid: i32 = scalar(&mut reader, "SELECT pg_backend_pid()").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    dir.write("2_note.sql", "ALTER TABLE orders ADD COLUMN note text;\n");
+
+    // The plan shows the lock, and the blocker, before anything is run.
+    let out =
+        run(shipgate_on(&db, &dir, &["migrate", "up", "--dry-run", "--blocker-age", "1s"])).await.expect(0);
+    assert!(
+        out.stdout
+            .contains("2_note.sql:1: ACCESS EXCLUSIVE on orders  ALTER TABLE orders ADD COLUMN note text;"),
+        "{}",
+        out.stdout
+    );
+    let line =
+        out.stdout.lines().find(|l| l.starts_with("blocker: ")).unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(line.starts_with(&format!("blocker: pid {pid} (postgres")), "{line}");
+    assert!(
+        line.contains(
+            "idle in transaction, transaction open 1 s, last SELECT) holds AccessShareLock on orders"
+        ),
+        "{line}"
+    );
+    assert!(line.contains("needs ACCESS EXCLUSIVE"), "{line}");
+    assert!(!line.contains("count"), "never the query's text: {line}");
+
+    // A real run lists it first, then waits as always (lock_timeout, retries) and fails cleanly.
+    let out = run(shipgate_on(
+        &db,
+        &dir,
+        &["migrate", "up", "--blocker-age", "1s", "--ddl-lock-timeout", "200ms", "--lock-retries", "0"],
+    ))
+    .await;
+    assert!(out.stdout.contains(&format!("blocker: pid {pid} ")), "{}", out.all());
+    assert_ne!(out.code, Some(0), "{}", out.all());
+    // Younger than --blocker-age: not listed.
+    let out =
+        run(shipgate_on(&db, &dir, &["migrate", "up", "--dry-run", "--blocker-age", "1h"])).await.expect(0);
+    assert!(!out.stdout.contains("blocker: "), "{}", out.stdout);
+    sqlx::raw_sql("COMMIT").execute(&mut reader).await.unwrap();
+    run(shipgate_on(&db, &dir, &["migrate", "up"])).await.expect(0);
+}

@@ -8,7 +8,9 @@ use crate::migrate::exec::Direction;
 use crate::migrate::lint;
 use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, Entry, UpOptions};
-use crate::migrate::run::{lint_pending, plan_item, run_each, source_event, summary, with_set};
+use crate::migrate::run::{
+    lint_pending, plan_item, report_blockers, run_each, source_event, summary, with_set,
+};
 use crate::migrate::session::Mode;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
@@ -44,10 +46,14 @@ pub async fn run(
                     tracing::warn!("the pending migrations were not linted (--no-lint / SHIPGATE_LINT=off)")
                 }
             }
+            report_blockers(s, cfg, &todo, out).await;
             if !dry_run {
                 s.ensure_history().await?;
             }
             if dry_run {
+                for statement in lint::lock_plan(&todo) {
+                    out.emit(&Event::StatementLock(statement));
+                }
                 out.emit(&Event::Plan {
                     schema: s.table.schema.clone(),
                     direction: "up",
