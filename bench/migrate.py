@@ -7,7 +7,9 @@
     views, DO blocks and indexes, as W1 (applied on a fresh database) and W2 (nothing
     pending), and the time shipgate spends reading and parsing those files alone (from its
     debug log, so without the database);
-(d) one 50 MB migration file: the time to read and parse it, and the peak RSS.
+(d) one 50 MB migration file: the time to read and parse it, and the peak RSS;
+(e) the lint: `migrate lint` over the 1,000 mixed files (no database), and W1 with the lint
+    off (`--no-lint`) beside W1 with it on, measured in the same loop.
 Prints min/median/max wall time and peak RSS over several runs, plus `psql -c 'select 1'`
 measured in the same run as a yardstick (disk latency here swings a lot between hours, so
 compare figures only within one run). Uses the release build; the server keeps fsync on.
@@ -23,13 +25,13 @@ import argparse, os, re, shutil, statistics, subprocess, sys, tempfile, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def timed(cmd, env):
-    """Run a command; return (seconds, peak RSS in MB)."""
+def timed(cmd, env, ok=(0,)):
+    """Run a command; return (seconds, peak RSS in MB). `ok`: the exit codes that are not a failure."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if os.waitstatus_to_exitcode(status) not in ok:
         sys.exit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()}")
     return elapsed, usage.ru_maxrss / 1024
 
@@ -135,6 +137,7 @@ def main():
         apply, noop, yardstick, rss = [], [], [], []
         other_apply, other_noop = [], []
         w1, w2, parse, sqlx_w1, sqlx_w2, big_parse, big_rss = [], [], [], [], [], [], []
+        w1_no_lint, lint_all = [], []
         for run in range(-args.warmup, args.runs):
             db = f"bench_{run + args.warmup}"
             subprocess.run(["psql", url, "-qc", f"CREATE DATABASE {db}"], check=True)
@@ -148,6 +151,13 @@ def main():
             menv = {**env, "DATABASE_URL": url.rsplit("/", 1)[0] + "/" + mixed_db, "SHIPGATE_SOURCE": mixed}
             t, m = timed([shipgate, "migrate", "up", "--quiet"], menv); w1.append(t); rss.append(m)
             t, m = timed([shipgate, "migrate", "up", "--quiet"], menv); w2.append(t); rss.append(m)
+            off_db = f"bench_nolint_{run + args.warmup}"
+            subprocess.run(["psql", url, "-qc", f"CREATE DATABASE {off_db}"], check=True)
+            oenv = {**menv, "DATABASE_URL": url.rsplit("/", 1)[0] + "/" + off_db}
+            t, _ = timed([shipgate, "migrate", "up", "--quiet", "--no-lint"], oenv); w1_no_lint.append(t)
+            # Without a database each file is its own run, so the mixed set has findings: exit 1.
+            t, _ = timed([shipgate, "migrate", "lint", "--quiet"], {**menv, "DATABASE_URL": ""}, ok=(0, 1))
+            lint_all.append(t)
             parse.append(parse_ms(subprocess.run([shipgate, "-v", "migrate", "status"], env=menv, check=True,
                                                  capture_output=True, text=True).stderr))
             proc = subprocess.Popen([shipgate, "-v", "migrate", "status"], env={**env, "SHIPGATE_SOURCE": big},
@@ -170,7 +180,7 @@ def main():
                 t, _ = timed(cmd, denv); other_apply.append(t)
                 t, _ = timed(cmd, denv); other_noop.append(t)
         for series in (apply, noop, yardstick, other_apply, other_noop, w1, w2, parse, sqlx_w1, sqlx_w2,
-                       big_parse, big_rss):
+                       big_parse, big_rss, w1_no_lint, lint_all):
             del series[:args.warmup if series else 0]
         print(f"shipgate migrate up, {args.runs} runs after {args.warmup} warm-up, PostgreSQL from scripts/throwaway-pg (fsync on)")
         summary(f"(a) {args.migrations} migrations on a fresh database", apply)
@@ -180,6 +190,11 @@ def main():
             summary("dbmate (b) nothing pending", other_noop)
         summary(f"(c) W1: {args.mixed} mixed migrations, fresh database", w1)
         summary("(c) W2: again, nothing pending", w2)
+        summary("(e) W1 with --no-lint", w1_no_lint)
+        print(f"{'(e) W1 lint cost (median on - median off)':<44} "
+              f"{(statistics.median(w1) - statistics.median(w1_no_lint)) * 1000:+8.1f} ms "
+              f"({(statistics.median(w1) / statistics.median(w1_no_lint) - 1) * 100:+.1f} %)")
+        summary(f"(e) migrate lint, the {args.mixed} mixed files", lint_all)
         if args.sqlx:
             summary(f"sqlx-cli W1: {args.mixed} mixed migrations", sqlx_w1)
             summary("sqlx-cli W2: nothing pending", sqlx_w2)

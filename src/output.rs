@@ -20,6 +20,8 @@ pub struct PlanItem {
     pub lock_timeout: String,
     pub statement_timeout: String,
     pub late: bool,
+    /// Each statement with the lock it takes (`migrate up --dry-run`'s lock plan).
+    pub statements: Vec<crate::migrate::lint::StatementLock>,
 }
 
 /// One failed tenant in a fleet summary.
@@ -341,6 +343,15 @@ fn text(event: &Event) -> Option<String> {
                     flags.push("late: older than the newest applied migration".into());
                 }
                 s.push_str(&format!("\n  {:>14}  {}  [{}]", m.version, m.description, flags.join(", ")));
+                for st in m.statements.iter().filter(|st| st.lock.is_some()) {
+                    s.push_str(&format!(
+                        "\n  {:>14}    line {}: {}  {}",
+                        "",
+                        st.line,
+                        st.lock.as_deref().unwrap_or_default(),
+                        st.statement
+                    ));
+                }
             }
             if *dry_run {
                 s.push_str("\n(dry run: nothing was changed)");

@@ -26,6 +26,9 @@ pub struct ConnectSpec<'a> {
     pub read_only: bool,
     /// Overall budget for retries.
     pub timeout: Duration,
+    /// Warn at each retry. Of two connections opened together, the second is quiet: one wait
+    /// prints one line per attempt, not two.
+    pub announce: bool,
 }
 
 /// Is a failed connection attempt worth retrying?
@@ -200,12 +203,18 @@ pub async fn connect(spec: &ConnectSpec<'_>, shutdown: &Shutdown) -> Result<PgCo
             });
         }
         let wait = jitter(delay).min(remaining);
-        tracing::warn!(
+        // The second of two connections opened together waits the same; one line per attempt.
+        let message = format!(
             "database not reachable yet ({}); retrying in {}, {} left",
             failure.reason,
             duration::human(wait),
             duration::human(remaining)
         );
+        if spec.announce {
+            tracing::warn!("{message}");
+        } else {
+            tracing::debug!("{message}");
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {},
             signal = shutdown.wait() => return Err(interrupted(signal)),

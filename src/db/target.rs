@@ -231,6 +231,20 @@ pub fn settings(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<S
         pg_root: get("PGSSLROOTCERT").map(PathBuf::from),
         allow_cleartext_password: flags.allow_cleartext_password,
     };
+    // Nothing names a database: libpq's defaults (a local socket, the OS user) are a guess, and
+    // a wrong guess costs the whole connect timeout before it says anything useful.
+    const PG_VARS: [&str; 7] =
+        ["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE"];
+    if matches!(source, Source::Fields)
+        && fields.names().is_empty()
+        && !PG_VARS.iter().any(|v| get(v).is_some())
+    {
+        return Err(Error::input(
+            "no database given: set DATABASE_URL (or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME, the PG* \
+             variables, --database-url URL, or --db-secret ID / DB_SECRET_ID)",
+        )
+        .hint("e.g. DATABASE_URL=postgres://app@localhost:5432/app"));
+    }
     let settings = Settings { source, url, fields, tls, ignored };
     if let Some(url) = &settings.url {
         // Parse now, so a malformed DATABASE_URL is exit 2 before anything else happens.
@@ -609,6 +623,21 @@ mod tests {
             ..Flags::default()
         };
         assert_eq!(settings(&both, &env_of(&[])).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn nothing_naming_a_database_is_exit_2_at_once() {
+        let err = settings(&Flags::default(), &env_of(&[])).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().starts_with("no database given: set DATABASE_URL"), "{}", err.message());
+        // Any one source is enough; the PG* variables are libpq's own.
+        for env in
+            [[("PGHOST", "db")], [("PGDATABASE", "app")], [("DB_HOST", "db")], [("DB_SECRET_ID", "prod/db")]]
+        {
+            assert!(settings(&Flags::default(), &env_of(&env)).is_ok(), "{env:?}");
+        }
+        let flag = Flags { database_url: Some("postgres://h/db".into()), ..Flags::default() };
+        assert!(settings(&flag, &env_of(&[])).is_ok());
     }
 
     #[test]

@@ -14,11 +14,13 @@ use crate::error::{Error, Result};
 use crate::fleet::db::{self as fleet_db, Listed};
 use crate::fleet::names;
 use crate::fleet::run::{self as fleet_run, Fleet, Tenant, Work};
-use crate::fleet::state::{Outcome, Tally, unknown_only};
+use crate::fleet::state::{Outcome, Tally, pending_anywhere, unknown_only};
 use crate::identity;
 use crate::migrate::adopt::apply as adoption;
 use crate::migrate::history::Writer;
+use crate::migrate::lint;
 use crate::migrate::lock;
+use crate::migrate::script::{Migration, MigrationSet};
 use crate::migrate::source;
 use crate::output::{Event, Reporter, TenantFailure};
 use crate::shutdown::Shutdown;
@@ -38,6 +40,7 @@ impl Control {
             application_name: &cfg.db.application_name,
             read_only,
             timeout: cfg.db.connect_timeout,
+            announce: true,
         };
         let mut conn = db::connect(&spec, shutdown).await?;
         if let Some(schema) = &cfg.db.schema {
@@ -199,6 +202,9 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
         } else {
             BTreeMap::new()
         };
+        if let (Work::Up(_), Some(settings)) = (&work, &cfg.db.lint) {
+            lint_fleet(&mut control, &set, &roster, settings, out).await?;
+        }
         let skipped = roster.skipped();
         for (name, outcome) in &skipped {
             out.emit(&Event::Tenant {
@@ -249,6 +255,32 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
     .await;
     control.close().await;
     result
+}
+
+/// Lint what at least one tenant has still to apply, as one run, before any tenant starts:
+/// an error finding stops the fleet with nothing applied.
+async fn lint_fleet(
+    control: &mut Control,
+    set: &MigrationSet,
+    roster: &Roster,
+    settings: &lint::Settings,
+    out: &Reporter,
+) -> Result<()> {
+    let existing: Vec<&str> =
+        roster.tenants.iter().filter(|t| roster.existing.contains(*t)).map(String::as_str).collect();
+    let with_history: Vec<&str> =
+        existing.iter().copied().filter(|t| roster.with_history.contains(*t)).collect();
+    let facts = fleet_db::facts(control.conn(), &with_history).await.map_err(|e| {
+        Error::failed(format!("could not read the tenants' histories: {}", db::error_text(&e)))
+    })?;
+    let pending = pending_anywhere(set, existing.len() - with_history.len(), &facts, with_history.len());
+    let todo: Vec<&Migration> = set.migrations.iter().filter(|m| pending.contains(&m.version)).collect();
+    let settings = settings.clone().with_server_version(control.conn().server_version_num());
+    let report = lint::lint(&set.dir, &todo, &settings, lint::Run::Together)?;
+    for finding in &report.findings {
+        out.emit(&Event::Finding(finding.clone()));
+    }
+    lint::gate(&report, "the tenants' pending migrations")
 }
 
 /// Print the fleet summary and turn it into the exit code: 1 when any tenant failed.

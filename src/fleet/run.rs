@@ -125,6 +125,7 @@ pub async fn run(
         application_name: &fleet.cfg.application_name,
         read_only: !fleet.work.writes(),
         timeout: fleet.cfg.connect_timeout,
+        announce: true,
     };
     let mut conns =
         futures_util::future::try_join_all((0..workers).map(|_| db::connect(&spec, shutdown))).await?;

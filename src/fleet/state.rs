@@ -17,6 +17,29 @@ pub struct Fact {
     pub checksum_normalized: Vec<u8>,
 }
 
+/// The versions of `set` that at least one tenant has still to apply: every version when a
+/// tenant has no history yet, else those missing (or failed) in some tenant's facts. Pure.
+pub fn pending_anywhere(
+    set: &MigrationSet,
+    tenants_without_history: usize,
+    facts: &BTreeMap<String, Vec<Fact>>,
+    tenants_with_history: usize,
+) -> BTreeSet<i64> {
+    let all: BTreeSet<i64> = set.migrations.iter().map(|m| m.version).collect();
+    if tenants_without_history > 0 || facts.len() < tenants_with_history {
+        return all;
+    }
+    // How many tenants have each version applied: one pass over every row.
+    let mut applied_in: BTreeMap<i64, usize> = BTreeMap::new();
+    for rows in facts.values() {
+        let done: BTreeSet<i64> = rows.iter().filter(|f| f.success).map(|f| f.version).collect();
+        for v in done {
+            *applied_in.entry(v).or_default() += 1;
+        }
+    }
+    all.into_iter().filter(|v| applied_in.get(v).copied().unwrap_or(0) < facts.len()).collect()
+}
+
 /// A tenant's history compared with the tenant set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Standing {
@@ -172,6 +195,40 @@ pub fn unknown_only<'a>(only: &'a [String], listed: &BTreeSet<&str>) -> Vec<&'a 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pending_anywhere_is_what_any_tenant_still_lacks() {
+        use crate::migrate::script::{Migration, Script};
+        let m = |v: i64| Migration {
+            version: v,
+            description: "x".into(),
+            up: Script::new(format!("{v}_x.sql").into(), b"SELECT 1;".to_vec()).unwrap(),
+            down: None,
+            drizzle: None,
+        };
+        let set = MigrationSet {
+            dir: "t".into(),
+            format: crate::migrate::source::Format::Sqlx,
+            detected: true,
+            files_read: 3,
+            migrations: vec![m(1), m(2), m(3)],
+        };
+        let fact = |v: i64, success: bool| Fact {
+            version: v,
+            success,
+            checksum: vec![],
+            checksum_normalized: vec![],
+        };
+        let facts = BTreeMap::from([
+            ("a".to_string(), vec![fact(1, true), fact(2, true)]),
+            ("b".to_string(), vec![fact(1, true), fact(2, false)]),
+        ]);
+        assert_eq!(pending_anywhere(&set, 0, &facts, 2), BTreeSet::from([2, 3]));
+        // A tenant with no history yet has everything to apply.
+        assert_eq!(pending_anywhere(&set, 1, &facts, 2), BTreeSet::from([1, 2, 3]));
+        let all_done = BTreeMap::from([("a".to_string(), vec![fact(1, true), fact(2, true), fact(3, true)])]);
+        assert_eq!(pending_anywhere(&set, 0, &all_done, 1), BTreeSet::new());
+    }
+
     use super::*;
     use crate::migrate::source::{Migration, Script};
     use std::path::PathBuf;

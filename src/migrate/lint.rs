@@ -600,25 +600,28 @@ pub struct StatementLock {
 
 /// Every statement of the up scripts of `migrations`, with the lock it takes.
 pub fn lock_plan(migrations: &[&Migration]) -> Vec<StatementLock> {
-    let mut plan = Vec::new();
-    for m in migrations {
-        let script = &m.up;
-        let file = LintedFile::read(script.sql.as_str(), script.part.clone());
-        for stmt in &file.stmts {
+    migrations.iter().flat_map(|m| script_locks(&m.up, m.version)).collect()
+}
+
+/// Every statement of one script (of migration `version`), with the lock it takes.
+pub fn script_locks(script: &crate::migrate::script::Script, version: i64) -> Vec<StatementLock> {
+    let file = LintedFile::read(script.sql.as_str(), script.part.clone());
+    file.stmts
+        .iter()
+        .map(|stmt| {
             let at = usize::from(stmt.syntax().text_range().start());
             let (line, _) = line_col_of_byte(file.sql, file.part.start + at);
             let taken = locks::locks(stmt);
-            plan.push(StatementLock {
+            StatementLock {
                 file: script.path.display().to_string(),
                 line,
-                version: m.version,
+                version,
                 statement: first_line(&stmt.syntax().text().to_string()),
                 lock: describe_locks(&taken),
                 locks: taken,
-            });
-        }
-    }
-    plan
+            }
+        })
+        .collect()
 }
 
 /// A statement's first line, at most 120 characters.

@@ -217,6 +217,7 @@ pub fn plan_item(m: &Migration, direction: Direction, limits: &Limits, late: boo
         lock_timeout: duration::human(lock),
         statement_timeout: duration::human(statement),
         late,
+        statements: lint::script_locks(script, m.version),
     }
 }
 

@@ -50,11 +50,13 @@ impl Session {
             application_name: &cfg.application_name,
             read_only: mode == Mode::ReadOnly,
             timeout: cfg.connect_timeout,
+            announce: true,
         };
         let (mut worker, guard) = match mode {
             Mode::ReadOnly => (db::connect(&spec, shutdown).await?, None),
             Mode::Write => {
-                let (w, g) = tokio::try_join!(db::connect(&spec, shutdown), db::connect(&spec, shutdown))?;
+                let quiet = ConnectSpec { announce: false, ..spec.clone() };
+                let (w, g) = tokio::try_join!(db::connect(&spec, shutdown), db::connect(&quiet, shutdown))?;
                 (w, Some(g))
             }
         };

@@ -341,8 +341,7 @@ async fn sessions_that_would_block_the_run_are_listed_before_it_starts() {
     let out =
         run(shipgate_on(&db, &dir, &["migrate", "up", "--dry-run", "--blocker-age", "1s"])).await.expect(0);
     assert!(
-        out.stdout
-            .contains("2_note.sql:1: ACCESS EXCLUSIVE on orders  ALTER TABLE orders ADD COLUMN note text;"),
+        out.stdout.contains("line 1: ACCESS EXCLUSIVE on orders  ALTER TABLE orders ADD COLUMN note text;"),
         "{}",
         out.stdout
     );
@@ -373,4 +372,36 @@ async fn sessions_that_would_block_the_run_are_listed_before_it_starts() {
     assert!(!out.stdout.contains("blocker: "), "{}", out.stdout);
     sqlx::raw_sql("COMMIT").execute(&mut reader).await.unwrap();
     run(shipgate_on(&db, &dir, &["migrate", "up"])).await.expect(0);
+}
+
+#[tokio::test]
+async fn tenants_up_lints_what_any_tenant_still_lacks_before_any_tenant_starts() {
+    let db = TestDb::new().await;
+    let dir = Dir::sets(
+        &[("1_tenants.sql", "CREATE TABLE tenants (schema_name text PRIMARY KEY);")],
+        &[("1_orders.sql", MADE)],
+    );
+    run(shipgate_on(&db, &dir, &["migrate", "up", "--set", "master"])).await.expect(0);
+    let mut conn = db.connect().await;
+    sqlx::raw_sql("INSERT INTO tenants VALUES ('tenant_a'), ('tenant_b'); CREATE SCHEMA tenant_a; CREATE SCHEMA tenant_b;")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // A fresh fleet: the index is on a table the same run creates.
+    run(shipgate_on(&db, &dir, &["tenants", "up"])).await.expect(0);
+    // Later: an index on the (existing) orders of every tenant.
+    dir.write("tenant/2_index.sql", INDEX);
+    let out = run(shipgate_on(&db, &dir, &["tenants", "up"])).await.expect(1);
+    assert!(
+        out.stdout.contains("2_index.sql:2:1: error require-concurrent-index-creation"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("in the tenants' pending migrations; nothing was applied"), "{}", out.stderr);
+    let applied: i64 =
+        scalar(&mut conn, "SELECT count(*) FROM tenant_a.shipgate_migrations WHERE version = 2").await;
+    assert_eq!(applied, 0);
+    // Built concurrently, it passes and every tenant gets it.
+    dir.write("tenant/2_index.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY orders_n ON orders (n);\n");
+    run(shipgate_on(&db, &dir, &["tenants", "up"])).await.expect(0);
 }

@@ -126,3 +126,31 @@ async fn late_migrations_are_applied_and_reported_or_refused_with_strict_order()
     let out = run(cmd(&["migrate", "up"])).await.expect(0);
     assert!(out.stdout.contains("[late: older than the newest applied migration]"), "{}", out.stdout);
 }
+
+#[tokio::test]
+async fn no_database_given_is_exit_2_at_once_and_a_retry_is_one_line_per_attempt() {
+    let dir = Dir::new(&[("1_a.sql", "SELECT 1;")]);
+    let started = std::time::Instant::now();
+    let mut cmd = shipgate(&["migrate", "up"]);
+    cmd.env("SHIPGATE_SOURCE", dir.arg());
+    let out = run(cmd).await.expect(2);
+    assert!(out.stderr.contains("error: no database given: set DATABASE_URL"), "{}", out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "no connect retries");
+
+    // A source that is given but unreachable: one warning per attempt (two connections are
+    // opened together; only one speaks), and the error names where the target came from.
+    let mut cmd = shipgate(&["migrate", "up", "--connect-timeout", "2s"]);
+    cmd.env("SHIPGATE_SOURCE", dir.arg())
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:9/app?sslmode=disable");
+    let out = run(cmd).await.expect(3);
+    let warnings = out.stderr.lines().filter(|l| l.contains("database not reachable yet")).count();
+    let attempts: usize = out
+        .stderr
+        .split(" attempts)")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert_eq!(warnings, attempts - 1, "{}", out.stderr);
+    assert!(out.stderr.contains("(from DATABASE_URL)"), "{}", out.stderr);
+}

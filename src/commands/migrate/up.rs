@@ -51,9 +51,6 @@ pub async fn run(
                 s.ensure_history().await?;
             }
             if dry_run {
-                for statement in lint::lock_plan(&todo) {
-                    out.emit(&Event::StatementLock(statement));
-                }
                 out.emit(&Event::Plan {
                     schema: s.table.schema.clone(),
                     direction: "up",
