@@ -472,6 +472,12 @@ pub fn migration_type(env: &dyn Fn(&str) -> Option<String>) -> Result<MigrationT
     })
 }
 
+/// Whether a person is at the keyboard: stdin and stderr are both terminals.
+fn on_a_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
 /// The project file and the sets it (or `--source`) describes.
 /// The project file and the sets it (or the flags) name. The file's `sources` and
 /// `allow_unread` stand in for the flags when those are not given.
@@ -536,6 +542,20 @@ fn migrate_job(mut cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Res
     let (project, sets) = project_sets(&mut cmd.common)?;
     let action = match cmd.action {
         Some(action) => action,
+        None if env("MIGRATION_TYPE").is_none() && on_a_terminal() => {
+            // The entrypoint contract is for containers; typed by hand it would apply every
+            // pending migration on whatever database the environment names.
+            let mut help = <Cli as clap::CommandFactory>::command();
+            help.build();
+            let text =
+                help.find_subcommand_mut("migrate").map(|c| c.render_help().to_string()).unwrap_or_default();
+            return Err(Error::input(format!(
+                "`shipgate migrate` without a command is the container entrypoint (MIGRATION_TYPE chooses \
+                 what it does); on a terminal it does nothing\n\n{}",
+                text.trim_end()
+            ))
+            .hint("to apply pending migrations: shipgate migrate up (or set MIGRATION_TYPE, as the container does)"));
+        }
         None => {
             return match migration_type(env)? {
                 MigrationType::Default => {

@@ -147,12 +147,27 @@ pub fn env_config(args: &EnvArgs) -> Result<EnvConfig> {
         allow_empty: true,
         ..Default::default()
     };
+    let m = &project.file.migrations;
+    let configured = m.master.is_some() || m.tenant.is_some() || m.sources.is_some();
     // `sources`: several folders merged into the master set, as `--source A --source B` does.
     let merged: Vec<PathBuf> =
         project.file.migrations.sources.iter().flatten().map(|d| project.base().join(d)).collect();
     let master = merged.first().cloned().or(sets.master.clone());
+    // A folder this machine does not have (the image may carry the migrations of another
+    // checkout) cannot be linted here; the runner lints what it applies.
     let lint_sets: Vec<super::LintSet> = [("master", &master), ("tenant", &sets.tenant)]
         .into_iter()
+        .filter(|(name, dir)| match dir {
+            Some(d) if !d.is_dir() && configured => {
+                tracing::warn!(
+                    "the {name} migrations folder {} is not here; the deploy cannot lint it",
+                    d.display()
+                );
+                false
+            }
+            Some(d) => d.is_dir(),
+            None => true,
+        })
         .filter_map(|(name, dir)| {
             let also = if name == "master" && merged.len() > 1 { merged[1..].to_vec() } else { Vec::new() };
             dir.clone().map(|dir| super::LintSet {

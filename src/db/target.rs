@@ -141,6 +141,8 @@ pub struct Settings {
     pub tls: TlsInputs,
     /// Sources that were set but lost to a higher one, to say so once.
     pub ignored: Vec<String>,
+    /// The OS user (`USER`, `LOGNAME`), the user when nothing else names one: libpq's default.
+    os_user: Option<String>,
 }
 
 impl fmt::Debug for Settings {
@@ -181,7 +183,7 @@ pub fn settings(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<S
     if let Some(s) = get("DB_SECRET_ID") {
         candidates.push(("DB_SECRET_ID", s));
     }
-    let ignored = candidates.iter().skip(1).map(|(from, _)| from.to_string()).collect::<Vec<_>>();
+    let mut ignored = candidates.iter().skip(1).map(|(from, _)| from.to_string()).collect::<Vec<_>>();
     let (source, url) = match candidates.into_iter().next() {
         Some((from @ ("--database-url" | "DATABASE_URL"), url)) => {
             redact::register_url_password(&url);
@@ -204,6 +206,23 @@ pub fn settings(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<S
         password: get("DB_PASSWORD"),
         name: get("DB_NAME"),
     };
+    // A URL is the whole answer: DB_* are ignored, and so is each PG* variable for a part the
+    // URL gives (PG* still fill in what it leaves out, as libpq does).
+    if let (Source::Url { .. }, Some(url)) = (&source, &url) {
+        ignored.extend(fields.names().into_iter().map(str::to_string));
+        if let Ok(parsed) = url::Url::parse(url) {
+            let given = [
+                ("PGHOST", parsed.host_str().is_some_and(|h| !h.is_empty())),
+                ("PGPORT", parsed.port().is_some()),
+                ("PGUSER", !parsed.username().is_empty()),
+                ("PGPASSWORD", parsed.password().is_some()),
+                ("PGDATABASE", parsed.path().len() > 1),
+            ];
+            ignored.extend(
+                given.iter().filter(|(v, by_url)| *by_url && get(v).is_some()).map(|(v, _)| v.to_string()),
+            );
+        }
+    }
     let mode = |from: &str, text: Option<String>| -> Result<Option<SslMode>> {
         text.map(|t| {
             SslMode::parse(&t).ok_or_else(|| {
@@ -245,7 +264,8 @@ pub fn settings(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<S
         )
         .hint("e.g. DATABASE_URL=postgres://app@localhost:5432/app"));
     }
-    let settings = Settings { source, url, fields, tls, ignored };
+    let os_user = get("USER").or_else(|| get("LOGNAME")).filter(|_| get("PGUSER").is_none());
+    let settings = Settings { source, url, fields, tls, ignored, os_user };
     if let Some(url) = &settings.url {
         // Parse now, so a malformed DATABASE_URL is exit 2 before anything else happens.
         parse_url(url, settings.url_from())?;
@@ -349,7 +369,12 @@ pub fn resolve(
     let (options, origin, url_tls, password_from_secret, secret_version) = match &settings.source {
         Source::Url { from } => {
             let url = settings.url.as_deref().expect("a URL source has a URL");
-            let (options, url_tls) = parse_url(url, from)?;
+            let (mut options, url_tls) = parse_url(url, from)?;
+            if url::Url::parse(url).is_ok_and(|u| u.username().is_empty())
+                && let Some(user) = &settings.os_user
+            {
+                options = options.username(user);
+            }
             (options, from.to_string(), url_tls, false, None)
         }
         Source::Secret { secret: id, .. } => {
@@ -381,13 +406,11 @@ pub fn resolve(
             } else {
                 "DB_* variables"
             };
-            (
-                settings.fields.apply(PgConnectOptions::new()),
-                origin.to_string(),
-                UrlTls::default(),
-                false,
-                None,
-            )
+            let mut base = PgConnectOptions::new();
+            if let Some(user) = &settings.os_user {
+                base = base.username(user);
+            }
+            (settings.fields.apply(base), origin.to_string(), UrlTls::default(), false, None)
         }
     };
     let tls = decide_tls(&settings.tls, &url_tls, options.get_host());
@@ -617,12 +640,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.ignored, vec!["DB_SECRET_ID".to_string()]);
+        // DB_* lose to a URL; a PG* variable does only for a part the URL gives.
+        let s = settings(
+            &Flags::default(),
+            &env_of(&[
+                ("DATABASE_URL", "postgres://h/db"),
+                ("DB_HOST", "x"),
+                ("PGHOST", "y"),
+                ("PGUSER", "u"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.ignored, vec!["DB_HOST".to_string(), "PGHOST".to_string()]);
         let both = Flags {
             database_url: Some("postgres://h/db".into()),
             db_secret: Some("x".into()),
             ..Flags::default()
         };
         assert_eq!(settings(&both, &env_of(&[])).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn the_user_nothing_names_is_the_os_user() {
+        let cases = [
+            (vec![("DB_HOST", "db"), ("USER", "alice")], "alice"),
+            (vec![("DB_HOST", "db"), ("LOGNAME", "bob")], "bob"),
+            (vec![("DB_HOST", "db"), ("DB_USER", "app"), ("USER", "alice")], "app"),
+            (vec![("DATABASE_URL", "postgres://db/app"), ("USER", "alice")], "alice"),
+            (vec![("DATABASE_URL", "postgres://app@db/app"), ("USER", "alice")], "app"),
+        ];
+        for (env, user) in cases {
+            let s = settings(&Flags::default(), &env_of(&env)).unwrap();
+            assert_eq!(resolve(&s, None, 0).unwrap().user(), user, "{env:?}");
+        }
     }
 
     #[test]

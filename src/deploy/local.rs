@@ -80,7 +80,7 @@ async fn pipeline(
         );
     }
     tracing::info!(
-        "local platform: task definition family {} is not registered; its container `{watched}` runs here",
+        "local platform: nothing is registered with ECS (family {}); its container `{watched}` runs here as a process",
         rendered.family
     );
     let this_binary = std::env::current_exe()

@@ -48,15 +48,71 @@ pub fn render_file(path: &Path, vars: &template::Vars) -> Result<Value> {
 
 /// Render template text; `name` is how errors refer to it.
 pub fn render(text: &str, name: &str, vars: &template::Vars) -> Result<Value> {
-    let rendered = template::substitute(text, vars).map_err(|problems| {
-        let lines: Vec<String> =
-            problems.iter().map(|p| format!("{name}:{}: {}", p.line, p.message)).collect();
-        Error::input(lines.join("\n"))
-    })?;
+    let rendered = template::substitute(text, vars).map_err(|problems| problems_error(name, &problems))?;
     schema::parse(&rendered).map_err(|e| {
         Error::input(format!("{name}:{}:{}: {}", e.line, e.column, e.message))
             .hint("templates are RegisterTaskDefinition request JSON, as `aws ecs register-task-definition --cli-input-json` takes")
     })
+}
+
+/// One error for every problem of a template: each variable that is not set named once, with
+/// the lines that use it, and a pointer at the project's vars files when there are any.
+fn problems_error(name: &str, problems: &[template::Problem]) -> Error {
+    let mut unset: Vec<(&str, Vec<usize>)> = Vec::new();
+    let mut lines = Vec::new();
+    for p in problems {
+        match &p.unset {
+            Some(var) => match unset.iter_mut().find(|(v, _)| v == var) {
+                Some((_, at)) => at.push(p.line),
+                None => unset.push((var, vec![p.line])),
+            },
+            None => lines.push(format!("{name}:{}: {}", p.line, p.message)),
+        }
+    }
+    if !unset.is_empty() {
+        let list: Vec<String> = unset
+            .iter()
+            .map(|(var, at)| {
+                let at: Vec<String> = at.iter().map(usize::to_string).collect();
+                format!("{var} (line{} {})", if at.len() == 1 { "" } else { "s" }, at.join(", "))
+            })
+            .collect();
+        lines.insert(
+            0,
+            format!(
+                "{name}: {} not set: {}",
+                if unset.len() == 1 { "a template variable is" } else { "template variables are" },
+                list.join(", ")
+            ),
+        );
+    }
+    let error = Error::input(lines.join("\n"));
+    if unset.is_empty() {
+        return error;
+    }
+    let files = vars_files_near(Path::new(name));
+    let also = match files.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (this project has {one})"),
+        many => format!(" (this project has {})", many.join(", ")),
+    };
+    error.hint(format!("pass them with --var NAME=VALUE or --vars-file FILE{also}, export them, or write ${{NAME:-default}} in the template"))
+}
+
+/// The `*.vars` files beside a template, as the user would type them.
+fn vars_files_near(template: &Path) -> Vec<String> {
+    let Some(dir) = template.parent() else { return Vec::new() };
+    let listed = if dir.as_os_str().is_empty() { std::fs::read_dir(".") } else { std::fs::read_dir(dir) };
+    let mut found: Vec<String> = listed
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "vars") && p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    found.sort();
+    found
 }
 
 /// How one container's output reaches us.
@@ -139,6 +195,31 @@ pub fn family(td: &Value) -> &str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn each_unset_variable_is_named_once_with_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("task.json");
+        std::fs::write(dir.path().join("example.vars"), "A=1\n").unwrap();
+        let text = "{\"family\": \"${A}\",\n \"x\": \"${B}\",\n \"y\": \"${A}\", \"z\": \"${C:-c}\"}";
+        let env = |_: &str| None;
+        let err = render(
+            text,
+            &template.display().to_string(),
+            &template::Vars { explicit: &BTreeMap::new(), env: &env },
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(
+            err.message(),
+            format!("{}: template variables are not set: A (lines 1, 3), B (line 2)", template.display())
+        );
+        let hint = err.hint_text().unwrap();
+        assert!(
+            hint.contains(&format!("(this project has {})", dir.path().join("example.vars").display())),
+            "{hint}"
+        );
+    }
 
     #[test]
     fn reads_log_drivers_and_essential_flags() {

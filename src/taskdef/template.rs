@@ -54,6 +54,8 @@ pub fn credential_like(name: &str) -> bool {
 pub struct Problem {
     pub line: usize,
     pub message: String,
+    /// The variable that is not set, when that is the problem (messages group them by name).
+    pub unset: Option<String>,
 }
 
 /// Replace every placeholder; on failure, every problem found (in order of appearance).
@@ -72,14 +74,18 @@ pub fn substitute(text: &str, vars: &Vars) -> Result<String, Vec<Problem>> {
         }
         if rest.starts_with("${") {
             let Some(end) = rest.find('}') else {
-                problems.push(Problem { line, message: "`${` is never closed with `}`".into() });
+                problems.push(Problem { line, message: "`${` is never closed with `}`".into(), unset: None });
                 break;
             };
             let inner = &rest[2..end];
             match expand(inner, vars) {
                 Ok(value) if in_string => push_json_escaped(&mut out, &value),
                 Ok(value) => out.push_str(&value),
-                Err(message) => problems.push(Problem { line, message }),
+                Err(message) => {
+                    let name = inner.split(":-").next().unwrap_or_default().trim();
+                    let unset = message.starts_with("variable `").then(|| name.to_string());
+                    problems.push(Problem { line, message, unset })
+                }
             }
             line += inner.matches('\n').count();
             rest = &rest[end + 1..];

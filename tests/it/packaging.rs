@@ -356,3 +356,38 @@ async fn the_readme_reference_is_the_generated_one_and_the_generated_tools_work(
         r.stderr
     );
 }
+
+/// The README's commands that need neither AWS nor a database, run as written from the
+/// repository root, with `shipgate` on PATH and a fresh home directory.
+#[tokio::test]
+async fn the_readmes_offline_commands_run_as_written() {
+    let readme = read(&repo_root().join("README.md"));
+    let home = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_shipgate")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let starts = [
+        "mkdir -p ~/.local/share/bash-completion/completions",
+        "shipgate completions bash > ",
+        "shipgate man --dir ",
+        "shipgate taskdef render aws/migration-task.json",
+        "shipgate config check --env ",
+    ];
+    for start in starts {
+        let line = readme
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("the README has no `{start}…` line"));
+        let command = line.split("  #").next().unwrap().trim().replace("$GITHUB_SHA", "test");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &command])
+            .current_dir(repo_root())
+            .env("HOME", home.path())
+            .env("PATH", &path)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(home.path().join(".local/share/bash-completion/completions/shipgate").is_file());
+}

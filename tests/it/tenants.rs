@@ -411,6 +411,19 @@ async fn migration_type_drives_the_seed_entrypoint_modes() {
         "{}",
         unknown.stderr
     );
+    // Typed on a terminal (a pty here) without MIGRATION_TYPE: the help, exit 2, nothing applied.
+    let on_tty = std::process::Command::new("script")
+        .args(["-qec", &format!("{} migrate", env!("CARGO_BIN_EXE_shipgate")), "/dev/null"])
+        .env("DATABASE_URL", &db.url)
+        .env("SHIPGATE_SOURCE", dir.arg())
+        .env_remove("MIGRATION_TYPE")
+        .output()
+        .expect("script(1) runs");
+    let shown = String::from_utf8_lossy(&on_tty.stdout);
+    assert_eq!(on_tty.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("on a terminal it does nothing"), "{shown}");
+    assert!(shown.contains("to apply pending migrations: shipgate migrate up"), "{shown}");
+    assert!(shown.contains("Usage: shipgate migrate"), "{shown}");
     // Unset: everything pending, master first.
     let all = run(cmd(&db, &dir, &["migrate"])).await.expect(0);
     assert!(all.stdout.contains("4 migrated (4 migrations)"), "{}", all.stdout);
