@@ -113,7 +113,9 @@ pub struct Holder {
 }
 
 /// The granted locks other sessions hold on the relations named (as written, unqualified
-/// names looked up in `schema`), in transactions open for at least `min_age`. One query over
+/// names looked up in `schema`) in this database (relation OIDs repeat across databases), in
+/// transactions open for at least `min_age`. Client sessions only: autovacuum gives way to a
+/// lock it blocks. One query over
 /// `pg_locks` and `pg_stat_activity`; reading it takes no lock.
 pub async fn lock_holders(
     conn: &mut sqlx::PgConnection,
@@ -132,8 +134,10 @@ pub async fn lock_holders(
                 coalesce(upper(substring(ltrim(a.query) FROM '^[A-Za-z]+')), ''), l.mode, n.i \
          FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
          JOIN pg_locks l ON l.locktype = 'relation' AND l.granted AND l.relation = to_regclass(n.name) \
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.pid <> pg_backend_pid() AND a.xact_start <= now() - make_interval(secs => $2) \
+               AND a.backend_type = 'client backend' \
          ORDER BY a.xact_start, a.pid",
     )
     .bind(&qualified)

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::config::TemplateSource;
 use crate::config::deploy::EnvConfig;
 use crate::deploy::ci::Ci;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::migrate::script::Migration;
 use crate::migrate::{lint, source};
 use crate::output::{Event, Reporter};
@@ -96,19 +96,9 @@ pub fn lint(env: &EnvConfig, ci: &Ci, out: &Reporter) -> Result<()> {
         ));
     }
     tracing::info!("{}", lint::summary_message(&report));
-    match report.errors() {
-        0 => Ok(()),
-        n => Err(Error::failed(format!(
-            "refused by the migration lint before any change: {n} error finding{} ({}); no task definition \
-             was registered, no task was started, no service was updated",
-            if n == 1 { "" } else { "s" },
-            lint::rules_of(&report.findings.iter().filter(|f| f.blocks()).cloned().collect::<Vec<_>>())
-                .join(", ")
-        ))
-        .hint(
-            "make each statement safe (the findings above say how), or allow one that is safe with \
-             `-- shipgate:allow RULE: <why>` on the line above it; migrations already applied \
-             before the lint was adopted can be left out with [lint] baseline = VERSION",
-        )),
-    }
+    report.refusal(
+        "refused by the migration lint before any change",
+        "; no task definition was registered, no task was started, no service was updated",
+        "; migrations applied before the lint was adopted can be left out with [lint] baseline = VERSION",
+    )
 }

@@ -712,23 +712,35 @@ pub fn step_summary(title: &str, report: &Report) -> String {
     s + "\n"
 }
 
+/// The hint every lint refusal ends with; `also` adds the way out that fits the command.
+const FIX: &str = "make each statement safe (the findings above say how), or allow one that is safe with \
+                   `-- shipgate:allow RULE: <why>` on the line above it";
+
+impl Report {
+    /// `1 error finding (require-concurrent-index-creation)`: what blocks, for a message.
+    pub fn blocking_summary(&self) -> String {
+        let n = self.errors();
+        let blocking: Vec<Finding> = self.findings.iter().filter(|f| f.blocks()).cloned().collect();
+        format!("{n} error finding{} ({})", if n == 1 { "" } else { "s" }, rules_of(&blocking).join(", "))
+    }
+
+    /// `Err` when an error finding blocks: `lead` and the summary, then `after`, and the fix
+    /// with `also` (the way out that fits the command).
+    pub fn refusal(&self, lead: &str, after: &str, also: &str) -> Result<()> {
+        if self.errors() == 0 {
+            return Ok(());
+        }
+        Err(Error::failed(format!("{lead}: {}{after}", self.blocking_summary())).hint(format!("{FIX}{also}")))
+    }
+}
+
 /// Refuse a run with error findings: nothing was applied.
 pub fn gate(report: &Report, what: &str) -> Result<()> {
-    let errors = report.errors();
-    if errors == 0 {
-        return Ok(());
-    }
-    let rules = rules_of(&report.findings.iter().filter(|f| f.blocks()).cloned().collect::<Vec<_>>());
-    Err(Error::failed(format!(
-        "refused by the migration lint: {errors} error finding{} ({}) in {what}; nothing was applied",
-        if errors == 1 { "" } else { "s" },
-        rules.join(", ")
-    ))
-    .hint(
-        "make each statement safe (the findings above say how), allow one that is safe with \
-         `-- shipgate:allow RULE: <why>` on the line above it, or in an emergency run with \
-         --no-lint (SHIPGATE_LINT=off)",
-    ))
+    report.refusal(
+        "refused by the migration lint",
+        &format!(" in {what}; nothing was applied"),
+        ", or in an emergency run with --no-lint (SHIPGATE_LINT=off)",
+    )
 }
 
 /// `41.2 GB, about 380M rows`: what a finding's table holds. `rows` is the planner's estimate

@@ -3,7 +3,7 @@
 
 use crate::cli::OutputFormat;
 use crate::config::LintJob;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::migrate::lint::{self, Report};
 use crate::migrate::plan::{self, State};
 use crate::migrate::run::{lint_pending, with_set};
@@ -81,15 +81,7 @@ pub async fn run(job: &LintJob, shutdown: &Shutdown, out: &Reporter) -> Result<(
         allowed: report.allowed(),
         message: lint::summary_message(&report),
     });
-    match report.errors() {
-        0 => Ok(()),
-        n => Err(Error::failed(format!(
-            "the migration lint found {n} error{} ({})",
-            if n == 1 { "" } else { "s" },
-            lint::rules_of(&report.findings.iter().filter(|f| f.blocks()).cloned().collect::<Vec<_>>()).join(", ")
-        ))
-        .hint("make each statement safe (the findings above say how), or allow one that is safe with `-- shipgate:allow RULE: <why>` on the line above it")),
-    }
+    report.refusal("the migration lint found", "", "")
 }
 
 /// `--explain`: each statement's lock, in the order they would run.
