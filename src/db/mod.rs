@@ -159,6 +159,57 @@ pub async fn lock_holders(
         .collect())
 }
 
+/// `SHOW server_version`, as the server words it (`16.4 (Debian 16.4-1.pgdg120+2)`).
+pub async fn server_version(conn: &mut sqlx::PgConnection) -> sqlx::Result<String> {
+    sqlx::query_scalar("SELECT current_setting('server_version')").fetch_one(conn).await
+}
+
+/// TLS as the server sees this session (`pg_stat_ssl`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTls {
+    pub ssl: bool,
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub bits: Option<i32>,
+}
+
+/// This session's row of `pg_stat_ssl` (none on a server that does not track it).
+pub async fn session_tls(conn: &mut sqlx::PgConnection) -> sqlx::Result<Option<SessionTls>> {
+    type Row = (bool, Option<String>, Option<String>, Option<i32>);
+    let row: Option<Row> =
+        sqlx::query_as("SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(ssl, version, cipher, bits)| SessionTls { ssl, version, cipher, bits }))
+}
+
+/// Run `body` in a transaction: COMMIT when it returns `Ok`, ROLLBACK when it fails.
+pub async fn in_transaction<T>(
+    conn: &mut sqlx::PgConnection,
+    body: impl AsyncFnOnce(&mut sqlx::PgConnection) -> sqlx::Result<T>,
+) -> sqlx::Result<T> {
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    match body(&mut *conn).await {
+        Ok(value) => sqlx::raw_sql("COMMIT").execute(&mut *conn).await.map(|_| value),
+        Err(e) => {
+            // The error that matters is the body's; a failed ROLLBACK ends the session anyway.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+/// Run `body` in a transaction that is always rolled back: a rehearsal that leaves nothing.
+pub async fn rolled_back<T>(
+    conn: &mut sqlx::PgConnection,
+    body: impl AsyncFnOnce(&mut sqlx::PgConnection) -> sqlx::Result<T>,
+) -> sqlx::Result<T> {
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    let result = body(&mut *conn).await;
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    result
+}
+
 /// Quote an identifier for SQL text (`"tenant ""a"""`): the only way a schema name reaches
 /// a statement, since identifiers cannot be bind parameters.
 pub fn quote_ident(name: &str) -> String {

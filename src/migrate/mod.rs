@@ -2,6 +2,7 @@
 //! against PostgreSQL under a lock. Commands in `commands::migrate` drive it.
 
 pub mod adopt;
+pub mod baseline;
 pub mod catalog;
 pub mod checksum;
 pub mod directives;

@@ -8,8 +8,8 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::config::MigrateConfig;
-use crate::db::tls;
-use crate::error::{Error, Result};
+use crate::db::{self, SessionTls, tls};
+use crate::error::Result;
 use crate::migrate::history;
 use crate::migrate::plan::{self, State};
 use crate::migrate::run::with_session;
@@ -17,14 +17,6 @@ use crate::migrate::session::Mode;
 use crate::migrate::source;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
-
-/// TLS as the server sees this session (`pg_stat_ssl`).
-struct SslRow {
-    ssl: bool,
-    version: Option<String>,
-    cipher: Option<String>,
-    bits: Option<i32>,
-}
 
 pub async fn run(
     cfg: &MigrateConfig,
@@ -38,25 +30,12 @@ pub async fn run(
         None => None,
     };
     with_session(cfg, Mode::ReadOnly, shutdown, async |s| {
-        let failed = |what: &str| {
-            let what = what.to_string();
-            move |e: sqlx::Error| Error::failed(format!("{what}: {}", crate::db::error_text(&e)))
-        };
         let target = cfg.credentials.target().await?;
         let conn = s.worker();
-        let version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(failed("could not read the server version"))?;
-        let ssl = sqlx::query_as::<_, (bool, Option<String>, Option<String>, Option<i32>)>(
-            "SELECT ssl, version, cipher, bits FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-        )
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(failed("could not read pg_stat_ssl"))?
-        .map(|(ssl, version, cipher, bits)| SslRow { ssl, version, cipher, bits });
+        let version = db::server_version(conn).await.map_err(db::failed("could not read the server version"))?;
+        let ssl = db::session_tls(conn).await.map_err(db::failed("could not read pg_stat_ssl"))?;
         let table = s.table.clone();
-        let exists = history::exists(s.worker(), &table).await.map_err(failed("could not look for the history table"))?;
+        let exists = history::exists(s.worker(), &table).await.map_err(db::failed("could not look for the history table"))?;
         let rows = s.history().await?;
         let counts = set.as_ref().map(|set| plan::counts(&plan::reconcile(set, &rows)));
         let count = |state: State| counts.as_ref().and_then(|c| c.iter().find(|(st, _)| *st == state)).map(|(_, n)| *n);
@@ -89,7 +68,7 @@ pub async fn run(
             "source": source.map(|p| p.display().to_string()),
         });
         let tls_line = match &ssl {
-            Some(SslRow { ssl: true, version, cipher, bits }) => format!(
+            Some(SessionTls { ssl: true, version, cipher, bits }) => format!(
                 "{} {} ({} bits), {}{}",
                 version.as_deref().unwrap_or("TLS"),
                 cipher.as_deref().unwrap_or("unknown cipher"),

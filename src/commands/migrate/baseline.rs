@@ -3,21 +3,17 @@
 //! `--from-schema`, which finds V from the live catalog instead of trusting a guess.
 
 use serde_json::json;
-use sqlx::AssertSqlSafe;
-use sqlx::postgres::PgConnection;
 
 use crate::config::MigrateConfig;
-use crate::db::quote_ident;
-use crate::duration;
 use crate::error::{Error, Result};
 use crate::identity;
-use crate::migrate::catalog::{self, Point, Proposal, Shape};
-use crate::migrate::history::{self, NewRow, Writer};
-use crate::migrate::plan::ORIGIN_BASELINE;
+use crate::migrate::baseline;
+use crate::migrate::catalog::{self, Point, Proposal};
+use crate::migrate::history::Writer;
 use crate::migrate::plan::current_version;
 use crate::migrate::run::with_session;
 use crate::migrate::session::Mode;
-use crate::migrate::source::{self, MigrationSet};
+use crate::migrate::source;
 use crate::output::{Event, Reporter};
 use crate::shutdown::Shutdown;
 
@@ -56,32 +52,12 @@ pub async fn run(
             .filter(|m| m.version <= version && !existing.iter().any(|r| r.version == m.version))
             .collect();
         let table = s.table.clone();
-        let conn = s.worker();
-        let write = async {
-            sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
-            for m in &todo {
-                let row = NewRow {
-                    version: m.version,
-                    description: &m.description,
-                    checksum: &m.up.checksum,
-                    checksum_normalized: m.up.checksum_normalized(),
-                    success: true,
-                    execution_ms: 0,
-                    origin: ORIGIN_BASELINE,
-                    applied_at: None,
-                    statements_done: None,
-                };
-                history::insert(&mut *conn, &table, &row, &by).await?;
-            }
-            sqlx::raw_sql("COMMIT").execute(&mut *conn).await
-        };
-        if let Err(e) = write.await {
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-            return Err(Error::failed(format!(
+        baseline::record(s.worker(), &table, &todo, &by).await.map_err(|e| {
+            Error::failed(format!(
                 "could not record the baseline: {}; nothing was recorded",
                 crate::db::error_text(&e)
-            )));
-        }
+            ))
+        })?;
         for m in &todo {
             out.emit(&Event::Baselined { version: m.version, description: m.description.clone() });
         }
@@ -114,11 +90,7 @@ pub async fn propose(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -
         let history = s.history().await?;
         let conn = s.worker();
         let live = catalog::snapshot(&mut *conn, &live_schema).await.map_err(crate::db::failed("could not read the catalog"))?;
-        sqlx::raw_sql("BEGIN").execute(&mut *conn).await.map_err(crate::db::failed("could not start a transaction"))?;
-        let replayed = replay(&mut *conn, cfg, &set, &live_schema).await;
-        // The scratch schema and everything in it go with the transaction.
-        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-        let (shapes, stopped) = replayed?;
+        let (shapes, stopped) = baseline::replay(conn, cfg.limits.lock_timeout, &set, &live_schema).await?;
         let (points, proposal) = catalog::compare(&live, &shapes);
         let doc = json!({
             "schema": live_schema,
@@ -136,94 +108,6 @@ pub async fn propose(cfg: &MigrateConfig, shutdown: &Shutdown, out: &Reporter) -
         conclude(&proposal, &history, stopped.as_ref(), out)
     })
     .await
-}
-
-/// Apply every migration in a fresh schema, one savepoint each, and read the shape after
-/// each. A migration that fails there ends the replay (returned with its error).
-async fn replay(
-    conn: &mut PgConnection,
-    cfg: &MigrateConfig,
-    set: &MigrationSet,
-    live_schema: &str,
-) -> Result<(Vec<(i64, Shape)>, Option<(i64, String)>)> {
-    let scratch = format!("shipgate_scratch_{}", std::process::id());
-    // Types and functions of extensions (citext, uuid-ossp, pgcrypto) live in the schemas the
-    // extensions were created in, usually public: the replay must still resolve them.
-    let extension_schemas: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(crate::db::failed("could not list the database's extensions"))?;
-    let mut path = vec![quote_ident(&scratch)];
-    for schema in extension_schemas.iter().map(String::as_str).chain(["public"]) {
-        let quoted = quote_ident(schema);
-        if !path.contains(&quoted) {
-            path.push(quoted);
-        }
-    }
-    let setup = format!(
-        "SET LOCAL lock_timeout = '{}'; CREATE SCHEMA {q}; SET LOCAL search_path TO {}",
-        duration::pg_setting(cfg.limits.lock_timeout),
-        path.join(", "),
-        q = quote_ident(&scratch)
-    );
-    sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut *conn).await.map_err(|e| {
-        Error::failed(format!("could not create a scratch schema to replay the migrations in: {}", crate::db::error_text(&e)))
-            .hint("the database user needs CREATE on the database (the scratch schema is rolled back and never committed)")
-    })?;
-    let mut shapes = Vec::new();
-    for m in &set.migrations {
-        sqlx::raw_sql("SAVEPOINT replay")
-            .execute(&mut *conn)
-            .await
-            .map_err(crate::db::failed("could not set a savepoint"))?;
-        let mut failed = None;
-        for statement in m.up.units().into_iter().map(|r| &m.up.sql[r]) {
-            let sql = for_replay(statement, live_schema, &scratch, m.up.directives.no_transaction);
-            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
-                failed = Some(crate::db::error_text(&e));
-                break;
-            }
-        }
-        if let Some(error) = failed {
-            let _ = sqlx::raw_sql("ROLLBACK TO SAVEPOINT replay").execute(&mut *conn).await;
-            return Ok((shapes, Some((m.version, error))));
-        }
-        let shape = catalog::snapshot(&mut *conn, &scratch)
-            .await
-            .map_err(crate::db::failed("could not read the catalog"))?;
-        shapes.push((m.version, shape));
-    }
-    Ok((shapes, None))
-}
-
-/// A statement as replayed: names qualified with the live schema point at the scratch one
-/// (drizzle-kit writes `"public"."users"`), and CONCURRENTLY is dropped, since the replay
-/// runs in a transaction and only the resulting shape matters. Pure.
-pub fn for_replay(sql: &str, live: &str, scratch: &str, no_transaction: bool) -> String {
-    let quoted_live = format!("{}.", quote_ident(live));
-    let quoted_scratch = format!("{}.", quote_ident(scratch));
-    let mut out = sql.replace(&quoted_live, &quoted_scratch);
-    let bare = format!("{live}.");
-    let mut rewritten = String::with_capacity(out.len());
-    let mut rest = out.as_str();
-    while let Some(at) = rest.find(&bare) {
-        let before = rest[..at].chars().last();
-        let boundary = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '"' || c == '.'));
-        rewritten.push_str(&rest[..at]);
-        rewritten.push_str(if boundary { &quoted_scratch } else { &bare });
-        rest = &rest[at + bare.len()..];
-    }
-    rewritten.push_str(rest);
-    out = rewritten;
-    if no_transaction {
-        for word in ["CONCURRENTLY", "concurrently", "Concurrently"] {
-            out = out.replace(&format!(" {word} "), " ");
-        }
-    }
-    out
 }
 
 fn render(scope: &str, points: &[Point], stopped: Option<&(i64, String)>) -> String {
@@ -302,33 +186,6 @@ fn conclude(
             ))
             .hint("the database drifted from the migrations (a hand-made change, or a migration edited after it ran); \
                    fix the drift or write a migration for it, then try again; `--version V` records a baseline anyway"))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replayed_statements_point_at_the_scratch_schema() {
-        let cases = [
-            (
-                r#"CREATE TYPE "public"."role" AS ENUM('a');"#,
-                false,
-                r#"CREATE TYPE "s"."role" AS ENUM('a');"#,
-            ),
-            ("ALTER TABLE public.users ADD x int", false, r#"ALTER TABLE "s".users ADD x int"#),
-            (
-                "CREATE TABLE notpublic.t (); SELECT my_public.x",
-                false,
-                "CREATE TABLE notpublic.t (); SELECT my_public.x",
-            ),
-            ("CREATE INDEX CONCURRENTLY i ON t (x)", true, "CREATE INDEX i ON t (x)"),
-            ("CREATE INDEX CONCURRENTLY i ON t (x)", false, "CREATE INDEX CONCURRENTLY i ON t (x)"),
-        ];
-        for (sql, no_tx, expected) in cases {
-            assert_eq!(for_replay(sql, "public", "s", no_tx), expected, "{sql}");
         }
     }
 }
