@@ -187,9 +187,14 @@ pub fn env_config(args: &EnvArgs) -> Result<EnvConfig> {
     Ok(cfg)
 }
 
-/// A variable whose value must never be printed.
+/// A variable whose value must never be printed. One that names a secret (`…_ARN`, `…_ID`,
+/// `…_NAME`: `DATABASE_SECRET_ARN`) is not one: an ARN is not a secret, its value is, and a
+/// masked ARN hides which secret failed.
 pub fn secret_like(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
+    if ["_ARN", "_ID", "_NAME"].iter().any(|end| upper.ends_with(end)) {
+        return false;
+    }
     ["PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE", "_KEY"].iter().any(|w| upper.contains(w))
         || upper == "KEY"
 }
@@ -605,6 +610,10 @@ tenant_shards = 4
             ("aws_secret", true),
             ("IMAGE_TAG", false),
             ("KEY", true),
+            ("DATABASE_SECRET_ARN", false),
+            ("DB_SECRET_ID", false),
+            ("AWS_ACCESS_KEY_ID", false),
+            ("AWS_SECRET_ACCESS_KEY", true),
         ] {
             assert_eq!(secret_like(name), secret, "{name}");
         }

@@ -189,8 +189,10 @@ async fn resolve_secrets(
             continue;
         }
         let what = format!("secret {name} ({value_from})");
+        // Whatever kept it from being read, on this machine it is input the rehearsal lacks
+        // (exit 2, before anything runs), and `--secret` supplies it.
         let with_hint = |e: Error| {
-            e.map_message(|m| format!("{what}: {m}"))
+            Error::input(format!("{what}: {}", e.message()))
                 .hint(format!("pass --secret {name}=VALUE to run without reading it from AWS"))
         };
         let value = match local::secret_from(&value_from).map_err(with_hint)? {

@@ -256,3 +256,27 @@ async fn secrets_are_read_from_secrets_manager_with_the_json_key() {
         run(moto.shipgate(&["deploy", "--env", "dev", "--config", config.to_str().unwrap()])).await.expect(2);
     assert!(r.stderr.contains("the secret has no text key `nokey`"), "{}", r.stderr);
 }
+
+#[tokio::test]
+async fn a_secret_that_cannot_be_read_is_exit_2_before_anything_runs_naming_it_in_clear() {
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf";
+    let p = Project::new(
+        json!({ "command": ["sh", "-c", "touch ran"], "secrets": [{ "name": "DB_PASSWORD", "valueFrom": format!("{arn}:password::") }] }),
+        "",
+    );
+    // Nothing answers for AWS here: on this machine that is input the rehearsal lacks.
+    let mut cmd = p.deploy(&[]);
+    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "example")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .current_dir(p.path());
+    let r = run(cmd).await.expect(2);
+    assert!(
+        r.stderr.contains(&format!("secret DB_PASSWORD ({arn}:password::)")),
+        "the ARN in clear: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("pass --secret DB_PASSWORD=VALUE"), "{}", r.stderr);
+    assert!(!p.path().join("ran").exists(), "nothing ran");
+}
