@@ -29,6 +29,28 @@ use crate::task::spec::{Placement, RunSpec};
 use crate::task::view::{ContainerView, TaskView};
 use crate::taskdef::{ContainerInfo, LogDriver};
 
+/// A failed call on `cluster`: an unknown cluster is named, with the region it was looked for
+/// in (clusters are per region, and the region is the usual mistake).
+fn on_cluster(ecs: &Client, cluster: &str) -> impl Fn(Error) -> Error {
+    // Called as `Client::config`: the IAM policy test reads every method call on the client as
+    // an API call.
+    let region = Client::config(ecs).region().map_or_else(|| "no region".to_string(), |r| r.to_string());
+    let cluster = cluster.to_string();
+    move |e: Error| {
+        if e.message().contains("ClusterNotFoundException") {
+            e.map_message(|m| format!("{m} (cluster `{cluster}` in region {region})"))
+        } else {
+            e
+        }
+    }
+}
+
+/// [`on_cluster`] for a call a loop may retry.
+fn failure_on(ecs: &Client, cluster: &str) -> impl Fn(Failure) -> Failure {
+    let named = on_cluster(ecs, cluster);
+    move |f: Failure| Failure { transient: f.transient, error: named(f.error) }
+}
+
 fn time(t: Option<&DateTime>) -> Option<SystemTime> {
     t.and_then(|t| SystemTime::try_from(*t).ok())
 }
@@ -73,7 +95,7 @@ pub async fn describe_task(ecs: &Client, cluster: &str, arn: &str) -> Result<Opt
         .include(TaskField::Tags)
         .send()
         .await
-        .map_err(|e| failure("ecs:DescribeTasks", &e))?;
+        .map_err(|e| failure_on(ecs, cluster)(failure("ecs:DescribeTasks", &e)))?;
     Ok(out.tasks().iter().find(|t| t.task_arn() == Some(arn)).or(out.tasks().first()).map(view))
 }
 
@@ -135,7 +157,7 @@ pub async fn run_task(ecs: &Client, spec: &RunSpec) -> Result<Started> {
             req = req.capacity_provider_strategy(item);
         }
     }
-    let out = req.send().await.map_err(|e| describe("ecs:RunTask", &e))?;
+    let out = req.send().await.map_err(|e| on_cluster(ecs, &spec.cluster)(describe("ecs:RunTask", &e)))?;
     if let Some(task) = out.tasks().first() {
         return Ok(Started::Task(Box::new(view(task))));
     }
@@ -166,7 +188,7 @@ pub async fn stop_task(ecs: &Client, cluster: &str, arn: &str, reason: &str) -> 
         .reason(reason)
         .send()
         .await
-        .map_err(|e| failure("ecs:StopTask", &e))?;
+        .map_err(|e| failure_on(ecs, cluster)(failure("ecs:StopTask", &e)))?;
     Ok(())
 }
 
@@ -192,7 +214,7 @@ pub async fn tasks_started_by(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| describe("ecs:ListTasks", &e))?;
+        let page = page.map_err(|e| on_cluster(ecs, cluster)(describe("ecs:ListTasks", &e)))?;
         arns.extend(page.task_arns().iter().cloned());
     }
     let mut tasks = Vec::new();
@@ -205,7 +227,7 @@ pub async fn tasks_started_by(
             .include(TaskField::Tags)
             .send()
             .await
-            .map_err(|e| describe("ecs:DescribeTasks", &e))?;
+            .map_err(|e| on_cluster(ecs, cluster)(describe("ecs:DescribeTasks", &e)))?;
         tasks.extend(out.tasks().iter().map(view));
     }
     Ok(tasks)
@@ -328,7 +350,7 @@ pub async fn service_placement(ecs: &Client, cluster: &str, service: &str) -> Re
         .services(service)
         .send()
         .await
-        .map_err(|e| describe("ecs:DescribeServices", &e))?;
+        .map_err(|e| on_cluster(ecs, cluster)(describe("ecs:DescribeServices", &e)))?;
     let Some(s) = out.services().first() else {
         return Err(Error::input(format!("service `{service}` was not found in cluster `{cluster}`")).hint(
             "--network-from-service names an existing service whose network settings the task copies",
@@ -398,7 +420,7 @@ pub async fn describe_service(
         .services(name)
         .send()
         .await
-        .map_err(|e| failure("ecs:DescribeServices", &e))?;
+        .map_err(|e| failure_on(ecs, cluster)(failure("ecs:DescribeServices", &e)))?;
     Ok(out.services().iter().find(|s| s.status() != Some("INACTIVE")).map(service_view))
 }
 
@@ -419,7 +441,7 @@ pub async fn update_service(
         .set_desired_count(desired)
         .send()
         .await
-        .map_err(|e| describe("ecs:UpdateService", &e))?;
+        .map_err(|e| on_cluster(ecs, cluster)(describe("ecs:UpdateService", &e)))?;
     out.service()
         .map(service_view)
         .ok_or_else(|| Error::failed(format!("ecs:UpdateService returned no service for `{name}`")))

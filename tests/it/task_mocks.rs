@@ -482,3 +482,22 @@ async fn the_concurrency_guard_refuses_a_second_run_of_the_family() {
     );
     assert_eq!(start.num_calls(), 0);
 }
+
+#[tokio::test]
+async fn an_unknown_cluster_is_named_with_the_region_it_was_looked_for_in() {
+    let no_cluster = mock!(aws_sdk_ecs::Client::list_tasks)
+        .sequence()
+        .http_status(
+            400,
+            Some(r#"{"__type":"ClusterNotFoundException","message":"Cluster not found."}"#.into()),
+        )
+        .repeatedly()
+        .build();
+    let r = run(&[&no_cluster], &[&quiet_logs()], config(), &containers(&[("app", true)])).await;
+    assert_eq!(r.code, 2, "{}", r.message);
+    assert!(
+        r.message.contains("ClusterNotFoundException: Cluster not found. (cluster `prod` in region "),
+        "{}",
+        r.message
+    );
+}
