@@ -231,12 +231,18 @@ fn parallel_map<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> V
         chunks.push(items.by_ref().take(size).collect());
     }
     let f = &f;
+    // The calling thread takes the first chunk itself: one thread (and its allocator arena,
+    // grown page by page) fewer to start.
+    let mut chunks = chunks.into_iter();
+    let first = chunks.next().unwrap_or_default();
     std::thread::scope(|scope| {
-        let workers: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| scope.spawn(move || chunk.into_iter().map(f).collect::<Vec<U>>()))
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("a parsing thread panicked")).collect()
+        let workers: Vec<_> =
+            chunks.map(|chunk| scope.spawn(move || chunk.into_iter().map(f).collect::<Vec<U>>())).collect();
+        let mut out: Vec<U> = first.into_iter().map(f).collect();
+        for w in workers {
+            out.extend(w.join().expect("a reading thread panicked"));
+        }
+        out
     })
 }
 
@@ -350,7 +356,7 @@ fn load_one(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
     let allow = allow_set(&options.allow_unread)?;
     // Every file under the folder, for the unread check, is listed while the layout reads.
     let (listing, loaded) = std::thread::scope(|scope| {
-        let listing = scope.spawn(|| files_under(dir));
+        let listing = scope.spawn(|| crate::migrate::script::listing(dir));
         let loaded = read_layout(dir, options);
         (listing.join().expect("the listing thread panicked"), loaded)
     });
@@ -477,7 +483,9 @@ fn unread_files(
         let is_sql = path.extension().is_some_and(|x| x.eq_ignore_ascii_case("sql"));
         is_sql && !read.contains(path.as_os_str()) && !allow.is_match(path.strip_prefix(dir).unwrap_or(path))
     });
-    unread.collect()
+    let mut unread: Vec<PathBuf> = unread.collect();
+    unread.sort();
+    unread
 }
 
 /// The top-level files of `dir`, and the ones that cannot be read. The files are read on

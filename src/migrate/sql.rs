@@ -83,6 +83,9 @@ const WORDS: [&str; 15] = [
 /// byte. Otherwise every statement in it is plain, whatever its boundaries, and a script that
 /// runs in a transaction is sent whole. Pure; a lexer pass, several times faster than a parse.
 pub fn needs_parse(text: &str) -> bool {
+    if !might_need_parse(text.as_bytes()) {
+        return false;
+    }
     let mut at = 0;
     for token in squawk_lexer::tokenize(text) {
         let len = token.len as usize;
@@ -97,6 +100,20 @@ pub fn needs_parse(text: &str) -> bool {
         }
     }
     text.contains('\0')
+}
+
+/// Whether the lexer must look: false only for text that cannot hold one of [`WORDS`] (not
+/// even as a substring, in any case), nor a character the lexer does not know (a backslash, a
+/// control character, anything outside ASCII), nor a NUL. A byte scan, several times faster
+/// than the lexer, that half of a typical folder passes.
+fn might_need_parse(bytes: &[u8]) -> bool {
+    let plain = |b: &u8| matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\r') && *b != b'\\';
+    if !bytes.iter().all(plain) {
+        return true;
+    }
+    // All ASCII by now, so the lowercased copy is text, and `str::contains` is a fast search.
+    let lower = String::from_utf8(bytes.to_ascii_lowercase()).unwrap_or_default();
+    WORDS.iter().any(|w| lower.contains(w))
 }
 
 /// Read a file's text into statements. Pure.
@@ -371,9 +388,32 @@ mod tests {
             ("COPY t FROM stdin;", true),
             ("\\connect x", true),
             ("SELECT 1;\0", true),
+            ("CREATE TABLE pending_orders (id int);", false),
+            ("SELECT 'café';", false),
+            ("SELECT\x01 1;", true),
+            ("VACUUM t;", true),
+            ("vacuum t;", true),
         ];
         for (sql, expected) in cases {
             assert_eq!(needs_parse(sql), expected, "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn the_byte_scan_only_skips_what_the_lexer_would_pass() {
+        // Whatever the scan lets through without the lexer, the lexer passes too.
+        let cases = [
+            "CREATE TABLE t (a int);",
+            "ALTER TABLE t ADD COLUMN status text NOT NULL DEFAULT 'draft';",
+            "CREATE VIEW v AS SELECT id FROM t ORDER BY id DESC;",
+            "CREATE INDEX i ON t (lower(email)) WHERE note IS NOT NULL;",
+        ];
+        for sql in cases {
+            assert!(!might_need_parse(sql.as_bytes()), "{sql}");
+            assert!(!needs_parse(sql), "{sql}");
+        }
+        for sql in ["SELECT 'append';", "SELECT E'a\\'b';", "SELECT 'é';", "BEGIN;"] {
+            assert!(might_need_parse(sql.as_bytes()), "{sql}");
         }
     }
 
