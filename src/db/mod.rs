@@ -80,10 +80,7 @@ pub async fn relation_sizes(
     schema: &str,
     names: &[String],
 ) -> sqlx::Result<Vec<Option<(i64, f32)>>> {
-    let qualified: Vec<String> = names
-        .iter()
-        .map(|n| if n.contains('.') { n.clone() } else { format!("{}.{n}", quote_ident(schema)) })
-        .collect();
+    let qualified = qualified_in(schema, names);
     let rows: Vec<(Option<i64>, Option<f32>)> = sqlx::query_as(
         "SELECT pg_total_relation_size(c.oid), c.reltuples \
          FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
@@ -123,10 +120,7 @@ pub async fn lock_holders(
     names: &[String],
     min_age: std::time::Duration,
 ) -> sqlx::Result<Vec<Holder>> {
-    let qualified: Vec<String> = names
-        .iter()
-        .map(|n| if n.contains('.') { n.clone() } else { format!("{}.{n}", quote_ident(schema)) })
-        .collect();
+    let qualified = qualified_in(schema, names);
     type Row = (i32, String, String, String, f64, String, String, i64);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
@@ -208,6 +202,14 @@ pub async fn rolled_back<T>(
     let result = body(&mut *conn).await;
     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
     result
+}
+
+/// Relation names as written, unqualified ones put in `schema`: what `to_regclass` looks up.
+fn qualified_in(schema: &str, names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| if n.contains('.') { n.clone() } else { format!("{}.{n}", quote_ident(schema)) })
+        .collect()
 }
 
 /// Quote an identifier for SQL text (`"tenant ""a"""`): the only way a schema name reaches

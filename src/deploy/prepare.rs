@@ -9,7 +9,6 @@ use crate::config::TemplateSource;
 use crate::config::deploy::EnvConfig;
 use crate::deploy::ci::Ci;
 use crate::error::Result;
-use crate::migrate::script::Migration;
 use crate::migrate::{lint, source};
 use crate::output::{Event, Reporter};
 use crate::taskdef::render_source;
@@ -78,12 +77,7 @@ pub fn lint(env: &EnvConfig, ci: &Ci, out: &Reporter) -> Result<()> {
     };
     let mut report = lint::Report::default();
     for set in sets {
-        let loaded = source::load(&set.dir, &set.read)?;
-        let all: Vec<&Migration> = loaded.migrations.iter().collect();
-        let found = lint::lint(&loaded.dir, &all, settings, lint::Run::EachFile)?;
-        report.linted += found.linted;
-        report.skipped += found.skipped;
-        report.findings.extend(found.findings);
+        report.absorb(lint::lint_set(&source::load(&set.dir, &set.read)?, settings)?);
     }
     for f in &report.findings {
         out.emit(&Event::Finding(f.clone()));

@@ -28,7 +28,7 @@ use squawk_syntax::ast::{self, AstNode};
 
 use crate::error::{Error, Result};
 use crate::migrate::locks::{self, Lock, relation_key};
-use crate::migrate::script::Migration;
+use crate::migrate::script::{Migration, MigrationSet};
 use crate::migrate::sql::line_col_of_byte;
 
 /// How much a rule's finding counts.
@@ -240,6 +240,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// Add another set's report to this one.
+    pub fn absorb(&mut self, other: Report) {
+        self.linted += other.linted;
+        self.skipped += other.skipped;
+        self.findings.extend(other.findings);
+    }
+
     pub fn errors(&self) -> usize {
         self.findings.iter().filter(|f| f.blocks()).count()
     }
@@ -261,6 +268,12 @@ pub enum Run {
     /// Each on its own: without a database nobody knows which are applied already, so a
     /// table is new only to the rest of the file that creates it.
     EachFile,
+}
+
+/// Lint every migration of a folder read without a database: each file is its own run.
+pub fn lint_set(set: &MigrationSet, settings: &Settings) -> Result<Report> {
+    let all: Vec<&Migration> = set.migrations.iter().collect();
+    lint(&set.dir, &all, settings, Run::EachFile)
 }
 
 /// Lint the up scripts of `migrations` in the order they would run. `dir` is the set's
@@ -437,9 +450,8 @@ impl<'a> LintedFile<'a> {
         let (statement, lock, relation) = match si.map(|si| &self.stmts[si]) {
             Some(stmt) => {
                 let statement = first_line(&stmt.syntax().text().to_string());
-                let taken = locks::locks(stmt);
-                let relation = self_subject(stmt, &taken);
-                (statement, describe_locks(&taken), relation)
+                let relation = si.and_then(|si| self.subjects(si).into_iter().next());
+                (statement, describe_locks(&locks::locks(stmt)), relation)
             }
             None => (String::new(), None, None),
         };
@@ -505,15 +517,6 @@ impl<'a> LintedFile<'a> {
         }
         Ok(found)
     }
-}
-
-/// The relation a finding's statement works on (for its size): the ALTER TABLE's table, else
-/// the first relation it locks.
-fn self_subject(stmt: &ast::Stmt, taken: &[Lock]) -> Option<String> {
-    if let ast::Stmt::AlterTable(alter) = stmt {
-        return alter.table_relation_name().map(|t| locks::relation_name(t.syntax()));
-    }
-    taken.first().map(|l| l.relation.clone())
 }
 
 /// `SHARE on orders (scans the table)`, several joined with `; `.

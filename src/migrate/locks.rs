@@ -488,6 +488,15 @@ fn has_keyword(node: &SyntaxNode, kind: SyntaxKind) -> bool {
     node.descendants_with_tokens().any(|t| t.kind() == kind)
 }
 
+/// The strongest lock per relation of several statements (a run's), in first-seen order.
+pub fn strongest(all: impl IntoIterator<Item = Lock>) -> Vec<Lock> {
+    let mut out = Locks::default();
+    for lock in all {
+        out.add(lock.mode, lock.relation, lock.work);
+    }
+    out.0
+}
+
 /// Locks gathered for one statement: one per relation, the strongest mode and work.
 #[derive(Default)]
 struct Locks(Vec<Lock>);

@@ -90,15 +90,7 @@ pub async fn lint_pending(
 /// and holds a lock a pending statement will wait for, each reported once per relation. The
 /// run still waits as it always does (`lock_timeout`, then retries); this says for whom.
 pub async fn report_blockers(s: &mut Session, cfg: &MigrateConfig, todo: &[&Migration], out: &Reporter) {
-    let mut planned: Vec<crate::migrate::locks::Lock> = Vec::new();
-    for statement in lint::lock_plan(todo) {
-        for lock in statement.locks {
-            match planned.iter_mut().find(|p| p.relation == lock.relation) {
-                Some(p) => p.mode = p.mode.max(lock.mode),
-                None => planned.push(lock),
-            }
-        }
-    }
+    let planned = crate::migrate::locks::strongest(lint::lock_plan(todo).into_iter().flat_map(|s| s.locks));
     if planned.is_empty() {
         return;
     }

@@ -48,17 +48,14 @@ pub async fn run(job: &LintJob, shutdown: &Shutdown, out: &Reporter) -> Result<(
         None => {
             for set in &job.sets {
                 let loaded = source::load(&set.dir, &set.read)?;
-                let all: Vec<&Migration> = loaded.migrations.iter().collect();
                 if job.explain {
-                    explain(&all, shown);
+                    explain(&loaded.migrations.iter().collect::<Vec<_>>(), shown);
                 }
-                let found = lint::lint(&loaded.dir, &all, &job.settings, lint::Run::EachFile)?;
+                let found = lint::lint_set(&loaded, &job.settings)?;
                 for f in &found.findings {
                     shown.emit(&Event::Finding(f.clone()));
                 }
-                report.linted += found.linted;
-                report.skipped += found.skipped;
-                report.findings.extend(found.findings);
+                report.absorb(found);
                 names.push(set.name.to_string());
             }
         }
