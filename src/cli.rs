@@ -246,6 +246,19 @@ pub struct TenantsUpArgs {
     /// Do not fail a tenant when an applied migration has no file any more.
     #[arg(long)]
     pub ignore_missing: bool,
+
+    /// Which pending migrations run: `pre` (before the rollout; stops at the first post
+    /// migration), `post` or `all` [env: MIGRATION_PHASE] [default: all].
+    #[arg(long, value_enum)]
+    pub phase: Option<PhaseArg>,
+}
+
+/// `--phase`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PhaseArg {
+    Pre,
+    Post,
+    All,
 }
 
 #[derive(Debug, Args)]
@@ -622,6 +635,11 @@ pub struct UpArgs {
     #[arg(long)]
     pub ignore_missing: bool,
 
+    /// Which pending migrations run: `pre` (before the rollout; stops at the first post
+    /// migration), `post` or `all` [env: MIGRATION_PHASE] [default: all].
+    #[arg(long, value_enum)]
+    pub phase: Option<PhaseArg>,
+
     /// After a successful run, replace this process with CMD (same PID, so signals reach the
     /// application); when migrations fail, CMD is never started.
     #[arg(long, requires = "command", conflicts_with = "dry_run")]
@@ -978,6 +996,15 @@ pub struct DeployArgs {
     /// previous task definition (migrations are never reverted automatically).
     #[arg(long)]
     pub rollback_on_failure: bool,
+
+    /// Leave the post migrations (`-- shipgate:phase post`) for a later deploy: the deploy
+    /// ends after the rollout, saying how many wait.
+    #[arg(long)]
+    pub skip_post: bool,
+
+    /// Skip the pre-flight lint of the migrations, for emergencies [env: SHIPGATE_LINT=off].
+    #[arg(long)]
+    pub no_lint: bool,
 
     /// A rollout still in progress after this long is a failure.
     #[arg(long, default_value = "30min", value_parser = parse_duration, value_name = "DURATION")]

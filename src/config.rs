@@ -23,6 +23,7 @@ use crate::migrate::adopt::Tool;
 use crate::migrate::adopt::apply::AdoptOptions;
 use crate::migrate::exec::Limits;
 use crate::migrate::lint;
+use crate::migrate::phase::RunPhase;
 use crate::migrate::plan::{DownTo, UpOptions};
 use crate::migrate::source::{Format, ReadOptions};
 use crate::project::{self, Project, Sets};
@@ -472,6 +473,29 @@ pub fn migration_type(env: &dyn Fn(&str) -> Option<String>) -> Result<MigrationT
     })
 }
 
+/// `--phase`, else `MIGRATION_PHASE`, else `all`.
+fn run_phase(flag: Option<crate::cli::PhaseArg>, env: &dyn Fn(&str) -> Option<String>) -> Result<RunPhase> {
+    use crate::cli::PhaseArg;
+    if let Some(flag) = flag {
+        return Ok(match flag {
+            PhaseArg::Pre => RunPhase::Pre,
+            PhaseArg::Post => RunPhase::Post,
+            PhaseArg::All => RunPhase::All,
+        });
+    }
+    match env("MIGRATION_PHASE").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+        None => Ok(RunPhase::All),
+        Some(v) => RunPhase::parse(&v).ok_or_else(|| {
+            Error::input(format!(
+                "MIGRATION_PHASE=`{}` is not a phase; use one of: {}",
+                v.escape_debug(),
+                RunPhase::VALUES
+            ))
+            .hint("or unset it to apply every pending migration")
+        }),
+    }
+}
+
 /// Whether a person is at the keyboard: stdin and stderr are both terminals.
 fn on_a_terminal() -> bool {
     use std::io::IsTerminal;
@@ -557,16 +581,23 @@ fn migrate_job(mut cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Res
             .hint("to apply pending migrations: shipgate migrate up (or set MIGRATION_TYPE, as the container does)"));
         }
         None => {
-            return match migration_type(env)? {
-                MigrationType::Default => {
-                    up_job(cmd.common, cmd.set, UpOptions::default(), &project, &sets, env)
-                }
+            let kind = migration_type(env)?;
+            let phased = UpOptions { phase: run_phase(None, env)?, ..UpOptions::default() };
+            if env("MIGRATION_PHASE").is_some_and(|v| !v.trim().is_empty())
+                && !matches!(kind, MigrationType::Default | MigrationType::Master | MigrationType::Tenants)
+            {
+                return Err(Error::input(format!(
+                    "MIGRATION_PHASE is set, but MIGRATION_TYPE={} does not apply migrations by phase",
+                    env("MIGRATION_TYPE").unwrap_or_default().trim()
+                ))
+                .hint("unset MIGRATION_PHASE for rollbacks and provisioning (they run every migration they touch)"));
+            }
+            return match kind {
+                MigrationType::Default => up_job(cmd.common, cmd.set, phased, &project, &sets, env),
                 MigrationType::Master => {
-                    up_job(cmd.common, Some(SetChoice::Master), UpOptions::default(), &project, &sets, env)
+                    up_job(cmd.common, Some(SetChoice::Master), phased, &project, &sets, env)
                 }
-                MigrationType::Tenants => {
-                    fleet_job(cmd.common, &project, &sets, env, FleetJob::Up(UpOptions::default()))
-                }
+                MigrationType::Tenants => fleet_job(cmd.common, &project, &sets, env, FleetJob::Up(phased)),
                 MigrationType::Provision(name) => {
                     fleet_job(cmd.common, &project, &sets, env, FleetJob::Provision { name })
                 }
@@ -599,6 +630,7 @@ fn migrate_job(mut cmd: MigrateCmd, env: &dyn Fn(&str) -> Option<String>) -> Res
                 target: a.target,
                 strict_order: a.strict_order,
                 ignore_missing: a.ignore_missing,
+                phase: run_phase(a.phase, env)?,
             };
             if a.dry_run {
                 // A plan is for one schema; `tenants status` is the fleet's.
@@ -756,6 +788,7 @@ fn tenants_job(mut cmd: TenantsCmd, env: &dyn Fn(&str) -> Option<String>) -> Res
             target: a.target,
             strict_order: a.strict_order,
             ignore_missing: a.ignore_missing,
+            phase: run_phase(a.phase, env)?,
         }),
         TenantsAction::Down(a) => FleetJob::Down(match (a.to, a.steps) {
             (Some(v), _) if v < 0 => {
@@ -861,7 +894,7 @@ fn migrate_config(
     let application_name = identity::application_name(&run_id);
     let lint = if lint_enabled(args, env)? { Some(lint_settings(project)?) } else { None };
     Ok(MigrateConfig {
-        read: read_options(args, &source),
+        read: read_options(args, &source, project)?,
         source,
         credentials,
         schema: args.schema.clone(),
@@ -882,12 +915,12 @@ fn migrate_config(
 
 /// How to read the folder `source`: the layout forced with `--format`, the allowed
 /// exceptions, and the further `--source` folders that join its set.
-fn read_options(args: &MigrateArgs, source: &PathBuf) -> ReadOptions {
+fn read_options(args: &MigrateArgs, source: &PathBuf, project: Option<&Project>) -> Result<ReadOptions> {
     let also = match args.source.split_first() {
         Some((first, rest)) if first == source => rest.to_vec(),
         _ => Vec::new(),
     };
-    ReadOptions {
+    Ok(ReadOptions {
         format: args.format.map(|f| match f {
             SourceFormat::Sqlx => Format::Sqlx,
             SourceFormat::GolangMigrate => Format::GolangMigrate,
@@ -901,11 +934,17 @@ fn read_options(args: &MigrateArgs, source: &PathBuf) -> ReadOptions {
         allow_unread: args.allow_unread.clone(),
         allow_empty: args.allow_empty,
         also,
-    }
+        post: project::post_folders(project)?,
+    })
 }
 
 /// Whether `migrate up` lints first: unless `--no-lint` or `SHIPGATE_LINT=off`.
 fn lint_enabled(args: &MigrateArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<bool> {
+    lint_switch(args.no_lint, env)
+}
+
+/// The lint is on unless `--no-lint` (`no_lint`) or `SHIPGATE_LINT=off` turn it off.
+pub(crate) fn lint_switch(no_lint: bool, env: &dyn Fn(&str) -> Option<String>) -> Result<bool> {
     let by_env = match env("SHIPGATE_LINT").map(|v| v.trim().to_ascii_lowercase()) {
         None => true,
         Some(v) if v.is_empty() || v == "on" => true,
@@ -914,7 +953,7 @@ fn lint_enabled(args: &MigrateArgs, env: &dyn Fn(&str) -> Option<String>) -> Res
             return Err(Error::input(format!("SHIPGATE_LINT=`{v}`: the values are `on` and `off`")));
         }
     };
-    Ok(by_env && !args.no_lint)
+    Ok(by_env && !no_lint)
 }
 
 /// `[lint]` of the project file, validated (the defaults without one).
@@ -956,7 +995,7 @@ fn lint_job(
         if let Some(dir) = dir
             && wanted(name)
         {
-            chosen.push(LintSet { name, dir: dir.clone(), read: read_options(args, dir) });
+            chosen.push(LintSet { name, dir: dir.clone(), read: read_options(args, dir, project)? });
         }
     }
     if let Some(cfg) = &pending {

@@ -20,6 +20,8 @@ pub struct PlanItem {
     pub lock_timeout: String,
     pub statement_timeout: String,
     pub late: bool,
+    /// `pre` or `post` (see `migrate::phase`).
+    pub phase: &'static str,
     /// Each statement with the lock it takes (`migrate up --dry-run`'s lock plan).
     pub statements: Vec<crate::migrate::lint::StatementLock>,
 }
@@ -50,7 +52,13 @@ pub enum Event {
         direction: &'static str,
         dry_run: bool,
         migrations: Vec<PlanItem>,
+        /// Post migrations a `--phase pre` run leaves for the post phase.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        waiting: Vec<i64>,
     },
+    /// The line a `--phase pre` run ends with; the deploy reads it from the task's logs to
+    /// decide whether a post task runs.
+    PhaseReport(crate::migrate::phase::Report),
     Applied {
         version: i64,
         description: String,
@@ -207,17 +215,33 @@ pub struct Reporter {
     captured: Option<Arc<Mutex<Vec<String>>>>,
     /// Put before every log line's container (a shard of a tenant run: `tenants 2/4`).
     prefix: Option<String>,
+    /// Log lines kept, besides being printed, when `keep` says so (see [`Reporter::tapped`]).
+    tap: Option<Tap>,
+}
+
+/// Where a tapped reporter keeps the log lines it was asked to.
+#[derive(Debug, Clone)]
+struct Tap {
+    keep: fn(&str) -> bool,
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Reporter {
     pub fn new(format: OutputFormat) -> Self {
-        Reporter { format, captured: None, prefix: None }
+        Reporter { format, captured: None, prefix: None, tap: None }
     }
 
     /// A reporter that keeps its lines instead of printing them.
     pub fn capturing(format: OutputFormat) -> (Self, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
-        (Reporter { format, captured: Some(lines.clone()), prefix: None }, lines)
+        (Reporter { format, captured: Some(lines.clone()), prefix: None, tap: None }, lines)
+    }
+
+    /// The same reporter, also keeping the messages of the log lines `keep` accepts: what a
+    /// task's runner said for the deploy to read (its phase report).
+    pub fn tapped(&self, keep: fn(&str) -> bool) -> (Reporter, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        (Reporter { tap: Some(Tap { keep, lines: lines.clone() }), ..self.clone() }, lines)
     }
 
     /// The same reporter, labelling log lines with `prefix` (tasks followed side by side).
@@ -270,6 +294,10 @@ impl Reporter {
             (Some(p), None) => Some(p.clone()),
             (None, c) => c.map(str::to_string),
         };
+        if let Some(tap) = &self.tap {
+            let kept = lines.iter().filter(|(_, m)| (tap.keep)(m)).map(|(_, m)| m.clone());
+            tap.lines.lock().unwrap_or_else(|e| e.into_inner()).extend(kept);
+        }
         let mut batch = String::new();
         for (timestamp, message) in lines {
             let event =
@@ -319,7 +347,7 @@ fn without_hint(text: &str) -> String {
 fn text(event: &Event) -> Option<String> {
     Some(match event {
         Event::Source { .. } => return None,
-        Event::Plan { schema, direction, dry_run, migrations } => {
+        Event::Plan { schema, direction, dry_run, migrations, waiting } => {
             let verb = if *direction == "up" { "apply" } else { "revert" };
             let mut s = if migrations.is_empty() {
                 format!("nothing to {verb} in schema `{schema}`")
@@ -342,6 +370,9 @@ fn text(event: &Event) -> Option<String> {
                 if m.late {
                     flags.push("late: older than the newest applied migration".into());
                 }
+                if m.phase != "pre" {
+                    flags.push(format!("phase {}", m.phase));
+                }
                 s.push_str(&format!("\n  {:>14}  {}  [{}]", m.version, m.description, flags.join(", ")));
                 for st in m.statements.iter().filter(|st| st.lock.is_some()) {
                     s.push_str(&format!(
@@ -353,11 +384,22 @@ fn text(event: &Event) -> Option<String> {
                     ));
                 }
             }
+            if !waiting.is_empty() {
+                let list: Vec<String> = waiting.iter().map(i64::to_string).collect();
+                s.push_str(&format!(
+                    "\n  {} post migration{} wait{} for the post phase: {}",
+                    waiting.len(),
+                    if waiting.len() == 1 { "" } else { "s" },
+                    if waiting.len() == 1 { "s" } else { "" },
+                    list.join(", ")
+                ));
+            }
             if *dry_run {
                 s.push_str("\n(dry run: nothing was changed)");
             }
             s
         }
+        Event::PhaseReport(report) => report.line(),
         Event::Applied { version, description, duration_ms, no_transaction, late } => format!(
             "applied   {version:>14}  {description} ({}){}{}",
             ms(*duration_ms),

@@ -147,6 +147,10 @@ pub struct MigrationsSection {
     /// Registers a new tenant; `$1` is its schema name [default: INSERT INTO tenants
     /// (schema_name) VALUES ($1) ON CONFLICT DO NOTHING].
     pub provision_sql: Option<String>,
+    /// The phase of every migration in a folder (one of `master`, `sources`, `tenant`), e.g.
+    /// { "db/post_migrate" = "post" }; a file's `-- shipgate:phase` header wins [default: pre].
+    #[serde(default)]
+    pub phase: BTreeMap<PathBuf, crate::migrate::phase::Phase>,
 }
 
 /// A loaded project file and the folder its paths are relative to.
@@ -189,6 +193,48 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Project>> {
             .hint("check the --config path (or SHIPGATE_CONFIG)")
     })?;
     Ok(Some(Project { file: parse(&text, &path)?, path }))
+}
+
+/// Whether two paths name the same folder: equal once `.` parts are dropped, or the same
+/// folder on disk.
+pub fn same_folder(a: &Path, b: &Path) -> bool {
+    let lexical = |p: &Path| -> Vec<std::ffi::OsString> {
+        p.components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .map(|c| c.as_os_str().to_os_string())
+            .collect()
+    };
+    lexical(a) == lexical(b) || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// The folders `[migrations] phase` puts in the post phase, joined to the file's folder.
+/// A key that names none of the project's folders is refused: it would mark nothing.
+pub fn post_folders(project: Option<&Project>) -> Result<Vec<PathBuf>> {
+    let Some(p) = project else { return Ok(Vec::new()) };
+    let m = &p.file.migrations;
+    let known: Vec<PathBuf> = m
+        .master
+        .iter()
+        .chain(m.sources.iter().flatten())
+        .chain(&m.tenant)
+        .map(|d| p.base().join(d))
+        .collect();
+    let mut post = Vec::new();
+    for (folder, phase) in &m.phase {
+        let dir = p.base().join(folder);
+        if !known.iter().any(|k| same_folder(k, &dir)) {
+            return Err(Error::input(format!(
+                "{}: [migrations] phase names `{}`, which is not one of the project's migration folders",
+                p.path.display(),
+                folder.display()
+            ))
+            .hint("use the folder as `master`, `sources` or `tenant` name it (relative to shipgate.toml)"));
+        }
+        if *phase == crate::migrate::phase::Phase::Post {
+            post.push(dir);
+        }
+    }
+    Ok(post)
 }
 
 /// The project's migration folders. Either may be absent; at least one is present.

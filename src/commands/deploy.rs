@@ -14,7 +14,7 @@ pub async fn run(cfg: &DeployConfig, shutdown: &Shutdown, out: &Reporter) -> Res
     let ci = Ci::new(&cfg.run.ci, out);
     ci.mask_variables(&cfg.env);
     let prepared = prepare::prepare(&cfg.env)?;
-    prepare::lint(&cfg.env, &ci, out)?;
+    prepare::lint(&cfg.env, cfg.lint, cfg.dry_run, &ci, out)?;
     if cfg.env.platform == crate::project::Platform::Local {
         return local::run(cfg, &prepared, &ci, shutdown, out).await;
     }

@@ -110,6 +110,10 @@ pub struct DeployConfig {
     pub secrets: BTreeMap<String, String>,
     pub dry_run: bool,
     pub rollback_on_failure: bool,
+    /// `--skip-post`: the post migrations wait for a later deploy.
+    pub skip_post: bool,
+    /// The pre-flight lint of the project's migrations: off with `--no-lint` / `SHIPGATE_LINT=off`.
+    pub lint: bool,
     pub max_parallel: usize,
     pub run: RunSettings,
 }
@@ -145,6 +149,7 @@ pub fn env_config(args: &EnvArgs) -> Result<EnvConfig> {
     let read = crate::migrate::source::ReadOptions {
         allow_unread: project.file.migrations.allow_unread.clone().unwrap_or_default(),
         allow_empty: true,
+        post: project::post_folders(Some(&project))?,
         ..Default::default()
     };
     let m = &project.file.migrations;
@@ -436,6 +441,8 @@ pub fn deploy_config(a: DeployArgs, env: &dyn Fn(&str) -> Option<String>) -> Res
         secrets,
         dry_run: a.dry_run,
         rollback_on_failure: a.rollback_on_failure,
+        skip_post: a.skip_post,
+        lint: super::lint_switch(a.no_lint, env)?,
         max_parallel: a.max_parallel as usize,
         run: run_settings(a.poll_interval, a.service_timeout, a.run_id, a.started_by, a.aws.output, env)?,
     })

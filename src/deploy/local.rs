@@ -17,6 +17,7 @@ use crate::cli::ExitCodeMode;
 use crate::config::deploy::DeployConfig;
 use crate::deploy::report::{DeployRecord, TaskRecord};
 use crate::error::{Error, Result};
+use crate::migrate::phase::Heard;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 use crate::task::follow::Followed;
@@ -43,10 +44,11 @@ pub async fn run(
     if result.is_ok() {
         let tasks = record.tasks.len();
         record.message = format!(
-            "{tasks} local migration process{} succeeded; {} service{} skipped (local platform)",
+            "{tasks} local migration process{} succeeded; {} service{} skipped (local platform){}",
             if tasks == 1 { "" } else { "es" },
             prepared.services.len(),
             if prepared.services.len() == 1 { "" } else { "s" },
+            migrations::post_note(&record),
         );
         if cfg.dry_run {
             record.message = "dry run on the local platform: nothing was run".into();
@@ -86,12 +88,16 @@ async fn pipeline(
     let this_binary = std::env::current_exe()
         .map_err(|e| Error::failed(format!("cannot find the shipgate binary to run locally: {e}")))?;
     let inherited = local::inherited_environment();
-    let steps = migrations::deploy_steps(env);
+    let steps = migrations::deploy_steps(env, cfg.lint);
 
     if cfg.dry_run {
         let secrets: BTreeMap<String, String> =
             local::secrets_of(container).into_iter().map(|(name, _)| (name, "***".into())).collect();
-        for step in &steps {
+        // The post steps run only where the pre processes report post migrations waiting.
+        let post = migrations::post_steps(&steps, &vec![Heard::Silent; steps.len()]);
+        let post: Vec<migrations::Step> =
+            if cfg.skip_post { Vec::new() } else { post.into_iter().map(|p| p.step).collect() };
+        for step in steps.iter().chain(&post) {
             for t in shard_tasks(step, &cfg.run.started_by) {
                 let task = local::plan(container, &secrets, &t.env, &inherited, &this_binary)?;
                 let set: Vec<&str> = t.env.iter().map(|(k, _)| k.as_str()).collect();
@@ -114,11 +120,13 @@ async fn pipeline(
         timeout: env.migration.as_ref().and_then(|m| m.timeout),
         shutdown,
     };
-    migrations::run_steps(&runner, &steps, &cfg.run, ci, out, record)
+    let heard = migrations::run_steps(&runner, &steps, &cfg.run, ci, out, record)
         .await
         .map_err(|e| migrations::before_services(e, prepared.services.len()))?;
     skip_services(prepared);
-    Ok(())
+    // No rollout here: the post phase follows the pre phase at once.
+    let post = migrations::post_steps(&steps, &heard);
+    migrations::run_post(&runner, post, cfg.skip_post, &cfg.run, ci, out, record).await
 }
 
 /// The local platform's task runner: the migration container's command as a process here.
@@ -173,6 +181,7 @@ fn task_record(label: &str, f: &Followed, watched: &str, verdict: &Result<()>, m
         stopped_reason: f.task.stopped_reason.clone(),
         duration_ms: Some(ms),
         log: None,
+        stage: None,
     }
 }
 

@@ -1,8 +1,12 @@
-//! The migration phases of a deploy (or rollback): the migration task run once per step with
+//! The migration steps of a deploy (or rollback): the migration task run once per step with
 //! `MIGRATION_TYPE` set, a tenant step split across `tenant_shards` tasks that run at once
 //! (each with `SHIPGATE_SHARD=i/N`, the environment form of `tenants up --shard i/N`), their
 //! logs interleaved with a `[tenants i/N]` prefix. A step fails if any of its tasks fails,
 //! and the steps after it do not run.
+//!
+//! A deploy's steps run in the pre phase (`MIGRATION_PHASE=pre`); each task ends with a
+//! phase report in its logs (`migrate::phase::Report`), and a post step runs after the
+//! rollout only for a step whose tasks reported post migrations waiting, or said nothing.
 
 use std::time::Instant;
 
@@ -13,8 +17,9 @@ use crate::aws::Aws;
 use crate::cli::ExitCodeMode;
 use crate::config::deploy::{EnvConfig, MigrationTask, RunSettings};
 use crate::config::{FollowConfig, RunConfig, TaskDefinitionRef};
-use crate::deploy::report::{DeployRecord, TaskRecord};
+use crate::deploy::report::{DeployRecord, PostRecord, TaskRecord};
 use crate::error::{Error, Result};
+use crate::migrate::phase::{self, Heard, Report};
 use crate::migrate::plan::DownTo;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
@@ -30,23 +35,86 @@ pub struct Step {
     pub label: String,
     pub env: Vec<(String, String)>,
     pub shards: u32,
+    /// `pre` or `post` for a deploy's steps; `None` for a rollback's.
+    pub stage: Option<&'static str>,
 }
 
 fn migration_type(kind: &str) -> Vec<(String, String)> {
     vec![("MIGRATION_TYPE".to_string(), kind.to_string())]
 }
 
-/// A deploy migrates the master schema, then the tenants.
-pub fn deploy_steps(env: &EnvConfig) -> Vec<Step> {
-    let mut steps = vec![Step { label: "master".into(), env: migration_type("master"), shards: 1 }];
+/// A deploy migrates the master schema, then the tenants, in the pre phase; with `lint`
+/// off (`deploy --no-lint`) the runner's own lint is off too.
+pub fn deploy_steps(env: &EnvConfig, lint: bool) -> Vec<Step> {
+    let phased = |kind: &str| {
+        let mut vars = migration_type(kind);
+        vars.push(("MIGRATION_PHASE".into(), "pre".into()));
+        if !lint {
+            vars.push(("SHIPGATE_LINT".into(), "off".into()));
+        }
+        vars
+    };
+    let pre = Some("pre");
+    let mut steps = vec![Step { label: "master".into(), env: phased("master"), shards: 1, stage: pre }];
     if env.tenants {
         steps.push(Step {
             label: "tenants".into(),
-            env: migration_type("tenants"),
+            env: phased("tenants"),
             shards: env.tenant_shards,
+            stage: pre,
         });
     }
     steps
+}
+
+/// Why a post step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostStep {
+    pub step: Step,
+    /// Post migrations its pre tasks reported waiting; `None`: a task reported nothing.
+    pub waiting: Option<usize>,
+}
+
+/// The post steps after the rollout: one for each pre step whose tasks reported post
+/// migrations waiting, or whose tasks did not all report (a runner that is not shipgate's, or
+/// logs that never arrived: the post task then finds out, and applies nothing if nothing
+/// waits). Pure; `heard` is aligned with `pre`.
+pub fn post_steps(pre: &[Step], heard: &[Heard]) -> Vec<PostStep> {
+    pre.iter()
+        .zip(heard)
+        .filter_map(|(step, heard)| {
+            let waiting = match heard {
+                Heard::Waiting(0) => return None,
+                Heard::Waiting(n) => Some(*n),
+                Heard::Silent => None,
+            };
+            let env = step
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    (k.clone(), if k == "MIGRATION_PHASE" { "post".to_string() } else { v.clone() })
+                })
+                .collect();
+            let label = format!("{} post", step.label);
+            Some(PostStep { step: Step { label, env, shards: step.shards, stage: Some("post") }, waiting })
+        })
+        .collect()
+}
+
+/// What the pre steps leave for after the rollout, in words (the deploy summary's).
+pub fn describe_post(post: &[PostStep]) -> String {
+    let waiting: usize = post.iter().filter_map(|p| p.waiting).sum();
+    let unknown = post.iter().any(|p| p.waiting.is_none());
+    match (waiting, unknown) {
+        (0, false) => "no post migration waits".to_string(),
+        (n, false) => format!(
+            "{n} post migration{} wait{}",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "s" } else { "" }
+        ),
+        (0, true) => "post migrations may wait (a pre task did not report)".to_string(),
+        (n, true) => format!("{n} or more post migrations wait (a pre task did not report)"),
+    }
 }
 
 /// A rollback reverts the tenants first (they depend on the master schema), then the master.
@@ -59,7 +127,7 @@ pub fn rollback_steps(env: &EnvConfig, to: &DownTo) -> Vec<Step> {
     let step = |label: &str, kind: &str, shards| {
         let mut env = migration_type(kind);
         env.push(how.clone());
-        Step { label: label.into(), env, shards }
+        Step { label: label.into(), env, shards, stage: None }
     };
     let mut steps = Vec::new();
     if env.tenants {
@@ -138,7 +206,8 @@ pub trait TaskRunner {
 }
 
 /// Run `steps` in order on `runner`, a step's tasks at once; stop at the first step that
-/// fails. `settings` give the run's `startedBy` and run id.
+/// fails. `settings` give the run's `startedBy` and run id. Each step's phase reports, read
+/// from its tasks' logs, are what it returns.
 pub async fn run_steps(
     runner: &impl TaskRunner,
     steps: &[Step],
@@ -146,7 +215,8 @@ pub async fn run_steps(
     ci: &Ci,
     out: &Reporter,
     record: &mut DeployRecord,
-) -> Result<()> {
+) -> Result<Vec<Heard>> {
+    let mut heard = Vec::new();
     for step in steps {
         let title = format!("migrations: {}", step.label);
         ci.group(&title);
@@ -154,19 +224,93 @@ pub async fn run_steps(
         let group = (tasks.len() > 1).then(|| format!("{}/{}", settings.run_id, step.label));
         let runs = tasks.into_iter().map(|task| {
             let out = if step.shards > 1 { out.prefixed(&task.label) } else { out.clone() };
-            runner.run_task(task, group.clone(), out)
+            let (out, said) = out.tapped(Report::may_be);
+            let group = group.clone();
+            async move { (runner.run_task(task, group, out).await, said) }
         });
         let mut failures = Vec::new();
-        for run in join_all(runs).await {
-            let (task, result) = run?;
+        let mut reports = Vec::new();
+        for (run, said) in join_all(runs).await {
+            let (mut task, result) = run?;
             if let Err(e) = result {
                 failures.push((task.phase.clone(), e));
             }
+            task.stage = step.stage;
             record.tasks.push(task);
+            let said = said.lock().unwrap_or_else(|e| e.into_inner());
+            reports.push(said.iter().rev().find_map(|line| Report::parse(line)));
         }
         finish_step(step, failures, ci, &title)?;
+        heard.push(phase::heard(&reports));
     }
-    Ok(())
+    Ok(heard)
+}
+
+/// The post stage, once every service rolled out (or at once, where no service is rolled
+/// out): the post steps, unless there are none or `--skip-post` defers them.
+pub async fn run_post(
+    runner: &impl TaskRunner,
+    post: Vec<PostStep>,
+    skip: bool,
+    settings: &RunSettings,
+    ci: &Ci,
+    out: &Reporter,
+    record: &mut DeployRecord,
+) -> Result<()> {
+    let what = describe_post(&post);
+    if post.is_empty() {
+        record.post = Some(PostRecord { state: "not-needed", detail: what });
+        return Ok(());
+    }
+    if skip {
+        tracing::warn!(
+            "--skip-post: {what}; a later deploy (or `shipgate migrate up --phase post`) applies them"
+        );
+        record.post = Some(PostRecord {
+            state: "deferred",
+            detail: format!("--skip-post: {what}, for a later deploy"),
+        });
+        return Ok(());
+    }
+    for p in post.iter().filter(|p| p.waiting.is_none()) {
+        tracing::warn!(
+            "{}: a pre task wrote no phase report (is its runner shipgate's? were its logs complete?); \
+             running the post step to be sure",
+            p.step.label
+        );
+    }
+    tracing::info!("post phase: {what}");
+    let steps: Vec<Step> = post.into_iter().map(|p| p.step).collect();
+    let result = run_steps(runner, &steps, settings, ci, out, record).await;
+    record.post = Some(PostRecord {
+        state: if result.is_ok() { "ran" } else { "failed" },
+        detail: format!("{what} before it"),
+    });
+    result.map(drop).map_err(|e| {
+        e.map_message(|m| {
+            format!("{m}; the services had rolled out already (the post phase runs after them)")
+        })
+    })
+}
+
+/// The deploy summary's words on the post phase: `; post phase: …`, or nothing.
+pub fn post_note(record: &DeployRecord) -> String {
+    match &record.post {
+        Some(PostRecord { state: "ran", .. }) => "; post migrations applied after the rollout".to_string(),
+        Some(PostRecord { state: "not-needed", .. }) | None => String::new(),
+        Some(p) => format!("; post phase {}: {}", p.state, p.detail),
+    }
+}
+
+/// The post steps do not run: `why` is the step before them that did not complete.
+pub fn post_not_run(post: &[PostStep], why: &str, record: &mut DeployRecord) {
+    record.post = Some(PostRecord {
+        state: "not-run",
+        detail: format!(
+            "{why}, so the post phase did not run ({}); the next deploy applies it",
+            describe_post(post)
+        ),
+    });
 }
 
 /// Everything a step's tasks share.
@@ -210,7 +354,7 @@ impl Migration<'_> {
     }
 
     /// Run the steps in order on ECS; stop at the first that fails.
-    pub async fn run(&self, steps: &[Step], record: &mut DeployRecord) -> Result<()> {
+    pub async fn run(&self, steps: &[Step], record: &mut DeployRecord) -> Result<Vec<Heard>> {
         run_steps(self, steps, self.settings, self.ci, self.out, record).await
     }
 
@@ -241,6 +385,7 @@ impl Migration<'_> {
             stopped_reason: launch.task.as_ref().and_then(|t| t.stopped_reason.clone()),
             duration_ms: Some(ms),
             log,
+            stage: None,
         }
     }
 }
@@ -284,12 +429,16 @@ mod tests {
         }
     }
 
+    fn deploy_steps_of(env: &EnvConfig) -> Vec<Step> {
+        deploy_steps(env, true)
+    }
+
     #[test]
     fn steps_and_shards() {
         let labels =
             |steps: Vec<Step>| steps.iter().map(|s| format!("{}x{}", s.label, s.shards)).collect::<Vec<_>>();
-        assert_eq!(labels(deploy_steps(&env(false, 4))), ["masterx1"]);
-        assert_eq!(labels(deploy_steps(&env(true, 4))), ["masterx1", "tenantsx4"]);
+        assert_eq!(labels(deploy_steps_of(&env(false, 4))), ["masterx1"]);
+        assert_eq!(labels(deploy_steps_of(&env(true, 4))), ["masterx1", "tenantsx4"]);
         assert_eq!(
             labels(rollback_steps(&env(true, 2), &DownTo::Steps(1))),
             ["rollback-tenantsx2", "rollback-masterx1"]
@@ -302,13 +451,49 @@ mod tests {
             ]
         );
 
-        let step = &deploy_steps(&env(true, 4))[1];
+        let step = &deploy_steps_of(&env(true, 4))[1];
         let tasks = shard_tasks(step, "shipgate");
         assert_eq!(tasks.len(), 4);
         assert_eq!(tasks[1].label, "tenants 2/4");
         assert_eq!(tasks[1].started_by, "shipgate-2of4");
         assert_eq!(tasks[1].env.last().unwrap(), &("SHIPGATE_SHARD".to_string(), "2/4".to_string()));
-        assert_eq!(shard_tasks(&deploy_steps(&env(true, 1))[1], "shipgate").len(), 1);
+        assert_eq!(shard_tasks(&deploy_steps_of(&env(true, 1))[1], "shipgate").len(), 1);
+    }
+
+    #[test]
+    fn post_steps_follow_what_the_pre_tasks_reported() {
+        let pre = deploy_steps_of(&env(true, 3));
+        assert_eq!(pre[0].env[1], ("MIGRATION_PHASE".to_string(), "pre".to_string()));
+        let labels = |post: &[PostStep]| {
+            post.iter()
+                .map(|p| format!("{}x{}:{:?}", p.step.label, p.step.shards, p.waiting))
+                .collect::<Vec<_>>()
+        };
+        let cases: &[(&[Heard], &[&str], &str)] = &[
+            (&[Heard::Waiting(0), Heard::Waiting(0)], &[], "no post migration waits"),
+            (&[Heard::Waiting(2), Heard::Waiting(0)], &["master postx1:Some(2)"], "2 post migrations wait"),
+            (
+                &[Heard::Waiting(1), Heard::Waiting(4)],
+                &["master postx1:Some(1)", "tenants postx3:Some(4)"],
+                "5 post migrations wait",
+            ),
+            (
+                &[Heard::Waiting(0), Heard::Silent],
+                &["tenants postx3:None"],
+                "post migrations may wait (a pre task did not report)",
+            ),
+            (&[Heard::Waiting(1)], &["master postx1:Some(1)"], "1 post migration waits"),
+        ];
+        for (heard, expected, words) in cases {
+            let post = post_steps(&pre, heard);
+            assert_eq!(labels(&post), *expected, "{heard:?}");
+            assert_eq!(describe_post(&post), *words);
+            for p in &post {
+                assert_eq!(p.step.stage, Some("post"));
+                assert!(p.step.env.contains(&("MIGRATION_PHASE".to_string(), "post".to_string())));
+                assert!(!p.step.env.iter().any(|(_, v)| v == "pre"));
+            }
+        }
     }
 
     /// What the shards' `SHIPGATE_SHARD` values mean to the runner: every tenant in exactly

@@ -38,11 +38,12 @@ pub async fn run_with(
     let result = pipeline(aws, cfg, prepared, &mut record, ci, shutdown, out).await;
     if result.is_ok() {
         record.message = format!(
-            "{} migration task{} succeeded, {} service{} rolled out",
+            "{} migration task{} succeeded, {} service{} rolled out{}",
             record.tasks.len(),
             if record.tasks.len() == 1 { "" } else { "s" },
             record.services.len(),
-            if record.services.len() == 1 { "" } else { "s" }
+            if record.services.len() == 1 { "" } else { "s" },
+            migrations::post_note(&record)
         );
     }
     ci.finish(&mut record, &result);
@@ -72,10 +73,8 @@ async fn pipeline(
     );
     let (migration_arn, service_arns) = registered?;
 
-    if let (Some((rendered, _)), Some(task), Some(td_arn)) =
-        (&prepared.migration, &env.migration, &migration_arn)
-    {
-        let migration = Migration {
+    let migration = match (&prepared.migration, &env.migration, &migration_arn) {
+        (Some((rendered, _)), Some(task), Some(td_arn)) => Some(Migration {
             aws,
             env,
             settings: &cfg.run,
@@ -85,13 +84,42 @@ async fn pipeline(
             ci,
             shutdown,
             out,
-        };
-        migration
-            .run(&migrations::deploy_steps(env), record)
+        }),
+        _ => None,
+    };
+    let mut post = Vec::new();
+    if let Some(migration) = &migration {
+        let steps = migrations::deploy_steps(env, cfg.lint);
+        let heard = migration
+            .run(&steps, record)
             .await
             .map_err(|e| migrations::before_services(e, prepared.services.len()))?;
+        post = migrations::post_steps(&steps, &heard);
     }
+    let rolled_out = roll_out(aws, cfg, prepared, &service_arns, before, record, ci, shutdown, out).await;
+    let Some(migration) = &migration else { return rolled_out };
+    if let Err(e) = rolled_out {
+        migrations::post_not_run(&post, "the rollout did not complete", record);
+        return Err(e);
+    }
+    migrations::run_post(migration, post, cfg.skip_post, &cfg.run, ci, out, record).await
+}
 
+/// Roll every service onto its new task definition and follow each to a verdict; on a
+/// failure, `--rollback-on-failure` puts them back.
+#[allow(clippy::too_many_arguments)]
+async fn roll_out(
+    aws: &Aws,
+    cfg: &DeployConfig,
+    prepared: &Prepared,
+    service_arns: &BTreeMap<String, String>,
+    before: Vec<ServiceView>,
+    record: &mut DeployRecord,
+    ci: &Ci,
+    shutdown: &Shutdown,
+    out: &Reporter,
+) -> Result<()> {
+    let env = &cfg.env;
     if prepared.services.is_empty() {
         return Ok(());
     }

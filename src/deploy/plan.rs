@@ -1,12 +1,14 @@
 //! `shipgate deploy --dry-run`: what the deploy would do, found with read-only calls
 //! (`DescribeTaskDefinition`, `DescribeServices`) and nothing else.
 
+use super::migrations::Step;
 use super::prepare::Prepared;
 use crate::aws::{Aws, ecs};
 use crate::config::Network;
 use crate::config::deploy::DeployConfig;
 use crate::deploy::view::revision_name;
 use crate::error::Result;
+use crate::migrate::phase::Heard;
 use crate::output::{Event, Reporter};
 use crate::taskdef::normalize;
 
@@ -43,15 +45,17 @@ pub async fn run(aws: &Aws, cfg: &DeployConfig, prepared: &Prepared, out: &Repor
         });
         resolved.push(target);
     }
-    if let Some((_, watched)) = &prepared.migration {
-        for step in super::migrations::deploy_steps(env) {
-            for task in super::migrations::shard_tasks(&step, &cfg.run.started_by) {
+    let steps = super::migrations::deploy_steps(env, cfg.lint);
+    let run_events = |steps: &[Step], action: &'static str, when: &str| {
+        let Some((_, watched)) = &prepared.migration else { return };
+        for step in steps {
+            for task in super::migrations::shard_tasks(step, &cfg.run.started_by) {
                 let (label, vars) = (task.label, task.env);
                 let vars: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 out.emit(&Event::Planned {
-                    action: "run",
+                    action,
                     target: format!(
-                        "{label}: {} in cluster {} (container `{watched}`, {})",
+                        "{when}{label}: {} in cluster {} (container `{watched}`, {})",
                         revision_name(&resolved[0]),
                         env.cluster,
                         vars.join(" ")
@@ -60,7 +64,8 @@ pub async fn run(aws: &Aws, cfg: &DeployConfig, prepared: &Prepared, out: &Repor
                 });
             }
         }
-    }
+    };
+    run_events(&steps, "run", "");
     let offset = usize::from(prepared.migration.is_some());
     for (i, view) in services.iter().enumerate() {
         let target = &resolved[offset + i];
@@ -80,6 +85,17 @@ pub async fn run(aws: &Aws, cfg: &DeployConfig, prepared: &Prepared, out: &Repor
         };
         changes += usize::from(!unchanged);
         out.emit(&Event::Planned { action, target: text, detail: None });
+    }
+    // Which post steps run is known only from the pre tasks' reports: each may.
+    let post: Vec<Step> = super::migrations::post_steps(&steps, &vec![Heard::Silent; steps.len()])
+        .into_iter()
+        .map(|p| p.step)
+        .collect();
+    match cfg.skip_post {
+        false => {
+            run_events(&post, "run", "after the rollout, if the pre task reports post migrations waiting: ")
+        }
+        true => run_events(&post, "skip", "--skip-post: "),
     }
     out.emit(&Event::Summary {
         command: "deploy --dry-run",

@@ -71,13 +71,29 @@ pub fn prepare(env: &EnvConfig) -> Result<Prepared> {
 /// and an error finding fails the deploy. Without a database the linter cannot know which
 /// migrations are already applied, so each file is its own run; the runner lints again, with
 /// the database, what it is about to apply.
-pub fn lint(env: &EnvConfig, ci: &Ci, out: &Reporter) -> Result<()> {
+///
+/// A dry run also prints the statements that block writes (the lock plan's dangerous part);
+/// `--no-lint` skips all of it, and says so.
+pub fn lint(env: &EnvConfig, lint_on: bool, dry_run: bool, ci: &Ci, out: &Reporter) -> Result<()> {
     let Some((sets, settings)) = &env.lint else {
         return Ok(());
     };
+    if !lint_on {
+        tracing::warn!(
+            "the migrations are not linted (--no-lint / SHIPGATE_LINT=off): not here, and not by the migration \
+             tasks (SHIPGATE_LINT=off is passed to them)"
+        );
+        return Ok(());
+    }
     let mut report = lint::Report::default();
     for set in sets {
-        report.absorb(lint::lint_set(&source::load(&set.dir, &set.read)?, settings)?);
+        let loaded = source::load(&set.dir, &set.read)?;
+        if dry_run {
+            for statement in lint::blocking_plan(&loaded, settings) {
+                out.emit(&Event::StatementLock(statement));
+            }
+        }
+        report.absorb(lint::lint_set(&loaded, settings)?);
     }
     for f in &report.findings {
         out.emit(&Event::Finding(f.clone()));

@@ -31,6 +31,16 @@ pub struct TaskRecord {
     pub duration_ms: Option<u128>,
     /// (group, stream, region) of the watched container's log.
     pub log: Option<(String, String, String)>,
+    /// `pre` or `post` in a deploy (before or after the rollout); none in a rollback.
+    pub stage: Option<&'static str>,
+}
+
+/// What became of a deploy's post phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PostRecord {
+    /// `ran`, `not-needed`, `deferred` (`--skip-post`) or `not-run` (a step before it failed).
+    pub state: &'static str,
+    pub detail: String,
 }
 
 /// One service rollout.
@@ -58,6 +68,8 @@ pub struct DeployRecord {
     pub services: Vec<ServiceRecord>,
     /// Services put back on their previous task definition after a failure.
     pub rollbacks: Vec<ServiceRecord>,
+    /// A deploy's post phase (none for a rollback, or a deploy without a migration task).
+    pub post: Option<PostRecord>,
     pub succeeded: bool,
     pub message: String,
     pub duration_ms: u128,
@@ -130,6 +142,9 @@ pub fn text_summary(r: &DeployRecord) -> String {
             ));
         }
     }
+    if let Some(post) = &r.post {
+        s.push_str(&format!("\n  post phase {:<10} {}", post.state, post.detail));
+    }
     s
 }
 
@@ -160,12 +175,54 @@ pub fn step_summary(r: &DeployRecord) -> String {
         }
         s.push('\n');
     }
-    if !r.tasks.is_empty() {
-        s.push_str(
-            "### Migrations\n\n| phase | task | duration | exit code | result | stop reason | logs |\n",
-        );
+    // A deploy's three stages: migrations before the rollout, the rollout, after it.
+    let staged = r.post.is_some();
+    let pre: Vec<&TaskRecord> = r.tasks.iter().filter(|t| t.stage != Some("post")).collect();
+    let post: Vec<&TaskRecord> = r.tasks.iter().filter(|t| t.stage == Some("post")).collect();
+    let title = if staged { "1. Migrations before the rollout (pre)" } else { "Migrations" };
+    task_table(&mut s, title, &pre, r);
+    let rollouts = if staged { "2. Service rollouts" } else { "Service rollouts" };
+    for (title, list) in [(rollouts, &r.services), ("Rolled back", &r.rollbacks)] {
+        if list.is_empty() {
+            continue;
+        }
+        s.push_str(&format!(
+            "### {title}\n\n| service | task definition | deployment | duration | result |\n"
+        ));
+        s.push_str("|---|---|---|---|---|\n");
+        for v in list {
+            s.push_str(&format!(
+                "| {} | `{}` → `{}` | {} | {} | {} {} |\n",
+                v.service,
+                revision_name(&v.previous_task_definition_arn),
+                revision_name(&v.task_definition_arn),
+                v.deployment_id.as_deref().map_or("–".to_string(), |d| format!("`{d}`")),
+                ms(Some(v.duration_ms)),
+                if v.succeeded { "✅" } else { "❌" },
+                cell(&v.result),
+            ));
+        }
+        s.push('\n');
+    }
+    if let Some(p) = &r.post {
+        let title = "3. Migrations after the rollout (post)";
+        if post.is_empty() {
+            s.push_str(&format!("### {title}\n\n{}: {}\n\n", p.state, cell(&p.detail)));
+        } else {
+            task_table(&mut s, title, &post, r);
+        }
+    }
+    s
+}
+
+/// One table of migration tasks under `title` (nothing when there are none).
+fn task_table(s: &mut String, title: &str, tasks: &[&TaskRecord], r: &DeployRecord) {
+    if !tasks.is_empty() {
+        s.push_str(&format!(
+            "### {title}\n\n| phase | task | duration | exit code | result | stop reason | logs |\n"
+        ));
         s.push_str("|---|---|---|---|---|---|---|\n");
-        for t in &r.tasks {
+        for t in tasks {
             let task = match &t.task_arn {
                 // The local platform's processes have no console page.
                 Some(id) if !id.starts_with("arn:") => id.rsplit('/').next().unwrap_or(id).to_string(),
@@ -192,40 +249,18 @@ pub fn step_summary(r: &DeployRecord) -> String {
         }
         s.push('\n');
     }
-    for (title, list) in [("Service rollouts", &r.services), ("Rolled back", &r.rollbacks)] {
-        if list.is_empty() {
-            continue;
-        }
-        s.push_str(&format!(
-            "### {title}\n\n| service | task definition | deployment | duration | result |\n"
-        ));
-        s.push_str("|---|---|---|---|---|\n");
-        for v in list {
-            s.push_str(&format!(
-                "| {} | `{}` → `{}` | {} | {} | {} {} |\n",
-                v.service,
-                revision_name(&v.previous_task_definition_arn),
-                revision_name(&v.task_definition_arn),
-                v.deployment_id.as_deref().map_or("–".to_string(), |d| format!("`{d}`")),
-                ms(Some(v.duration_ms)),
-                if v.succeeded { "✅" } else { "❌" },
-                cell(&v.result),
-            ));
-        }
-        s.push('\n');
-    }
-    s
 }
 
 /// The outputs every deploy may set; `action.yml` declares each of them. Besides these, one
 /// `task-definition-arn-<service>` per service, which an action cannot declare ahead.
-pub const OUTPUT_NAMES: [&str; 7] = [
+pub const OUTPUT_NAMES: [&str; 8] = [
     "migration-task-arn",
     "migration-exit-code",
     "migration-task-arns",
     "migration-task-definition-arn",
     "task-definition-arns",
     "deployment-ids",
+    "post-phase",
     "result",
 ];
 
@@ -260,6 +295,9 @@ pub fn outputs(r: &DeployRecord) -> Vec<(String, String)> {
             .filter_map(|s| Some((s.service.as_str(), s.deployment_id.as_deref()?)))
             .collect();
         out.push(("deployment-ids".into(), serde_json::to_string(&ids).expect("strings serialize")));
+    }
+    if let Some(post) = &r.post {
+        out.push(("post-phase".into(), post.state.into()));
     }
     out.push(("result".into(), if r.succeeded { "success" } else { "failure" }.into()));
     out
@@ -316,6 +354,7 @@ mod tests {
             stopped_reason: None,
             duration_ms: None,
             log: None,
+            stage: None,
         };
         let svc = |name: &str, id: &str| ServiceRecord {
             service: name.into(),

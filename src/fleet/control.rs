@@ -20,6 +20,7 @@ use crate::migrate::adopt::apply as adoption;
 use crate::migrate::history::Writer;
 use crate::migrate::lint;
 use crate::migrate::lock;
+use crate::migrate::phase::RunPhase;
 use crate::migrate::script::{Migration, MigrationSet};
 use crate::migrate::source;
 use crate::output::{Event, Reporter, TenantFailure};
@@ -247,10 +248,15 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
             by: Writer { run_id: &cfg.db.run_id, applied_by: &applied_by },
             fleet_lock: control.fleet_lock,
         };
-        let (mut results, interrupted) =
-            fleet_run::run(&fleet, tenants, &control.conn, shutdown, out).await?;
+        let ran = fleet_run::run(&fleet, tenants, &control.conn, shutdown, out).await?;
+        let mut results = ran.results;
         results.extend(skipped);
-        finish(work.command(), work.verb(), &results, started, out, interrupted)
+        let phase = match &work {
+            Work::Up(options) => options.phase,
+            _ => RunPhase::All,
+        };
+        let closing = Closing { phase, waiting: ran.waiting };
+        finish(work.command(), work.verb(), &results, started, out, ran.interrupted, closing)
     }
     .await;
     control.close().await;
@@ -283,6 +289,13 @@ async fn lint_fleet(
     lint::gate(&report, "the tenants' pending migrations")
 }
 
+/// What a fleet summary says about the phases: the run's, and the post migrations it left.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Closing {
+    pub phase: RunPhase,
+    pub waiting: usize,
+}
+
 /// Print the fleet summary and turn it into the exit code: 1 when any tenant failed.
 pub fn finish(
     command: &'static str,
@@ -291,6 +304,7 @@ pub fn finish(
     started: Instant,
     out: &Reporter,
     interrupted: Option<Error>,
+    closing: Closing,
 ) -> Result<()> {
     let tally = Tally::of(results.iter().map(|(_, o)| o));
     let failures: Vec<TenantFailure> = results
@@ -304,13 +318,27 @@ pub fn finish(
         .collect();
     let dry_run = if command == "adopt-dry-run" { "dry run: " } else { "" };
     let message = format!("{dry_run}{} in {:.1}s", tally.line(verb), started.elapsed().as_secs_f64());
-    out.emit(&Event::FleetSummary {
+    let mut summary = Event::FleetSummary {
         command,
         tally: tally.clone(),
         failures: failures.clone(),
         duration_ms: started.elapsed().as_millis(),
         message,
-    });
+    };
+    let applied = results
+        .iter()
+        .map(|(_, o)| match o {
+            Outcome::Changed { count, .. } => *count,
+            _ => 0,
+        })
+        .sum();
+    let report =
+        crate::migrate::run::phase_close(closing.phase, "tenants", applied, closing.waiting, &mut summary);
+    out.emit(&summary);
+    // A run that failed leaves no report: the deploy stops at its failure anyway.
+    if let Some(report) = report.filter(|_| interrupted.is_none() && failures.is_empty()) {
+        out.emit(&report);
+    }
     if let Some(e) = interrupted {
         return Err(e);
     }

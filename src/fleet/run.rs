@@ -104,19 +104,31 @@ struct Board {
     failed: Cell<usize>,
     /// The control session lost the fleet lock: the run stops starting tenants and exits 3.
     lost: RefCell<Option<Error>>,
+    /// Post migrations a pre run left pending, summed over the tenants.
+    waiting: Cell<usize>,
 }
 
-/// Run the fleet: canaries first (if any), then the rest. Returns every tenant's outcome in
-/// the order they finished, plus the signal that interrupted the run, if one did.
+/// What a fleet run did.
+#[derive(Debug)]
+pub struct Ran {
+    /// Every tenant's outcome, in the order they finished.
+    pub results: Vec<(String, Outcome)>,
+    /// The signal, or the lost fleet lock, that stopped the run early.
+    pub interrupted: Option<Error>,
+    /// Post migrations a `--phase pre` run left pending, summed over the tenants.
+    pub waiting: usize,
+}
+
+/// Run the fleet: canaries first (if any), then the rest.
 pub async fn run(
     fleet: &Fleet<'_>,
     tenants: Vec<Tenant>,
     control: &tokio::sync::Mutex<PgConnection>,
     shutdown: &Shutdown,
     out: &Reporter,
-) -> Result<(Vec<(String, Outcome)>, Option<Error>)> {
+) -> Result<Ran> {
     if tenants.is_empty() {
-        return Ok((Vec::new(), None));
+        return Ok(Ran { results: Vec::new(), interrupted: None, waiting: 0 });
     }
     let (canaries, rest) = crate::fleet::state::split_canaries(tenants, fleet.canary);
     let workers = fleet.concurrency.min(canaries.len().max(rest.len())).max(1);
@@ -135,6 +147,7 @@ pub async fn run(
         halt: RefCell::new(None),
         failed: Cell::new(0),
         lost: RefCell::new(None),
+        waiting: Cell::new(0),
     };
     let total = canaries.len() + rest.len();
     if !canaries.is_empty() {
@@ -176,7 +189,11 @@ pub async fn run(
             format!("interrupted by {}; the tenants in flight were rolled back", signal.name()),
         )
     });
-    Ok((board.results.into_inner(), board.lost.into_inner().or(interrupted)))
+    Ok(Ran {
+        results: board.results.into_inner(),
+        interrupted: board.lost.into_inner().or(interrupted),
+        waiting: board.waiting.get(),
+    })
 }
 
 /// Drain the queue with every worker, reporting progress every few seconds.
@@ -256,7 +273,8 @@ async fn worker(
         let Some(backend) = pid else { return };
         let Some(tenant) = board.queue.borrow_mut().pop_front() else { return };
         let started = Instant::now();
-        let outcome = one(fleet, conn, backend, &tenant.name, control, shutdown).await;
+        let (outcome, waiting) = one(fleet, conn, backend, &tenant.name, control, shutdown).await;
+        board.waiting.set(board.waiting.get() + waiting);
         if let Outcome::Failed { version, reason, .. } = &outcome {
             board.failed.set(board.failed.get() + 1);
             if fleet.fail_fast {
@@ -328,7 +346,8 @@ async fn reconnect(conn: &mut PgConnection, spec: &ConnectSpec<'_>, shutdown: &S
     }
 }
 
-/// Migrate one tenant on `conn`: search_path, lock, plan, run, unlock.
+/// Migrate one tenant on `conn`: search_path, lock, plan, run, unlock. Also the post
+/// migrations a pre run left pending in it.
 async fn one(
     fleet: &Fleet<'_>,
     conn: &mut PgConnection,
@@ -336,25 +355,26 @@ async fn one(
     name: &str,
     control: &tokio::sync::Mutex<PgConnection>,
     shutdown: &Shutdown,
-) -> Outcome {
+) -> (Outcome, usize) {
     let table = HistoryTable::new(name);
     // The previous tenant's migrations may have changed the session (SET ROLE, SET ...): this
     // tenant starts from the connection's defaults, pointed at its own schema.
     let defaults = SessionDefaults { search_path: Some(quote_ident(name)) };
     if let Err(e) = sqlx::raw_sql(AssertSqlSafe(defaults.reset_sql(conn))).execute(&mut *conn).await {
-        return failed(None, None, format!("could not set search_path: {}", db::error_text(&e)));
+        return (failed(None, None, format!("could not set search_path: {}", db::error_text(&e))), 0);
     }
     let key = lock::key(fleet.database, &table);
     let what = format!("tenant `{name}`");
     if let Err(e) = lock::acquire(conn, key, &what, fleet.cfg.lock_timeout, shutdown).await {
-        return failed(None, None, e.to_string());
+        return (failed(None, None, e.to_string()), 0);
     }
-    let outcome = locked(fleet, conn, pid, &table, &defaults, key, control, shutdown).await;
+    let mut waiting = 0;
+    let outcome = locked(fleet, conn, pid, &table, &defaults, key, control, shutdown, &mut waiting).await;
     if let Err(e) = lock::release(conn, key).await {
         // The connection is gone, and the lock with it.
         tracing::debug!("unlocking {what} failed ({e}); the session's end released it");
     }
-    outcome
+    (outcome, waiting)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -367,6 +387,7 @@ async fn locked(
     key: i64,
     control: &tokio::sync::Mutex<PgConnection>,
     shutdown: &Shutdown,
+    waiting: &mut usize,
 ) -> Outcome {
     let dir = fleet.set.dir.display().to_string();
     if matches!(fleet.work, Work::Up(_))
@@ -387,11 +408,23 @@ async fn locked(
     let from = plan::current_version(&rows);
     let entries = plan::reconcile(fleet.set, &rows);
     let (planned, direction) = match &fleet.work {
-        Work::Up(opts) => (plan::plan_up(&entries, &dir, opts), Direction::Up),
+        Work::Up(opts) => (
+            plan::plan_up(&entries, &dir, opts).map(|s| {
+                *waiting = s.waiting.len();
+                crate::migrate::run::warn_late_pre(
+                    opts.phase,
+                    &s.todo,
+                    &format!("tenant `{}`", table.schema),
+                );
+                s.todo
+            }),
+            Direction::Up,
+        ),
         Work::Down(to) => (plan::plan_down(&entries, &dir, *to), Direction::Down),
         Work::Adopt(options) => return adopt(fleet, conn, table, options, from).await,
     };
-    // A refusal (dirty, modified, missing) is this tenant's failure, not the fleet's.
+    // A refusal (dirty, modified, missing, out of phase order) is this tenant's failure,
+    // not the fleet's.
     let todo: Vec<&Migration> = match planned {
         Ok(todo) => todo,
         Err(e) => return failed(None, from, e.to_string()),

@@ -35,6 +35,7 @@ pub async fn record(
                 origin: ORIGIN_BASELINE,
                 applied_at: None,
                 statements_done: None,
+                phase: Some(m.phase().name()),
             };
             history::insert(&mut *conn, table, &row, by).await?;
         }

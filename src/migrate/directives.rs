@@ -4,6 +4,7 @@
 //! -- shipgate:no-transaction
 //! -- shipgate:lock-timeout=30s
 //! -- shipgate:statement-timeout=10min
+//! -- shipgate:phase post
 //! CREATE INDEX CONCURRENTLY ...
 //! ```
 //!
@@ -15,6 +16,7 @@
 use std::time::Duration;
 
 use crate::duration;
+use crate::migrate::phase::Phase;
 
 /// What a file's header asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,6 +24,21 @@ pub struct Directives {
     pub no_transaction: bool,
     pub lock_timeout: Option<Duration>,
     pub statement_timeout: Option<Duration>,
+    /// `shipgate:phase pre|post`; `None`: the folder's (see `migrate::phase`).
+    pub phase: Option<Phase>,
+}
+
+impl Directives {
+    /// These directives with `header`'s filling what these leave unset: a sectioned file's
+    /// header (above `-- migrate:up`) applies to its sections.
+    pub fn or(self, header: Directives) -> Directives {
+        Directives {
+            no_transaction: self.no_transaction || header.no_transaction,
+            lock_timeout: self.lock_timeout.or(header.lock_timeout),
+            statement_timeout: self.statement_timeout.or(header.statement_timeout),
+            phase: self.phase.or(header.phase),
+        }
+    }
 }
 
 /// Read the directives from the comment lines before the first SQL line.
@@ -52,7 +69,11 @@ pub fn parse(sql: &str) -> Result<Directives, String> {
         }
         let (name, value) = match directive.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim())),
-            None => (directive.trim(), None),
+            // `shipgate:phase post` reads as the issue and the README write it.
+            None => match directive.trim().split_once(char::is_whitespace) {
+                Some(("phase", v)) => ("phase", Some(v.trim())),
+                _ => (directive.trim(), None),
+            },
         };
         match (name, value) {
             ("no-transaction", None) => found.no_transaction = true,
@@ -63,7 +84,12 @@ pub fn parse(sql: &str) -> Result<Directives, String> {
                 found.statement_timeout =
                     Some(duration::parse(v).map_err(|e| format!("line {line_no}: {e}"))?)
             }
-            ("lock-timeout" | "statement-timeout", None) => {
+            ("phase", Some(v)) => {
+                found.phase = Some(Phase::parse(v).ok_or_else(|| {
+                    format!("line {line_no}: `shipgate:phase {v}`: the phases are `pre` and `post`")
+                })?)
+            }
+            ("lock-timeout" | "statement-timeout" | "phase", None) => {
                 return Err(format!(
                     "line {line_no}: `shipgate:{name}` needs a value, e.g. `-- shipgate:{name}=30s`"
                 ));
@@ -71,7 +97,8 @@ pub fn parse(sql: &str) -> Result<Directives, String> {
             _ => {
                 return Err(format!(
                     "line {line_no}: unknown directive `shipgate:{directive}` \
-                     (known: no-transaction, lock-timeout=DURATION, statement-timeout=DURATION, allow RULE: REASON)"
+                     (known: no-transaction, lock-timeout=DURATION, statement-timeout=DURATION, phase pre|post, \
+                     allow RULE: REASON)"
                 ));
             }
         }
@@ -88,6 +115,7 @@ mod tests {
             no_transaction: no_tx,
             lock_timeout: lock_ms.map(Duration::from_millis),
             statement_timeout: stmt_ms.map(Duration::from_millis),
+            phase: None,
         }
     }
 
@@ -113,6 +141,15 @@ mod tests {
         for (sql, expected) in cases {
             assert_eq!(parse(sql), Ok(expected), "{sql:?}");
         }
+        let phases = [
+            ("-- shipgate:phase post\nALTER TABLE t DROP COLUMN c;", Some(Phase::Post)),
+            ("-- drops c\n-- shipgate:phase=pre\nSELECT 1;", Some(Phase::Pre)),
+            ("-- shipgate: phase  post\nSELECT 1;", Some(Phase::Post)),
+            ("SELECT 1;\n-- shipgate:phase post\n", None),
+        ];
+        for (sql, phase) in phases {
+            assert_eq!(parse(sql).map(|d| d.phase), Ok(phase), "{sql:?}");
+        }
     }
 
     #[test]
@@ -121,6 +158,8 @@ mod tests {
             ("-- shipgate:no-transactoin\nSELECT 1;", "line 1: unknown directive"),
             ("-- ok\n-- shipgate:lock-timeout=5parsecs\n", "line 2:"),
             ("-- shipgate:lock-timeout\n", "needs a value"),
+            ("-- shipgate:phase later\nSELECT 1;", "line 1: `shipgate:phase later`: the phases are"),
+            ("-- shipgate:phase\nSELECT 1;", "needs a value"),
         ];
         for (sql, needle) in cases {
             let err = parse(sql).unwrap_err();

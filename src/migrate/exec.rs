@@ -403,6 +403,7 @@ fn up_row(m: &Migration, success: bool, elapsed: Duration, statements_done: Opti
         origin: ORIGIN_APPLY,
         applied_at: None,
         statements_done,
+        phase: Some(m.phase().name()),
     }
 }
 

@@ -42,12 +42,15 @@ pub async fn exists(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
     crate::db::relation_exists(conn, &table.qualified()).await
 }
 
-/// Whether the table exists, and whether it has the `statements_done` column (tables made
-/// before it was added do not): one round trip, since a run with nothing to do asks twice.
-async fn shape(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<(bool, bool)> {
+/// Whether the table exists, and which of the columns added since its first version it has
+/// (`statements_done`, `phase`): one round trip, since a run with nothing to do asks twice.
+async fn shape(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<(bool, bool, bool)> {
     sqlx::query_as(
-        "SELECT t.oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid \
-           AND a.attname = 'statements_done' AND NOT a.attisdropped)
+        "SELECT t.oid IS NOT NULL,
+                EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid
+                          AND a.attname = 'statements_done' AND NOT a.attisdropped),
+                EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid
+                          AND a.attname = 'phase' AND NOT a.attisdropped)
          FROM (SELECT to_regclass($1) AS oid) t",
     )
     .bind(table.qualified())
@@ -58,15 +61,19 @@ async fn shape(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<(b
 /// Create the schema (if named and missing) and the table. Idempotent; callers hold the lock.
 pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<()> {
     match shape(&mut *conn, table).await? {
-        (true, true) => return Ok(()),
-        (true, false) => {
-            // Tables made before no-transaction progress was recorded gain its column (`NULL`: none).
-            let sql =
-                format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS statements_done INTEGER", table.qualified());
+        (true, true, true) => return Ok(()),
+        (true, ..) => {
+            // Tables made by earlier versions gain the columns added since (`NULL`: not
+            // recorded): no-transaction progress, and the phase.
+            let sql = format!(
+                "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS statements_done INTEGER;
+                 ALTER TABLE {t} ADD COLUMN IF NOT EXISTS phase TEXT",
+                t = table.qualified()
+            );
             sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;
             return Ok(());
         }
-        (false, _) => {}
+        (false, ..) => {}
     }
     // CREATE SCHEMA IF NOT EXISTS checks the database-level CREATE privilege before it checks
     // for the schema, so a least-privilege role that owns only its schema would fail on it.
@@ -93,7 +100,8 @@ pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
              run_id              TEXT NOT NULL,
              applied_by          TEXT NOT NULL,
              origin              TEXT NOT NULL DEFAULT 'apply',
-             statements_done     INTEGER
+             statements_done     INTEGER,
+             phase               TEXT
          );
          COMMENT ON TABLE {t} IS 'Migration history written by shipgate; see `shipgate migrate status`.';",
         t = table.qualified()
@@ -105,14 +113,16 @@ pub async fn ensure(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Resu
 /// Every row, by version. An absent table is an empty history.
 pub async fn load(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result<Vec<AppliedRow>> {
     // A read-only session reads an old table as it is: no progress recorded.
-    let progress = match shape(&mut *conn, table).await? {
-        (false, _) => return Ok(Vec::new()),
-        (true, true) => "statements_done",
-        (true, false) => "NULL::int",
+    let (progress, phase) = match shape(&mut *conn, table).await? {
+        (false, ..) => return Ok(Vec::new()),
+        (true, progress, phase) => (
+            if progress { "statements_done" } else { "NULL::int" },
+            if phase { "phase" } else { "NULL::text" },
+        ),
     };
     let sql = format!(
         "SELECT version, description, checksum, checksum_normalized, success, applied_at,
-                execution_ms, run_id, applied_by, origin, {progress} AS statements_done
+                execution_ms, run_id, applied_by, origin, {progress} AS statements_done, {phase} AS phase
          FROM {} ORDER BY version",
         table.qualified()
     );
@@ -131,6 +141,7 @@ pub async fn load(conn: &mut PgConnection, table: &HistoryTable) -> sqlx::Result
                 applied_by: r.try_get("applied_by")?,
                 origin: r.try_get("origin")?,
                 statements_done: r.try_get("statements_done")?,
+                phase: r.try_get("phase")?,
             })
         })
         .collect()
@@ -150,6 +161,8 @@ pub struct NewRow<'a> {
     pub applied_at: Option<DateTime<Utc>>,
     /// How many statements of a no-transaction migration have completed; `None` otherwise.
     pub statements_done: Option<i32>,
+    /// `pre` or `post`, for a migration that was applied (or recorded) from its file.
+    pub phase: Option<&'a str>,
 }
 
 pub async fn insert(
@@ -159,8 +172,8 @@ pub async fn insert(
     by: &Writer<'_>,
 ) -> sqlx::Result<()> {
     let sql = format!(
-        "INSERT INTO {} (version, description, checksum, checksum_normalized, success, execution_ms, run_id, applied_by, origin, applied_at, statements_done)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, clock_timestamp()), $11)",
+        "INSERT INTO {} (version, description, checksum, checksum_normalized, success, execution_ms, run_id, applied_by, origin, applied_at, statements_done, phase)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, clock_timestamp()), $11, $12)",
         table.qualified()
     );
     sqlx::query(AssertSqlSafe(sql))
@@ -175,6 +188,7 @@ pub async fn insert(
         .bind(row.origin)
         .bind(row.applied_at)
         .bind(row.statements_done)
+        .bind(row.phase)
         .execute(conn)
         .await?;
     Ok(())

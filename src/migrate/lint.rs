@@ -28,6 +28,7 @@ use squawk_syntax::ast::{self, AstNode};
 
 use crate::error::{Error, Result};
 use crate::migrate::locks::{self, Lock, relation_key};
+use crate::migrate::phase::Phase;
 use crate::migrate::script::{Migration, MigrationSet};
 use crate::migrate::sql::line_col_of_byte;
 
@@ -89,6 +90,34 @@ pub fn default_severity(rule: Rule) -> Severity {
         rule if rule.is_opt_in() => Severity::Off,
         _ => Severity::Warning,
     }
+}
+
+/// Rules about what the running application version still uses: errors in a pre migration
+/// (the old version runs beside the new schema until the rollout ends), allowed in a post one.
+fn breaks_the_old_version(rule: Rule) -> bool {
+    use Rule::*;
+    matches!(
+        rule,
+        BanDropColumn
+            | BanDropTable
+            | BanDropView
+            | BanDropType
+            | BanDropSchema
+            | BanDropSequence
+            | BanDropDomain
+            | BanDropFunction
+            | RenamingColumn
+            | RenamingTable
+            | RenamingObject
+            | BanSetSchema
+    )
+}
+
+/// Rules whose finding in a pre migration also says to move the statement to a post one: the
+/// drops and renames, a type change and `SET NOT NULL` (the old version may write what the
+/// new type or constraint refuses).
+fn belongs_in_post(rule: Rule) -> bool {
+    breaks_the_old_version(rule) || matches!(rule, Rule::ChangingColumnType | Rule::AddingNotNullableField)
 }
 
 /// Rules whose finding is about an existing relation: none when the statement's relation was
@@ -165,6 +194,16 @@ impl Settings {
 
     pub fn severity(&self, rule: Rule) -> Severity {
         self.overrides.get(&rule).copied().unwrap_or_else(|| default_severity(rule))
+    }
+
+    /// The severity of `rule` in a migration of `phase`: a drop or rename is allowed in a
+    /// post migration unless `[lint] rules` sets it.
+    pub fn severity_in(&self, rule: Rule, phase: Phase) -> Severity {
+        match self.overrides.get(&rule) {
+            Some(severity) => *severity,
+            None if phase == Phase::Post && breaks_the_old_version(rule) => Severity::Off,
+            None => default_severity(rule),
+        }
     }
 
     fn unparsed_severity(&self) -> Severity {
@@ -336,10 +375,24 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run
                     continue;
                 }
             }
-            let mut finding =
-                file.finding(&shown, m.version, at, si, &v.code.to_string(), settings.severity(v.code));
+            let severity = settings.severity_in(v.code, m.phase());
+            if severity == Severity::Off {
+                continue;
+            }
+            let mut finding = file.finding(&shown, m.version, at, si, &v.code.to_string(), severity);
             finding.message = v.message.clone();
             finding.help = v.help.clone();
+            if m.phase() == Phase::Pre && belongs_in_post(v.code) {
+                finding.message.push_str(
+                    " In a pre migration the running application version still uses it; move it to a post migration.",
+                );
+                let post = "put it in its own migration headed `-- shipgate:phase post`: that runs after every \
+                            service rolled out";
+                finding.help = Some(match finding.help.take() {
+                    Some(help) => format!("{help}; or {post}"),
+                    None => post.to_string(),
+                });
+            }
             report.findings.push(with_allow(finding, si, &allows));
         }
     }
@@ -604,6 +657,19 @@ pub struct StatementLock {
 /// Every statement of the up scripts of `migrations`, with the lock it takes.
 pub fn lock_plan(migrations: &[&Migration]) -> Vec<StatementLock> {
     migrations.iter().flat_map(|m| script_locks(&m.up, m.version)).collect()
+}
+
+/// The statements of a set that block writes (SHARE or stronger), in the migrations the lint
+/// reads (after `baseline`, not excluded): the part of the lock plan a deploy's dry run shows.
+pub fn blocking_plan(set: &MigrationSet, settings: &Settings) -> Vec<StatementLock> {
+    let linted: Vec<&Migration> = set
+        .migrations
+        .iter()
+        .filter(|m| {
+            settings.baseline.is_none_or(|b| m.version > b) && !settings.excluded(&set.dir, &m.up.path)
+        })
+        .collect();
+    lock_plan(&linted).into_iter().filter(|s| s.locks.iter().any(|l| l.mode >= locks::Mode::Share)).collect()
 }
 
 /// Every statement of one script (of migration `version`), with the lock it takes.
@@ -1031,6 +1097,54 @@ mod tests {
         for (bytes, rows, text) in cases {
             assert_eq!(describe_size(bytes, rows), text);
         }
+    }
+
+    #[test]
+    fn drops_and_renames_wait_for_the_post_phase() {
+        // (file, blocking rules, whether the finding says to move it to a post migration)
+        let cases: &[(&str, &[&str], bool)] = &[
+            ("ALTER TABLE orders DROP COLUMN note;", &["ban-drop-column"], true),
+            ("-- shipgate:phase post\nALTER TABLE orders DROP COLUMN note;", &[], false),
+            ("-- shipgate:phase post\nDROP TABLE legacy;", &[], false),
+            ("-- shipgate:phase post\nALTER TABLE orders RENAME COLUMN a TO b;", &[], false),
+            ("ALTER TABLE orders RENAME COLUMN a TO b;", &["renaming-column"], true),
+            ("ALTER TABLE orders ALTER COLUMN n TYPE bigint;", &["changing-column-type"], true),
+            // A rewrite under ACCESS EXCLUSIVE is one after the rollout too.
+            (
+                "-- shipgate:phase post\nALTER TABLE orders ALTER COLUMN n TYPE bigint;",
+                &["changing-column-type"],
+                false,
+            ),
+            ("ALTER TABLE orders ALTER COLUMN n SET NOT NULL;", &["adding-not-nullable-field"], true),
+            (
+                "-- shipgate:phase post\nCREATE INDEX i ON orders (x);",
+                &["require-concurrent-index-creation"],
+                false,
+            ),
+        ];
+        for (sql, blocking, moves) in cases {
+            let report = run(&[sql], &Settings::default()).unwrap();
+            let rules: Vec<&str> =
+                report.findings.iter().filter(|f| f.blocks()).map(|f| f.rule.as_str()).collect();
+            assert_eq!(&rules, blocking, "{sql}");
+            let said = report.findings.iter().any(|f| f.message.contains("move it to a post migration"));
+            assert_eq!(said, *moves, "{sql}: {:?}", report.findings);
+            if *moves {
+                assert!(
+                    report.findings[0].help.as_deref().unwrap_or_default().contains("-- shipgate:phase post")
+                );
+            }
+        }
+        // `[lint] rules` says what it says in both phases.
+        let strict = Settings::new(
+            &BTreeMap::from([("ban-drop-column".to_string(), Severity::Error)]),
+            None,
+            &[],
+            None,
+        )
+        .unwrap();
+        let report = run(&["-- shipgate:phase post\nALTER TABLE orders DROP COLUMN note;"], &strict).unwrap();
+        assert_eq!(report.errors(), 1);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod history;
 pub mod lint;
 pub mod lock;
 pub mod locks;
+pub mod phase;
 pub mod plan;
 pub mod run;
 pub mod script;

@@ -6,6 +6,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::migrate::checksum;
+pub use crate::migrate::phase::Selected;
+use crate::migrate::phase::{self, RunPhase};
 use crate::migrate::source::{Migration, MigrationSet};
 
 /// Where a history row came from.
@@ -32,6 +34,8 @@ pub struct AppliedRow {
     pub origin: String,
     /// Statements of a no-transaction migration completed so far (`None`: not recorded).
     pub statements_done: Option<i32>,
+    /// The phase it was applied in (`None`: rows written before phases were recorded).
+    pub phase: Option<String>,
 }
 
 /// A migration's state, reconciling the directory with the history table.
@@ -140,6 +144,8 @@ pub struct UpOptions {
     pub target: Option<i64>,
     pub strict_order: bool,
     pub ignore_missing: bool,
+    /// `--phase` / `MIGRATION_PHASE`: which of the pending migrations run.
+    pub phase: RunPhase,
 }
 
 /// Refuse when history is dirty, when an applied file changed, when one disappeared
@@ -226,8 +232,9 @@ fn more(count: usize) -> String {
     if count > 1 { format!(" ({} more failed migrations after it)", count - 1) } else { String::new() }
 }
 
-/// The migrations `up` applies, in order, after the consistency checks.
-pub fn plan_up<'a>(entries: &[Entry<'a>], dir: &str, opts: &UpOptions) -> Result<Vec<&'a Migration>> {
+/// The migrations `up` applies, in order, after the consistency checks, and the post
+/// migrations a pre run leaves waiting.
+pub fn plan_up<'a>(entries: &[Entry<'a>], dir: &str, opts: &UpOptions) -> Result<Selected<'a>> {
     if let Some(target) = opts.target
         && !entries.iter().any(|e| e.version == target && e.local.is_some())
     {
@@ -249,13 +256,14 @@ pub fn plan_up<'a>(entries: &[Entry<'a>], dir: &str, opts: &UpOptions) -> Result
         ))
         .hint("give them versions after the newest applied migration, or run without --strict-order"));
     }
-    Ok(entries
+    let pending = entries
         .iter()
         .filter(|e| {
             matches!(e.state, State::Pending | State::Partial) && opts.target.is_none_or(|t| e.version <= t)
         })
         .filter_map(|e| e.local)
-        .collect())
+        .collect();
+    phase::select(pending, opts.phase)
 }
 
 /// What `down` reverts.
@@ -402,6 +410,7 @@ mod tests {
             applied_by: "me@host".into(),
             origin: ORIGIN_APPLY.into(),
             statements_done: None,
+            phase: None,
         }
     }
 
@@ -458,7 +467,7 @@ mod tests {
     }
 
     fn up(s: &MigrationSet, rows: &[AppliedRow], opts: UpOptions) -> Result<Vec<i64>> {
-        plan_up(&reconcile(s, rows), "m", &opts).map(|ms| ms.iter().map(|m| m.version).collect())
+        plan_up(&reconcile(s, rows), "m", &opts).map(|ms| ms.todo.iter().map(|m| m.version).collect())
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::identity;
 use crate::migrate::exec::{Direction, Limits};
 use crate::migrate::history::Writer;
 use crate::migrate::lint;
+use crate::migrate::phase::{self, Phase, RunPhase};
 use crate::migrate::session::{Mode, Session};
 use crate::migrate::source::{self, Migration, MigrationSet};
 use crate::output::{Event, PlanItem, Reporter};
@@ -209,6 +210,7 @@ pub fn plan_item(m: &Migration, direction: Direction, limits: &Limits, late: boo
         lock_timeout: duration::human(lock),
         statement_timeout: duration::human(statement),
         late,
+        phase: m.phase().name(),
         statements: lint::script_locks(script, m.version),
     }
 }
@@ -241,6 +243,43 @@ pub fn summary(
         duration_ms: started.elapsed().as_millis(),
         version,
         message,
+    }
+}
+
+/// What a run leaves for the post phase, said after its summary: a note in the summary's
+/// message, and in a pre run the report the deploy reads.
+pub fn phase_close(
+    phase: RunPhase,
+    set: &str,
+    applied: usize,
+    waiting: usize,
+    summary: &mut Event,
+) -> Option<Event> {
+    if let Event::Summary { message, .. } | Event::FleetSummary { message, .. } = summary
+        && waiting > 0
+    {
+        message.push_str(&format!(
+            "; {waiting} post migration{} wait{} for the post phase (`--phase post`, or the deploy's post task)",
+            if waiting == 1 { "" } else { "s" },
+            if waiting == 1 { "s" } else { "" },
+        ));
+    }
+    (phase == RunPhase::Pre).then(|| {
+        Event::PhaseReport(phase::Report { phase: phase.name().into(), set: set.into(), applied, waiting })
+    })
+}
+
+/// Warn about pre migrations a post run applies: the new version ran without them.
+pub fn warn_late_pre(phase: RunPhase, todo: &[&Migration], place: &str) {
+    if phase != RunPhase::Post {
+        return;
+    }
+    for m in todo.iter().filter(|m| m.phase() == Phase::Pre) {
+        tracing::warn!(
+            "{place}: pre migration {} ({}) is applied in the post phase: it was not applied before the rollout",
+            m.version,
+            m.description
+        );
     }
 }
 

@@ -134,7 +134,12 @@ impl Script {
     /// The script that runs `part` of a file's text (a section of a dbmate or goose file).
     /// The checksums are the whole file's: editing either section modifies the migration.
     pub fn part(path: PathBuf, sql: String, part: Range<usize>) -> Result<Script, String> {
-        let directives = directives::parse(&sql[part.clone()])?;
+        let mut directives = directives::parse(&sql[part.clone()])?;
+        if part.start > 0 {
+            // The file's own header (above a section marker) is the section's too: a
+            // `shipgate:phase post` there must not be skipped.
+            directives = directives.or(directives::parse(&sql[..part.start])?);
+        }
         let mut script = Script {
             path,
             checksum: checksum::raw(sql.as_bytes()),
@@ -238,6 +243,13 @@ pub struct Migration {
     pub down: Option<Script>,
     /// What drizzle-orm records for this migration, when it comes from a drizzle-kit folder.
     pub drizzle: Option<DrizzleEntry>,
+}
+
+impl Migration {
+    /// When it runs relative to the rollout: its header's phase, else its folder's, else pre.
+    pub fn phase(&self) -> crate::migrate::phase::Phase {
+        self.up.directives.phase.unwrap_or_default()
+    }
 }
 
 /// A directory's migrations in version order.

@@ -262,6 +262,21 @@ pub struct ReadOptions {
     pub allow_empty: bool,
     /// Further folders of the same set (`--source A --source B`): one version order, one history.
     pub also: Vec<PathBuf>,
+    /// Folders whose migrations are in the post phase unless their header says otherwise
+    /// (`[migrations] phase = { "db/post" = "post" }`).
+    pub post: Vec<PathBuf>,
+}
+
+impl ReadOptions {
+    /// Mark the migrations of a folder shipgate.toml puts in the post phase.
+    fn phase_of(&self, dir: &Path, migrations: &mut [Migration]) {
+        if !self.post.iter().any(|p| crate::project::same_folder(p, dir)) {
+            return;
+        }
+        for m in migrations {
+            m.up.directives.phase.get_or_insert(crate::migrate::phase::Phase::Post);
+        }
+    }
 }
 
 /// Which layout `dir` has, from its files: drizzle-kit's journal or snapshot folders,
@@ -310,12 +325,16 @@ pub fn detect(dir: &Path) -> Format {
 /// version in two folders is an input error naming both files.
 pub fn load(dir: &Path, options: &ReadOptions) -> Result<MigrationSet> {
     if options.also.is_empty() {
-        return load_one(dir, options);
+        let mut set = load_one(dir, options)?;
+        options.phase_of(dir, &mut set.migrations);
+        return Ok(set);
     }
     let each = ReadOptions { also: Vec::new(), allow_empty: true, ..options.clone() };
     let mut set = load_one(dir, &each)?;
+    options.phase_of(dir, &mut set.migrations);
     for other in &options.also {
-        let more = load_one(other, &each)?;
+        let mut more = load_one(other, &each)?;
+        options.phase_of(other, &mut more.migrations);
         set.files_read += more.files_read;
         set.migrations.extend(more.migrations);
     }

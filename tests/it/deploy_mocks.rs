@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsError;
 use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionError;
@@ -60,8 +59,16 @@ struct Fake {
     fails: BTreeSet<String>,
     /// Task id → exit code.
     tasks: BTreeMap<String, i32>,
+    /// Task id → its environment, for the phase report its logs carry.
+    task_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// MIGRATION_TYPE → the post migrations a pre task of that type reports waiting.
+    waiting: BTreeMap<String, usize>,
+    /// Pre tasks write no phase report (a runner that is not shipgate's).
+    silent: bool,
     run_env: Vec<BTreeMap<String, String>>,
     updates: Vec<(String, String)>,
+    /// RunTask and UpdateService calls in the order they came: `run master pre`, `update api`.
+    order: Vec<String>,
     registered: Vec<String>,
     seq: u32,
 }
@@ -182,6 +189,7 @@ struct Rules {
     update: Rule,
     register: Rule,
     run: Rule,
+    logs: Rule,
 }
 
 fn rules(state: &State) -> Rules {
@@ -198,6 +206,7 @@ fn rules(state: &State) -> Rules {
         let name = req.service().unwrap().to_string();
         let target = req.task_definition().unwrap().to_string();
         fake.updates.push((name.clone(), target.clone()));
+        fake.order.push(format!("update {name}"));
         fake.seq += 1;
         let id = format!("ecs-svc/{name}-{}", fake.seq);
         let deps = fake.services.get_mut(&name).unwrap();
@@ -245,6 +254,9 @@ fn rules(state: &State) -> Rules {
         let id = format!("task{}", fake.seq);
         let failing = env.values().any(|v| fake.fails.contains(v));
         fake.tasks.insert(id.clone(), if failing { 1 } else { 0 });
+        fake.task_env.insert(id.clone(), env.clone());
+        let phase = env.get("MIGRATION_PHASE").cloned().unwrap_or_default();
+        fake.order.push(format!("run {} {phase}", env["MIGRATION_TYPE"]));
         fake.run_env.push(env);
         let task = Task::builder()
             .task_arn(format!("{ACCOUNT}:task/prod/{id}"))
@@ -297,6 +309,7 @@ fn rules(state: &State) -> Rules {
         update,
         register,
         run,
+        logs: log_rule(state),
     }
 }
 
@@ -338,6 +351,8 @@ fn deploy_config(env: EnvConfig, rollback_on_failure: bool, dry_run: bool, ci: C
         secrets: Default::default(),
         dry_run,
         rollback_on_failure,
+        skip_post: false,
+        lint: true,
         max_parallel: 4,
         run: RunSettings {
             follow: FollowOptions {
@@ -355,6 +370,34 @@ fn deploy_config(env: EnvConfig, rollback_on_failure: bool, dry_run: bool, ci: C
     }
 }
 
+/// The migration task's log stream: a pre task ends with its phase report, as shipgate's
+/// runner writes it; every other stream is empty.
+fn log_rule(state: &State) -> Rule {
+    let s = state.clone();
+    mock!(aws_sdk_cloudwatchlogs::Client::get_log_events).then_compute_output(move |req| {
+        let fake = s.lock().unwrap();
+        let id = req.log_stream_name().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+        let env = fake.task_env.get(id).cloned().unwrap_or_default();
+        let out = aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsOutput::builder()
+            .next_forward_token("f/1");
+        if req.next_token().is_some()
+            || fake.silent
+            || env.get("MIGRATION_PHASE").map(String::as_str) != Some("pre")
+        {
+            return out.build();
+        }
+        let kind = env.get("MIGRATION_TYPE").cloned().unwrap_or_default();
+        let waiting = fake.waiting.get(&kind).copied().unwrap_or(0);
+        let line = format!(
+            r#"shipgate:phase-report {{"phase":"pre","set":"{kind}","applied":1,"waiting":{waiting}}}"#
+        );
+        out.events(
+            aws_sdk_cloudwatchlogs::types::OutputLogEvent::builder().timestamp(1).message(line).build(),
+        )
+        .build()
+    })
+}
+
 struct Outcome {
     code: u8,
     message: String,
@@ -368,15 +411,8 @@ async fn deploy(cfg: &DeployConfig, rules: &Rules) -> Outcome {
     let mut all: Vec<&Rule> = rules.ecs.iter().collect();
     all.extend([&rules.update, &rules.register, &rules.run]);
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &all, |c| c.retry_config(retry()));
-    let quiet = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events).then_error(|| {
-        GetLogEventsError::ResourceNotFoundException(
-            aws_sdk_cloudwatchlogs::types::error::ResourceNotFoundException::builder()
-                .message("no stream")
-                .build(),
-        )
-    });
     let logs =
-        mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, [&quiet], |c| c.retry_config(retry()));
+        mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, [&rules.logs], |c| c.retry_config(retry()));
     let aws = Aws::from_clients(ecs, logs);
     let (out, lines) = Reporter::capturing(OutputFormat::Json);
     let prepared = prepare::prepare(&cfg.env).unwrap();
@@ -473,6 +509,7 @@ async fn a_circuit_breaker_rollback_fails_the_deploy_and_puts_the_other_service_
             fake.service("api");
             fake.service("worker");
             fake.breaks.insert("api".into());
+            fake.waiting.insert("master".into(), 2);
         }
         let rules = rules(&state);
         let summary_file = dir.path().join("summary.md");
@@ -530,12 +567,103 @@ async fn a_circuit_breaker_rollback_fails_the_deploy_and_puts_the_other_service_
             assert_eq!(updates, ["api->api:2", "worker->worker:2"]);
             assert_eq!(fake.services["worker"][0].td, td("worker", 2));
         }
+        // A failed rollout never runs the post phase: the old version keeps what it needs.
+        assert_eq!(rules.run.num_calls(), 1, "{:?}", fake.order);
         let outputs = std::fs::read_to_string(&outputs_file).unwrap();
         assert!(outputs.contains("deployment-ids={\"api\":\"ecs-svc/api-"), "{outputs}");
+        assert!(outputs.contains("post-phase=not-run\n"), "{outputs}");
         assert!(outputs.ends_with("result=failure\n"), "{outputs}");
         let summary = std::fs::read_to_string(&summary_file).unwrap();
         assert!(summary.contains("| api | `api:1` → `api:2` |"), "{summary}");
+        assert!(
+            summary.contains(
+                "### 3. Migrations after the rollout (post)\n\nnot-run: the rollout did not complete"
+            ),
+            "{summary}"
+        );
     }
+}
+
+/// A deploy whose master pre task reports `waiting` post migrations (or, with `silent`, no
+/// report at all), with one service, two tenant shards, and `--skip-post` as given.
+async fn phased_deploy(
+    waiting: usize,
+    silent: bool,
+    skip_post: bool,
+) -> (Outcome, Vec<String>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let state: State = Arc::default();
+    {
+        let mut fake = state.lock().unwrap();
+        fake.service("api");
+        fake.waiting.insert("master".into(), waiting);
+        fake.silent = silent;
+    }
+    let rules = rules(&state);
+    let ci = CiConfig {
+        github: true,
+        step_summary: Some(dir.path().join("summary.md")),
+        outputs: Some(dir.path().join("outputs")),
+        progress: false,
+    };
+    let mut cfg = deploy_config(env_config(dir.path(), &["api"], true, 2), false, false, ci);
+    cfg.skip_post = skip_post;
+    let r = deploy(&cfg, &rules).await;
+    let order = state.lock().unwrap().order.clone();
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    let outputs = std::fs::read_to_string(dir.path().join("outputs")).unwrap();
+    (r, order, summary, outputs)
+}
+
+#[tokio::test]
+async fn post_migrations_run_after_the_rollout_only_where_the_pre_task_reported_them() {
+    let (r, order, summary, outputs) = phased_deploy(2, false, false).await;
+    assert_eq!(r.code, 0, "{}", r.message);
+    // Only the master reported post migrations: its post task runs, after the rollout.
+    assert_eq!(
+        order,
+        ["run master pre", "run tenants pre", "run tenants pre", "update api", "run master post"],
+        "{}",
+        r.message
+    );
+    let deployed = &of(&r.events, "deploy_summary")[0];
+    assert_eq!(deployed["post"]["state"], "ran");
+    assert_eq!(deployed["tasks"][3]["phase"], "master post");
+    assert_eq!(deployed["tasks"][3]["stage"], "post");
+    assert!(deployed["message"].as_str().unwrap().ends_with("post migrations applied after the rollout"));
+    assert!(outputs.contains("post-phase=ran\n"), "{outputs}");
+    let stages: Vec<&str> = summary.lines().filter(|l| l.starts_with("### ")).collect();
+    assert_eq!(
+        stages,
+        [
+            "### Task definitions",
+            "### 1. Migrations before the rollout (pre)",
+            "### 2. Service rollouts",
+            "### 3. Migrations after the rollout (post)"
+        ]
+    );
+    assert!(summary.contains("| master post |"), "{summary}");
+
+    // Nothing waits: no post task.
+    let (r, order, summary, outputs) = phased_deploy(0, false, false).await;
+    assert_eq!(r.code, 0, "{}", r.message);
+    assert_eq!(order, ["run master pre", "run tenants pre", "run tenants pre", "update api"]);
+    assert!(outputs.contains("post-phase=not-needed\n"), "{outputs}");
+    assert!(summary.contains("not-needed: no post migration waits"), "{summary}");
+
+    // `--skip-post` defers them and says how many.
+    let (r, order, _, outputs) = phased_deploy(3, false, true).await;
+    assert_eq!(r.code, 0, "{}", r.message);
+    assert_eq!(order.last().unwrap(), "update api");
+    assert!(outputs.contains("post-phase=deferred\n"), "{outputs}");
+    let deployed = &of(&r.events, "deploy_summary")[0];
+    assert_eq!(deployed["post"]["detail"], "--skip-post: 3 post migrations wait, for a later deploy");
+
+    // A pre task that said nothing (its runner is not shipgate's): each post step runs, to be sure.
+    let (r, order, _, outputs) = phased_deploy(0, true, false).await;
+    assert_eq!(r.code, 0, "{}", r.message);
+    assert_eq!(&order[3..], ["update api", "run master post", "run tenants post", "run tenants post"]);
+    assert!(outputs.contains("post-phase=ran\n"), "{outputs}");
 }
 
 #[tokio::test]
@@ -559,6 +687,17 @@ async fn a_dry_run_makes_no_mutating_call() {
         .collect();
     assert_eq!(planned[0], "register migrate:1 (migration)");
     assert!(planned[3].starts_with("run master: migrate:1 in cluster prod"), "{planned:?}");
-    assert!(planned[5].ends_with("MIGRATION_TYPE=tenants SHIPGATE_SHARD=2/2)"), "{planned:?}");
+    assert!(
+        planned[5].ends_with("MIGRATION_TYPE=tenants MIGRATION_PHASE=pre SHIPGATE_SHARD=2/2)"),
+        "{planned:?}"
+    );
     assert_eq!(planned[6], "unchanged service api stays on api:1");
+    // The third stage: a post task each, run after the rollout when the pre task reports one is needed.
+    assert_eq!(planned.len(), 11, "{planned:?}");
+    assert!(
+        planned[8].starts_with(
+            "run after the rollout, if the pre task reports post migrations waiting: master post:"
+        ) && planned[8].ends_with("MIGRATION_TYPE=master MIGRATION_PHASE=post)"),
+        "{planned:?}"
+    );
 }

@@ -20,7 +20,7 @@ const MIGRATION: &str = r#"{
     "image": "example.com/app:${IMAGE_TAG}",
     "memory": 512,
     "essential": true,
-    "environment": [{"name": "MOTO_RUN_SECONDS", "value": "0"}],
+    "environment": [{"name": "MOTO_RUN_SECONDS", "value": "0"}, {"name": "MOTO_POST_WAITING", "value": "${POST_WAITING:-0}"}],
     "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "GROUP", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "db", "mode": "blocking"}}
   }]
 }"#;
@@ -174,6 +174,7 @@ async fn a_full_deploy_of_two_services_then_an_unchanged_one() {
                 .unwrap()
             ),
             format!("deployment-ids={ids}"),
+            "post-phase=not-needed".to_string(),
             "result=success".to_string(),
         ]
     );
@@ -245,7 +246,8 @@ async fn a_circuit_breaker_rollback_over_http_is_a_failed_deploy() {
     let control = std::env::var("SHIPGATE_MOTO_CONTROL").unwrap();
     std::fs::write(Path::new(&control).join(format!("service-{}.json", p.api)), r#"{"rollout": "FAILED"}"#)
         .unwrap();
-    let r = run(p.deploy("2", &["--rollback-on-failure"])).await.expect(1);
+    // Its migration task reports a post migration waiting: the failed rollout must keep it waiting.
+    let r = run(p.deploy("2", &["--rollback-on-failure", "--var", "POST_WAITING=1"])).await.expect(1);
     assert!(
         r.stderr.contains(&format!("{}: rolled back: ECS deployment circuit breaker", p.api)),
         "{}",
@@ -256,7 +258,30 @@ async fn a_circuit_breaker_rollback_over_http_is_a_failed_deploy() {
     let svc = p.moto.ecs.describe_services().cluster(&p.cluster).services(&p.worker).send().await.unwrap();
     assert_eq!(svc.services()[0].task_definition(), Some(td(&p.worker, 1).as_str()));
     let outputs = p.take("outputs");
-    assert!(outputs.ends_with("result=failure\n"), "{outputs}");
+    assert!(outputs.ends_with("post-phase=not-run\nresult=failure\n"), "{outputs}");
+    let tasks = output(&outputs.lines().collect::<Vec<_>>(), "migration-task-arns");
+    assert_eq!(tasks.split(',').count(), 1, "a post task ran after a failed rollout: {tasks}");
+}
+
+#[tokio::test]
+async fn a_reported_post_migration_runs_in_a_second_task_after_the_rollout() {
+    let Some(p) = Project::new("a_reported_post_migration_runs_in_a_second_task_after_the_rollout").await
+    else {
+        return;
+    };
+    let r = run(p.deploy("2", &["--var", "POST_WAITING=2"])).await.expect(0);
+    let stderr = &r.stderr;
+    let rolled = stderr.find(&format!("service {}: completed", p.api)).expect("the api rollout completed");
+    let post = stderr.find("post phase: 2 post migrations wait").expect("the post phase started");
+    assert!(rolled < post, "the post phase started before the rollout completed:\n{stderr}");
+    assert!(r.stdout.contains("::group::migrations: master post"), "{}", r.stdout);
+    let outputs = p.take("outputs");
+    let lines: Vec<&str> = outputs.lines().collect();
+    assert_eq!(output(&lines, "migration-task-arns").split(',').count(), 2, "{outputs}");
+    assert_eq!(output(&lines, "post-phase"), "ran");
+    let summary = p.take("summary.md");
+    assert!(summary.contains("### 3. Migrations after the rollout (post)\n"), "{summary}");
+    assert!(summary.lines().any(|l| l.starts_with("| master post |") && l.contains("✅")), "{summary}");
 }
 
 #[tokio::test]

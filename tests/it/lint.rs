@@ -326,6 +326,32 @@ async fn the_same_index_built_concurrently_passes_the_deploys_lint() {
 }
 
 #[tokio::test]
+async fn a_deploy_dry_run_shows_the_lock_plan_and_no_lint_skips_the_lint() {
+    let project = ecs_project("CREATE TABLE audit (id int);\nCREATE INDEX orders_n ON orders (n);\n");
+    let config = project.path().join("shipgate.toml");
+    let deploy = |extra: &[&str]| {
+        let mut args = vec!["deploy", "--env", "production", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut cmd = shipgate(&args);
+        cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "example")
+            .env("AWS_MAX_ATTEMPTS", "1");
+        cmd
+    };
+    // The statements that block writes, beside the findings; the lint error still refuses.
+    let plan = run(deploy(&["--dry-run"])).await.expect(1);
+    assert!(plan.stdout.contains("SHARE on orders (scans the table)"), "{}", plan.all());
+    assert!(!plan.stdout.contains("CREATE TABLE audit"), "a statement that blocks nothing: {}", plan.stdout);
+    assert!(plan.stdout.contains("require-concurrent-index-creation"), "{}", plan.stdout);
+    // --no-lint: past the lint, to AWS (which does not answer here: exit 3, not the lint's 1).
+    let skipped = run(deploy(&["--no-lint"])).await;
+    assert_eq!(skipped.code, Some(3), "{}", skipped.all());
+    assert!(skipped.stderr.contains("the migrations are not linted (--no-lint"), "{}", skipped.stderr);
+    assert!(!skipped.all().contains("require-concurrent-index-creation"), "{}", skipped.all());
+}
+
+#[tokio::test]
 async fn sessions_that_would_block_the_run_are_listed_before_it_starts() {
     let db = TestDb::new().await;
     let dir = Dir::new(&[("1_init.sql", MADE)]);

@@ -12,6 +12,7 @@ mod migrate_basics;
 mod migrate_input;
 mod migrate_safety;
 mod packaging;
+mod phases;
 mod redaction;
 mod secrets;
 mod secrets_mocks;

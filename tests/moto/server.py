@@ -21,6 +21,9 @@ decide, then stop the way Fargate stops them. This launcher patches moto's ECS b
   one second after the update) replaces the old deployments; {"rollout": "FAILED"} trips the
   circuit breaker (FAILED, failedTasks, a PRIMARY rollback deployment to the previous task
   definition). Plain moto keeps one static deployment whatever UpdateService says.
+* A migration task started with MIGRATION_PHASE=pre writes the phase report shipgate's runner
+  ends a pre run with to its awslogs stream, with MOTO_POST_WAITING (default 0) post
+  migrations waiting, so the deploy decides on its post phase as it does on ECS.
 * Every ECS and CloudWatch Logs call is appended to $SHIPGATE_MOTO_CONTROL/calls.log (one
   action name per line), so benchmarks can count API calls.
 
@@ -120,6 +123,26 @@ def settle(task):
 original_run_task = ecs.EC2ContainerServiceBackend.run_task
 
 
+def write_phase_report(backend, task):
+    """The line a `--phase pre` run ends with, in the task's first awslogs stream."""
+    env = env_of(task)
+    if env.get("MIGRATION_PHASE") != "pre":
+        return
+    td = original_describe_task_definition(backend, task.task_definition_arn)
+    container = td.container_definitions[0]
+    options = (container.get("logConfiguration") or {}).get("options") or {}
+    group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
+    if not group or not prefix:
+        return
+    stream = f"{prefix}/{container['name']}/{task.id}"
+    report = {"phase": "pre", "set": env.get("MIGRATION_TYPE", "master"), "applied": 0,
+              "waiting": int(env.get("MOTO_POST_WAITING", "0"))}
+    line = "shipgate:phase-report " + json.dumps(report, separators=(",", ":"))
+    backend_logs = logs.logs_backends[backend.account_id][options.get("awslogs-region", backend.region_name)]
+    backend_logs.create_log_stream(group, stream)
+    backend_logs.put_log_events(group, stream, [{"timestamp": int(time.time() * 1000), "message": line}])
+
+
 def run_task(self, *args, **kwargs):
     record("ecs:RunTask")
     tasks = original_run_task(self, *args, **kwargs)
@@ -129,6 +152,7 @@ def run_task(self, *args, **kwargs):
         for container in task.containers:
             container.last_status = "RUNNING"
             container.exitCode = None
+        write_phase_report(self, task)
     return tasks
 
 

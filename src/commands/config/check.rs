@@ -38,7 +38,7 @@ pub fn run(env: &EnvConfig, out: &Reporter) -> Result<()> {
     });
     if let Some((r, watched)) = &prepared.migration {
         lines.push(format!("  migration task: family {} (container `{watched}`)", r.family));
-        for step in migrations::deploy_steps(env) {
+        for step in migrations::deploy_steps(env, true) {
             let how = if step.shards > 1 { format!("{} tasks", step.shards) } else { "1 task".into() };
             lines.push(format!("    {}: {how}", step.label));
         }

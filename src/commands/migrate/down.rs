@@ -35,6 +35,7 @@ pub async fn run(
                 direction: "down",
                 dry_run: true,
                 migrations,
+                waiting: Vec::new(),
             });
             return Ok(());
         }

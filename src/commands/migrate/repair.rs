@@ -52,6 +52,7 @@ pub async fn run(
                     origin: ORIGIN_REPAIR,
                     applied_at: None,
                     statements_done: None,
+                    phase: Some(m.phase().name()),
                 };
                 history::restamp(s.worker(), &table, &new, &by).await.map_err(|e| {
                     Error::failed(format!(

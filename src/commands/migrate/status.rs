@@ -67,6 +67,8 @@ fn row_json(e: &Entry) -> serde_json::Value {
         "applied_by": e.applied.map(|r| r.applied_by.clone()),
         "origin": e.applied.map(|r| r.origin.clone()),
         "statements_done": e.applied.and_then(|r| r.statements_done),
+        // The file's phase; for a row without a file, the phase it was applied in.
+        "phase": e.local.map(|m| m.phase().name().to_string()).or(e.applied.and_then(|r| r.phase.clone())),
     })
 }
 
@@ -98,8 +100,12 @@ fn render_text(scope: &str, entries: &[Entry], counts: &[(State, usize)]) -> Str
                 }
                 _ => String::new(),
             };
+            let post = match e.local.map(|m| m.phase()) {
+                Some(crate::migrate::phase::Phase::Post) => "  [post]",
+                _ => "",
+            };
             s.push_str(&format!(
-                "  {:>14}  {:<8}  {:<23}  {:>9}  {:<24}  {}{progress}\n",
+                "  {:>14}  {:<8}  {:<23}  {:>9}  {:<24}  {}{post}{progress}\n",
                 e.version,
                 state,
                 at,

@@ -9,7 +9,8 @@ use crate::migrate::lint;
 use crate::migrate::plan::current_version;
 use crate::migrate::plan::{self, Entry, UpOptions};
 use crate::migrate::run::{
-    lint_pending, plan_item, report_blockers, run_each, source_event, summary, with_set,
+    lint_pending, phase_close, plan_item, report_blockers, run_each, source_event, summary, warn_late_pre,
+    with_set,
 };
 use crate::migrate::session::Mode;
 use crate::output::{Event, Reporter};
@@ -34,7 +35,7 @@ pub async fn run(
             out.emit(&source_event(set));
             let history = s.history().await?;
             let entries = plan::reconcile(set, &history);
-            let todo = plan::plan_up(&entries, &dir, opts)?;
+            let plan::Selected { todo, waiting } = plan::plan_up(&entries, &dir, opts)?;
             match &cfg.lint {
                 Some(settings) => {
                     let report = lint_pending(s, set, &todo, settings, out).await?;
@@ -59,9 +60,11 @@ pub async fn run(
                         .iter()
                         .map(|m| plan_item(m, Direction::Up, &cfg.limits, is_late(&entries, m.version)))
                         .collect(),
+                    waiting: waiting.iter().map(|m| m.version).collect(),
                 });
                 return Ok(());
             }
+            warn_late_pre(opts.phase, &todo, &s.describe());
             for m in todo.iter().filter(|m| is_late(&entries, m.version)) {
                 tracing::warn!(
                     "migration {} ({}) is older than the newest applied one (merged late); applying it",
@@ -84,7 +87,11 @@ pub async fn run(
             {
                 message.push_str(" (not linted: --no-lint)");
             }
+            let report = phase_close(opts.phase, &s.table.schema, todo.len(), waiting.len(), &mut done);
             out.emit(&done);
+            if let Some(report) = report {
+                out.emit(&report);
+            }
             Ok(())
         },
     )

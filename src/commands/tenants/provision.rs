@@ -61,10 +61,18 @@ pub async fn run(cfg: &FleetConfig, name: &str, shutdown: &Shutdown, out: &Repor
             fleet_lock: control.fleet_lock,
         };
         let tenants = vec![Tenant { name: name.to_string(), failed_before }];
-        let (results, interrupted) =
-            fleet_run::run(&fleet, tenants, control.shared_conn(), shutdown, out).await?;
-        if interrupted.is_some() || results.iter().any(|(_, o)| matches!(o, Outcome::Failed { .. })) {
-            return finish("provision", "migrated", &results, started, out, interrupted);
+        let ran = fleet_run::run(&fleet, tenants, control.shared_conn(), shutdown, out).await?;
+        let results = ran.results;
+        if ran.interrupted.is_some() || results.iter().any(|(_, o)| matches!(o, Outcome::Failed { .. })) {
+            return finish(
+                "provision",
+                "migrated",
+                &results,
+                started,
+                out,
+                ran.interrupted,
+                Default::default(),
+            );
         }
         let (changed, version) = match results.first().map(|(_, o)| o) {
             Some(Outcome::Changed { to, count, .. }) => (*count, *to),

@@ -213,11 +213,15 @@ async fn in_transaction(
     let mut written = Vec::new();
     for line in mapping.to_write() {
         let version = line.version.expect("lines to write have a version");
-        let (description, checksum, normalized, origin) = match req.set.get(version) {
-            Some(m) if line.verdict == Verdict::Match => {
-                (m.description.as_str(), m.up.checksum.as_slice(), m.up.checksum_normalized(), ORIGIN_ADOPT)
-            }
-            _ => (line.description.as_str(), &[][..], &[][..], ORIGIN_ADOPT_NO_SOURCE),
+        let (description, checksum, normalized, origin, phase) = match req.set.get(version) {
+            Some(m) if line.verdict == Verdict::Match => (
+                m.description.as_str(),
+                m.up.checksum.as_slice(),
+                m.up.checksum_normalized(),
+                ORIGIN_ADOPT,
+                Some(m.phase().name()),
+            ),
+            _ => (line.description.as_str(), &[][..], &[][..], ORIGIN_ADOPT_NO_SOURCE, None),
         };
         let row = NewRow {
             version,
@@ -229,6 +233,7 @@ async fn in_transaction(
             origin,
             applied_at: line.applied_at,
             statements_done: None,
+            phase,
         };
         history::insert(&mut *conn, table, &row, req.by).await.map_err(|e| {
             Error::failed(format!(

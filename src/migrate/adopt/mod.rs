@@ -1035,6 +1035,7 @@ mod tests {
             applied_by: "t".into(),
             origin: "adopt".into(),
             statements_done: None,
+            phase: None,
         };
         let theirs = vec![sqlx(&s, 1, false, true), sqlx(&s, 2, false, true)];
         let ours = vec![row(1, s.get(1).unwrap().up.checksum.clone()), row(2, vec![9])];
