@@ -407,7 +407,10 @@ fn locate(task: &str, cluster: Option<String>, region: Option<String>) -> Result
 
 fn attach_config(a: AttachArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<AttachConfig> {
     let (cluster, region) = locate(&a.task, a.cluster, a.aws.region)?;
-    Ok(AttachConfig { region, cluster, task: a.task, follow: follow_config(a.follow, env)? })
+    let mut follow = follow_config(a.follow, env)?;
+    // An ARN someone typed that ECS does not know is a typo, not eventual consistency.
+    follow.options.missing_grace = Duration::from_secs(30);
+    Ok(AttachConfig { region, cluster, task: a.task, follow })
 }
 
 fn logs_job(a: LogsArgs) -> Result<Job> {

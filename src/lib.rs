@@ -41,9 +41,12 @@ pub fn main(cli: Cli) -> u8 {
     };
     let then = cli.then_command();
     let result = runtime.block_on(async {
-        let shutdown =
-            Shutdown::install().map_err(|e| Error::failed(format!("cannot install signal handlers: {e}")))?;
         let job = config::from_cli(cli, &|name| std::env::var(name).ok())?;
+        // The orchestrator stops its tasks at the first signal; a second one ends it at once.
+        let orchestrates =
+            matches!(job, Job::Deploy(_) | Job::Rollback(_) | Job::TaskRun(_) | Job::TaskAttach(_));
+        let shutdown = Shutdown::install(orchestrates)
+            .map_err(|e| Error::failed(format!("cannot install signal handlers: {e}")))?;
         run(job, &shutdown, &out).await
     });
     // Connections and the lock are closed by now; the runtime goes before the exec.

@@ -39,7 +39,10 @@ pub struct Shutdown {
 
 impl Shutdown {
     /// Install the handlers. Must be called inside the runtime, before any work starts.
-    pub fn install() -> std::io::Result<Shutdown> {
+    /// `second_exits`: a second signal ends the process at once (the orchestrator, whose
+    /// cleanup was done at the first: a cancelled CI job follows with SIGKILL seconds later);
+    /// otherwise it is ignored, so a runner finishes rolling back the statement in flight.
+    pub fn install(second_exits: bool) -> std::io::Result<Shutdown> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
@@ -54,9 +57,13 @@ impl Shutdown {
             // Keep the handlers registered so a second signal does not kill us mid-cleanup;
             // ECS follows with SIGKILL anyway if cleanup takes too long.
             loop {
-                tokio::select! {
-                    _ = int.recv() => {},
-                    _ = term.recv() => {},
+                let second = tokio::select! {
+                    _ = int.recv() => Signal::Int,
+                    _ = term.recv() => Signal::Term,
+                };
+                if second_exits {
+                    tracing::warn!("received {} again: exiting now", second.name());
+                    std::process::exit(i32::from(second.exit_code()));
                 }
                 tracing::warn!("already stopping; waiting for the statement in flight to roll back");
             }

@@ -48,7 +48,7 @@ fn on_cluster(ecs: &Client, cluster: &str) -> impl Fn(Error) -> Error {
 /// [`on_cluster`] for a call a loop may retry.
 fn failure_on(ecs: &Client, cluster: &str) -> impl Fn(Failure) -> Failure {
     let named = on_cluster(ecs, cluster);
-    move |f: Failure| Failure { transient: f.transient, error: named(f.error) }
+    move |f: Failure| Failure { transient: f.transient, expired: f.expired, error: named(f.error) }
 }
 
 fn time(t: Option<&DateTime>) -> Option<SystemTime> {
@@ -380,6 +380,7 @@ pub fn service_view(s: &aws_sdk_ecs::types::Service) -> ServiceView {
         task_definition: s.task_definition().unwrap_or_default().to_string(),
         desired: s.desired_count(),
         running: s.running_count(),
+        controller: s.deployment_controller().map(|c| c.r#type().as_str().to_string()),
         deployments: s
             .deployments()
             .iter()

@@ -15,6 +15,9 @@ use crate::error::{Error, Kind};
 #[derive(Debug)]
 pub struct Failure {
     pub transient: bool,
+    /// The credentials expired (`ExpiredToken`): nothing this process asks AWS will work now,
+    /// while what it started keeps running there.
+    pub expired: bool,
     pub error: Error,
 }
 
@@ -30,7 +33,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    Failure { transient: is_transient(err), error: describe(action, err) }
+    let expired = match err {
+        SdkError::ServiceError(e) => matches!(e.err().code(), Some("ExpiredToken" | "ExpiredTokenException")),
+        _ => false,
+    };
+    Failure { transient: is_transient(err), expired, error: describe(action, err) }
 }
 
 /// What a failed call means to the loop that made it.

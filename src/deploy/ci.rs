@@ -76,6 +76,7 @@ impl Ci {
         record.succeeded = result.is_ok();
         if let Err(e) = result {
             record.message = e.message().to_string();
+            record.cancelled = matches!(e.kind(), crate::error::Kind::Interrupted(_));
         }
         self.out.emit(&Event::DeploySummary(record.clone()));
         if !self.cfg.github {

@@ -177,6 +177,10 @@ pub fn finish_step(step: &Step, failures: Vec<(String, Error)>, ci: &Ci, title: 
     ci.end_group(title, ok, &message);
     match failures.into_iter().next() {
         None => Ok(()),
+        // A follower that lost its credentials does not know the task failed: it runs on.
+        Some((label, first)) if first.message().starts_with(crate::task::follow::LOST_CREDENTIALS) => {
+            Err(first.map_message(|_| format!("the {label} migration may still be running: {message}")))
+        }
         Some((label, first)) => {
             Err(first.map_message(|_| format!("the {label} migration failed: {message}")))
         }

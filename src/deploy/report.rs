@@ -71,8 +71,21 @@ pub struct DeployRecord {
     /// A deploy's post phase (none for a rollback, or a deploy without a migration task).
     pub post: Option<PostRecord>,
     pub succeeded: bool,
+    /// Ended by SIGINT/SIGTERM (a cancelled CI job): its tasks were told to stop.
+    pub cancelled: bool,
     pub message: String,
     pub duration_ms: u128,
+}
+
+impl DeployRecord {
+    /// `success`, `failure` or `cancelled`: the `result` output.
+    pub fn result(&self) -> &'static str {
+        match (self.succeeded, self.cancelled) {
+            (true, _) => "success",
+            (false, true) => "cancelled",
+            (false, false) => "failure",
+        }
+    }
 }
 
 /// `::error title=...::message`.
@@ -118,7 +131,11 @@ pub fn text_summary(r: &DeployRecord) -> String {
         "{} {} {} in {}: {}",
         r.command,
         r.env,
-        if r.succeeded { "succeeded" } else { "FAILED" },
+        match r.result() {
+            "success" => "succeeded",
+            "cancelled" => "CANCELLED",
+            _ => "FAILED",
+        },
         elapsed(r.duration_ms),
         r.message
     );
@@ -158,7 +175,11 @@ pub fn step_summary(r: &DeployRecord) -> String {
         "## shipgate {} `{}` {}\n\n{}\n\n",
         r.command,
         r.env,
-        if r.succeeded { "✅" } else { "❌" },
+        match r.result() {
+            "success" => "✅",
+            "cancelled" => "⏹️ cancelled",
+            _ => "❌",
+        },
         cell(&r.message)
     );
     s.push_str(&format!(
@@ -299,7 +320,7 @@ pub fn outputs(r: &DeployRecord) -> Vec<(String, String)> {
     if let Some(post) = &r.post {
         out.push(("post-phase".into(), post.state.into()));
     }
-    out.push(("result".into(), if r.succeeded { "success" } else { "failure" }.into()));
+    out.push(("result".into(), r.result().into()));
     out
 }
 

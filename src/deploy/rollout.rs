@@ -29,6 +29,11 @@ pub enum Rollout {
     RolledBack {
         reason: String,
     },
+    /// Our deployment failed and so did ECS's rollback of it (`ROLLBACK_FAILED`): the
+    /// service may run neither version fully.
+    RollbackFailed {
+        reason: String,
+    },
     /// Someone else's deployment replaced ours.
     Superseded {
         by: String,
@@ -69,6 +74,11 @@ impl fmt::Display for Rollout {
             Rollout::Completed => f.write_str("completed"),
             Rollout::Failed { reason } => write!(f, "failed: {reason}"),
             Rollout::RolledBack { reason } => write!(f, "rolled back: {reason}"),
+            Rollout::RollbackFailed { reason } => write!(
+                f,
+                "ROLLBACK FAILED: the deployment failed and ECS could not put the service back ({reason}); \
+                 check the service now: it may run neither version fully"
+            ),
             Rollout::Superseded { by, task_definition } => write!(
                 f,
                 "superseded: another deployment ({by}, {}) replaced this one",
@@ -108,6 +118,7 @@ pub fn decide(service: &ServiceView, ctx: &Context) -> Rollout {
             .unwrap_or_else(|| "the deployment failed".to_string())
     };
     match ctx.service_deployment {
+        Some("ROLLBACK_FAILED") => return Rollout::RollbackFailed { reason: reason() },
         Some(s) if s.starts_with("ROLLBACK_") => {
             return Rollout::RolledBack { reason: format!("{} ({s})", reason()) };
         }
@@ -260,6 +271,13 @@ mod tests {
                 Some("ROLLBACK_IN_PROGRESS"),
                 minute,
                 "rolled back: ECS deployment ours in_progress (ROLLBACK_IN_PROGRESS)",
+            ),
+            (
+                "a rollback that failed is its own failure, not \"rolled back\"",
+                service(vec![d("ours", "PRIMARY", NEW, Some("IN_PROGRESS"), 0)]),
+                Some("ROLLBACK_FAILED"),
+                minute,
+                "ROLLBACK FAILED: the deployment failed and ECS could not put the service back (ECS deployment ours in_progress); check the service now: it may run neither version fully",
             ),
             (
                 "another deployment started by someone else",

@@ -51,7 +51,10 @@ pub async fn describe_all(aws: &Aws, cluster: &str, names: &[String]) -> Result<
     let mut found = Vec::new();
     for name in names {
         match ecs::describe_service(&aws.ecs, cluster, name).await.map_err(Error::from)? {
-            Some(s) if s.status == "ACTIVE" => found.push(s),
+            Some(s) if s.status == "ACTIVE" => {
+                s.updatable(cluster)?;
+                found.push(s)
+            }
             Some(s) => {
                 return Err(Error::input(format!("service `{name}` in cluster `{cluster}` is {}", s.status)));
             }
@@ -221,10 +224,14 @@ pub async fn follow_rollout(
         if deployments_api {
             match service_deployment_status(aws, follow, name, since, &mut service_deployment).await {
                 Ok(s) => status = s,
-                Err(e) => {
+                // Throttled or a server error: this tick goes without it, the next asks again.
+                Err(f) if f.transient => {
+                    tracing::debug!("DescribeServiceDeployments this tick: {}", f.error.message());
+                }
+                Err(f) => {
                     // Not in this partition, not allowed, or an emulator without it: the
                     // DescribeServices deployments still decide.
-                    tracing::debug!("not using DescribeServiceDeployments: {}", e.message());
+                    tracing::debug!("not using DescribeServiceDeployments: {}", f.error.message());
                     deployments_api = false;
                 }
             }
@@ -261,14 +268,12 @@ async fn service_deployment_status(
     name: &str,
     since: SystemTime,
     arn: &mut Option<String>,
-) -> Result<Option<String>> {
+) -> std::result::Result<Option<String>, crate::aws::error::Failure> {
     if arn.is_none() {
-        *arn = ecs::service_deployment_since(&aws.ecs, &follow.cluster, name, since)
-            .await
-            .map_err(Error::from)?;
+        *arn = ecs::service_deployment_since(&aws.ecs, &follow.cluster, name, since).await?;
     }
     match arn {
-        Some(a) => ecs::service_deployment_status(&aws.ecs, a).await.map_err(Error::from),
+        Some(a) => ecs::service_deployment_status(&aws.ecs, a).await,
         None => Ok(None),
     }
 }
@@ -279,6 +284,7 @@ fn state_name(state: &Rollout) -> &'static str {
         Rollout::Completed => "completed",
         Rollout::Failed { .. } => "failed",
         Rollout::RolledBack { .. } => "rolled_back",
+        Rollout::RollbackFailed { .. } => "rollback_failed",
         Rollout::Superseded { .. } => "superseded",
         Rollout::Stuck { .. } => "stuck",
         Rollout::Gone { .. } => "gone",

@@ -32,8 +32,13 @@ pub struct FollowOptions {
     pub stop_on_cancel: bool,
     /// Who is cancelling, for StopTask's reason (a CI run URL or user@host).
     pub canceller: String,
-    /// How long a task ECS does not know yet is tolerated (RunTask is eventually consistent).
+    /// How long a task ECS does not know yet is tolerated: DescribeTasks may answer MISSING
+    /// for a task RunTask just returned, and the API reference says to retry for up to five
+    /// minutes (`task attach` of a typed ARN uses 30 s).
     pub missing_grace: Duration,
+    /// After StopTask for a signal, how long to go on printing lines before giving up on the
+    /// task's end: a cancelled CI job is killed about 10 s after its first signal.
+    pub cancel_grace: Duration,
 }
 
 impl Default for FollowOptions {
@@ -45,7 +50,8 @@ impl Default for FollowOptions {
             timeout: None,
             stop_on_cancel: true,
             canceller: "shipgate".into(),
-            missing_grace: Duration::from_secs(30),
+            missing_grace: Duration::from_secs(300),
+            cancel_grace: Duration::from_secs(5),
         }
     }
 }
@@ -87,6 +93,7 @@ pub async fn follow(
     let mut ended_by = EndedBy::Stopped;
     let mut stop_sent = false;
     let mut stopped_seen: Option<Instant> = None;
+    let mut cancelled_at: Option<Instant> = None;
 
     loop {
         match ecs::describe_task(&aws.ecs, cluster, task_arn).await {
@@ -105,6 +112,7 @@ pub async fn follow(
                 .hint("stopped tasks are kept for about an hour; check the ARN, --cluster and the region"));
             }
             Err(f) if f.transient => tracing::warn!("{}; trying again at the next tick", f.error.message()),
+            Err(f) if f.expired => return Err(lost_credentials(cluster, task_arn, &f.error)),
             Err(f) => return Err(f.error),
         }
         let stopped = task.as_ref().is_some_and(TaskView::stopped);
@@ -122,6 +130,15 @@ pub async fn follow(
                 break;
             }
         }
+        if cancelled_at.is_some_and(|at| at.elapsed() >= opts.cancel_grace) {
+            if !stopped {
+                tracing::warn!(
+                    "task {task_arn} was asked to stop and is stopping; not waiting for it ({})",
+                    attach_hint(cluster, task_arn)
+                );
+            }
+            break;
+        }
 
         let pause = if stopped { opts.drain_tick } else { jittered(opts.tick) };
         let cancel_armed = !stop_sent && !stopped;
@@ -136,6 +153,7 @@ pub async fn follow(
                 stop(aws, cluster, task_arn, &reason).await?;
                 ended_by = EndedBy::Cancelled(signal);
                 stop_sent = true;
+                cancelled_at = Some(Instant::now());
             }
             () = sleep_until(deadline), if cancel_armed && deadline.is_some() => {
                 let after = duration::human(opts.timeout.unwrap_or_default());
@@ -183,6 +201,24 @@ pub fn tails(containers: &[ContainerInfo], task_id: &str) -> (Vec<Tail>, bool) {
     let prefixed = sources.len() > 1;
     (sources.into_iter().map(Tail::new).collect(), prefixed)
 }
+
+/// What a follower that lost its credentials says: the task was not seen to fail, it keeps
+/// running on ECS (exit 3, AWS unusable; never "the migration failed").
+pub fn lost_credentials(cluster: &str, task_arn: &str, error: &Error) -> Error {
+    Error::unavailable(format!(
+        "{LOST_CREDENTIALS} while task {task_arn} was still running ({}); it continues on ECS, and its result is \
+         not known here",
+        error.message()
+    ))
+    .hint(format!(
+        "{} once you have fresh credentials; for long migrations raise role-duration-seconds in \
+         configure-aws-credentials (up to the role's MaxSessionDuration)",
+        attach_hint(cluster, task_arn)
+    ))
+}
+
+/// The words [`lost_credentials`] starts with, for callers that must not call it a failure.
+pub const LOST_CREDENTIALS: &str = "lost the AWS credentials";
 
 /// ECS does not (or no longer) know a task.
 pub fn unknown_task(task_arn: &str, cluster: &str) -> Error {

@@ -16,6 +16,18 @@ pub enum StartFailure {
     ImagePull,
     /// `ResourceInitializationError`: secrets or registry auth could not be fetched.
     ResourceInit,
+    /// `ResourceInitializationError` creating the awslogs stream: the log group does not exist.
+    LogGroup,
+    /// `ResourceInitializationError` downloading the `environmentFiles` from S3.
+    EnvironmentFiles,
+    /// `ResourceInitializationError` mounting an EFS volume.
+    Efs,
+    /// The task's network interface could not be attached (ENI provisioning, no free address).
+    Network,
+    /// `CannotStartContainerError` … `exec format error`: the image is for another CPU.
+    Architecture,
+    /// `ContainerRuntimeTimeoutError`: the runtime did not start the container in time.
+    RuntimeTimeout,
     /// No Fargate capacity (or a Spot reclaim) before the container started.
     Capacity,
     Other,
@@ -65,7 +77,10 @@ impl Outcome {
     /// more `RunTask`. Never true once the container ran, whatever its exit.
     pub fn transient_start_failure(&self) -> bool {
         match self {
-            Outcome::FailedToStart { kind: StartFailure::Capacity, .. } => true,
+            Outcome::FailedToStart {
+                kind: StartFailure::Capacity | StartFailure::Network | StartFailure::RuntimeTimeout,
+                ..
+            } => true,
             Outcome::FailedToStart { kind: StartFailure::ImagePull | StartFailure::ResourceInit, reason } => {
                 timed_out(reason)
             }
@@ -105,6 +120,12 @@ impl fmt::Display for Outcome {
                 let what = match kind {
                     StartFailure::ImagePull => "the image could not be pulled",
                     StartFailure::ResourceInit => "secrets or registry credentials could not be fetched",
+                    StartFailure::LogGroup => "its awslogs log group does not exist",
+                    StartFailure::EnvironmentFiles => "its environment files could not be downloaded",
+                    StartFailure::Efs => "an EFS volume could not be mounted",
+                    StartFailure::Network => "its network interface could not be attached",
+                    StartFailure::Architecture => "the image is built for another CPU architecture",
+                    StartFailure::RuntimeTimeout => "the container runtime timed out starting it",
                     StartFailure::Capacity => "no capacity",
                     StartFailure::Other => "it never ran",
                 };
@@ -130,6 +151,21 @@ pub fn hint(outcome: &Outcome) -> Option<&'static str> {
         Outcome::FailedToStart { kind: StartFailure::ResourceInit, .. } => Some(
             "check the task execution role may read every secret (secretsmanager:GetSecretValue, ssm:GetParameters, kms:Decrypt) and that the subnets reach Secrets Manager/SSM and ECR (NAT gateway or VPC endpoints)",
         ),
+        Outcome::FailedToStart { kind: StartFailure::LogGroup, .. } => Some(
+            "create the log group the task definition's awslogs-group names, or set \"awslogs-create-group\": \"true\" in its logConfiguration options and allow the task execution role logs:CreateLogGroup",
+        ),
+        Outcome::FailedToStart { kind: StartFailure::EnvironmentFiles, .. } => Some(
+            "check that every environmentFiles S3 object exists and that the task execution role may read it (s3:GetObject, s3:GetBucketLocation)",
+        ),
+        Outcome::FailedToStart { kind: StartFailure::Efs, .. } => Some(
+            "check the EFS file system (and access point) exists, has a mount target in each of the task's subnets, and that the security groups allow NFS (port 2049)",
+        ),
+        Outcome::FailedToStart { kind: StartFailure::Network, .. } => Some(
+            "ECS could not attach the task's network interface: check the subnets have free IP addresses and the account's ENI quota",
+        ),
+        Outcome::FailedToStart { kind: StartFailure::Architecture, .. } => Some(
+            "build the image for the task's runtimePlatform.cpuArchitecture (docker buildx build --platform linux/amd64 or linux/arm64), or change runtimePlatform to the image's",
+        ),
         Outcome::OutOfMemory { .. } => {
             Some("raise the task's or the container's memory (--memory, or the task definition)")
         }
@@ -144,9 +180,27 @@ fn timed_out(reason: &str) -> bool {
         .any(|t| r.contains(t))
 }
 
+/// What kept a task from starting, from the most specific words of its reason: the same
+/// `ResourceInitializationError` prefix covers a missing log group, environment files, EFS
+/// and secrets, each with its own fix.
 fn start_failure_kind(reason: &str) -> StartFailure {
-    if reason.contains("CannotPullContainerError") || reason.contains("PullImage") {
+    let lower = reason.to_ascii_lowercase();
+    if lower.contains("exec format error") {
+        StartFailure::Architecture
+    } else if reason.contains("ContainerRuntimeTimeoutError") {
+        StartFailure::RuntimeTimeout
+    } else if reason.contains("CannotPullContainerError") || reason.contains("PullImage") {
         StartFailure::ImagePull
+    } else if lower.contains("log group does not exist")
+        || (lower.contains("failed to validate logger args") && lower.contains("resourcenotfoundexception"))
+    {
+        StartFailure::LogGroup
+    } else if lower.contains("env files") || lower.contains("environment file") || lower.contains("envfile") {
+        StartFailure::EnvironmentFiles
+    } else if lower.contains("efs utils") || lower.contains("efs volume") || lower.contains(" efs ") {
+        StartFailure::Efs
+    } else if lower.contains("network interface") || lower.contains(" eni") || lower.contains("eni ") {
+        StartFailure::Network
     } else if reason.contains("ResourceInitializationError") || reason.contains("unable to pull secrets") {
         StartFailure::ResourceInit
     } else if reason.contains("Capacity is unavailable") || reason.starts_with("RESOURCE:") {
@@ -257,7 +311,30 @@ mod tests {
         let pull_timeout = "CannotPullContainerError: ref pull has been retried 5 time(s): failed to copy: httpReadSeeker: failed open: failed to do request: dial tcp 1.2.3.4:443: i/o timeout";
         let init = "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: AccessDeniedException";
         let init_timeout = "ResourceInitializationError: unable to pull secrets or registry auth: unable to retrieve secret from asm: operation error Secrets Manager: GetSecretValue, https response error: context deadline exceeded";
-        let cases: Vec<(TaskView, Outcome, bool)> = vec![
+        // The texts ECS writes (its troubleshooting pages), one per start failure.
+        let log_group = "ResourceInitializationError: failed to validate logger args: create stream has been retried 1 times: failed to create Cloudwatch log stream: ResourceNotFoundException: The specified log group does not exist. : exit status 1";
+        let env_files = "ResourceInitializationError: failed to download env files: file download command: non empty error stream: service call has been retried 5 time(s): AccessDenied: Access Denied";
+        let efs = "ResourceInitializationError: failed to invoke EFS utils commands to set up EFS volumes: stderr: Failed to resolve \"fs-1234.efs.us-east-1.amazonaws.com\"";
+        let arch = "CannotStartContainerError: ResourceInitializationError: failed to create new container runtime task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/usr/local/bin/shipgate\": exec format error: unknown";
+        let runtime =
+            "ContainerRuntimeTimeoutError: Could not transition to running; timed out after waiting 3m0s";
+        let mut cases: Vec<(TaskView, Outcome, bool)> = [
+            (log_group, LogGroup, false),
+            (env_files, EnvironmentFiles, false),
+            (efs, Efs, false),
+            (arch, Architecture, false),
+            (runtime, RuntimeTimeout, true),
+        ]
+        .into_iter()
+        .map(|(text, kind, transient)| {
+            (
+                task("TaskFailedToStart", text, false, &[("app", None, "")]),
+                Outcome::FailedToStart { kind, reason: text.into() },
+                transient,
+            )
+        })
+        .collect();
+        cases.extend(vec![
             (
                 task("EssentialContainerExited", EXITED, true, &[("app", Some(0), "")]),
                 Outcome::Succeeded,
@@ -318,10 +395,10 @@ mod tests {
                     &[("app", None, "")],
                 ),
                 Outcome::FailedToStart {
-                    kind: Other,
+                    kind: Network,
                     reason: "Timeout waiting for network interface provisioning to complete.".into(),
                 },
-                false,
+                true,
             ),
             (
                 task("SpotInterruption", "Your Spot Task was interrupted.", false, &[("app", None, "")]),
@@ -360,7 +437,7 @@ mod tests {
                 Outcome::NoExitCode { container: "app".into(), reason: EXITED.into() },
                 false,
             ),
-        ];
+        ]);
         for (task, expected, transient) in cases {
             let got = classify(&task, "app");
             assert_eq!(got, expected, "{task:?}");

@@ -38,6 +38,15 @@ pub fn verdict(
         tracing::warn!("task {id}: {note}");
     }
     match f.ended_by {
+        EndedBy::Cancelled(signal) if !f.task.stopped() => {
+            return Err(Error::interrupted(
+                signal,
+                format!(
+                    "cancelled: StopTask was sent for task {id}, which ECS is stopping (it was {})",
+                    f.task.last_status
+                ),
+            ));
+        }
         EndedBy::Cancelled(signal) => {
             return Err(Error::interrupted(signal, format!("cancelled: task {id} was stopped ({outcome})")));
         }

@@ -65,6 +65,10 @@ struct Fake {
     waiting: BTreeMap<String, usize>,
     /// Pre tasks write no phase report (a runner that is not shipgate's).
     silent: bool,
+    /// Service → its deployment controller, when not ECS.
+    controllers: BTreeMap<String, &'static str>,
+    /// Service → DescribeServices polls its rollout stays IN_PROGRESS for.
+    slow: BTreeMap<String, u32>,
     run_env: Vec<BTreeMap<String, String>>,
     updates: Vec<(String, String)>,
     /// RunTask and UpdateService calls in the order they came: `run master pre`, `update api`.
@@ -100,6 +104,10 @@ impl Fake {
         let Some(i) = deps.iter().position(|d| d.status == "PRIMARY" && d.state == "IN_PROGRESS") else {
             return;
         };
+        if let Some(polls) = self.slow.get_mut(name).filter(|p| **p > 0) {
+            *polls -= 1;
+            return;
+        }
         let is_rollback = deps[i].id.ends_with("-rollback");
         if breaks && !is_rollback {
             let previous = deps.iter().find(|d| d.status == "ACTIVE").map(|d| d.td.clone()).unwrap();
@@ -139,6 +147,12 @@ impl Fake {
             .status("ACTIVE")
             .task_definition(&primary.td)
             .desired_count(2)
+            .set_deployment_controller(self.controllers.get(name).map(|c| {
+                aws_sdk_ecs::types::DeploymentController::builder()
+                    .r#type(aws_sdk_ecs::types::DeploymentControllerType::from(*c))
+                    .build()
+                    .unwrap()
+            }))
             .running_count(deps.iter().map(|d| d.running).sum())
             .events(
                 ServiceEvent::builder()
@@ -700,4 +714,62 @@ async fn a_dry_run_makes_no_mutating_call() {
         ) && planned[8].ends_with("MIGRATION_TYPE=master MIGRATION_PHASE=post)"),
         "{planned:?}"
     );
+}
+
+#[tokio::test]
+async fn a_service_another_controller_deploys_is_refused_before_any_migration() {
+    for controller in ["CODE_DEPLOY", "EXTERNAL"] {
+        let dir = tempfile::tempdir().unwrap();
+        let state: State = Arc::default();
+        {
+            let mut fake = state.lock().unwrap();
+            fake.service("api");
+            fake.service("worker");
+            fake.controllers.insert("worker".into(), controller);
+        }
+        let rules = rules(&state);
+        let cfg = deploy_config(
+            env_config(dir.path(), &["api", "worker"], true, 1),
+            false,
+            false,
+            CiConfig::default(),
+        );
+        let r = deploy(&cfg, &rules).await;
+        assert_eq!(r.code, 2, "{}", r.message);
+        assert!(
+            r.message.contains(&format!(
+                "service `worker` in cluster `prod` uses the {controller} deployment controller"
+            )),
+            "{}",
+            r.message
+        );
+        // Nothing changed: no task definition, no migration task, no service update.
+        assert_eq!((rules.register.num_calls(), rules.run.num_calls(), rules.update.num_calls()), (0, 0, 0));
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_deployments_api_is_asked_again_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let state: State = Arc::default();
+    state.lock().unwrap().service("api");
+    state.lock().unwrap().slow.insert("api".into(), 3);
+    let mut rules = rules(&state);
+    let throttled = mock!(aws_sdk_ecs::Client::list_service_deployments)
+        .sequence()
+        .http_status(400, Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.into()))
+        .times(4)
+        .error(|| {
+            ListServiceDeploymentsError::UnsupportedFeatureException(
+                aws_sdk_ecs::types::error::UnsupportedFeatureException::builder().message("not here").build(),
+            )
+        })
+        .repeatedly()
+        .build();
+    rules.ecs[4] = throttled.clone();
+    let cfg = deploy_config(env_config(dir.path(), &["api"], false, 1), false, false, CiConfig::default());
+    let r = deploy(&cfg, &rules).await;
+    assert_eq!(r.code, 0, "{}", r.message);
+    // Two attempts a tick (the client's retries): a later tick asked again.
+    assert!(throttled.num_calls() > 2, "dropped after {} calls", throttled.num_calls());
 }

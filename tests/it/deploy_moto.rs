@@ -7,7 +7,7 @@ use std::path::Path;
 use aws_sdk_ecs::types::LaunchType;
 
 use crate::support::moto::{Moto, moto, unique};
-use crate::support::run;
+use crate::support::{finish, repo_root, run, signal, spawn};
 
 const MIGRATION: &str = r#"{
   "family": "FAMILY",
@@ -20,7 +20,7 @@ const MIGRATION: &str = r#"{
     "image": "example.com/app:${IMAGE_TAG}",
     "memory": 512,
     "essential": true,
-    "environment": [{"name": "MOTO_RUN_SECONDS", "value": "0"}, {"name": "MOTO_POST_WAITING", "value": "${POST_WAITING:-0}"}],
+    "environment": [{"name": "MOTO_RUN_SECONDS", "value": "${RUN_SECONDS:-0}"}, {"name": "MOTO_POST_WAITING", "value": "${POST_WAITING:-0}"}],
     "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "GROUP", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "db", "mode": "blocking"}}
   }]
 }"#;
@@ -375,4 +375,78 @@ async fn config_check_validates_offline_and_names_the_key() {
     .await
     .expect(2);
     assert!(typo.stderr.contains("did you mean `--env prod`?"), "{}", typo.stderr);
+}
+
+/// The deploy step of action.yml as the runner runs it: its `run:` script, by bash.
+fn action_deploy_script() -> String {
+    let action = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
+    let step = action.split("      id: deploy\n").nth(1).expect("the deploy step");
+    let body = step.split("      run: |\n").nth(1).expect("its run script");
+    body.lines()
+        .take_while(|l| l.starts_with("        ") || l.is_empty())
+        .map(|l| format!("{}\n", l.trim_start_matches("        ")))
+        .collect()
+}
+
+#[tokio::test]
+async fn cancelling_the_action_s_deploy_step_stops_the_task_and_writes_the_summary() {
+    let Some(p) =
+        Project::new("cancelling_the_action_s_deploy_step_stops_the_task_and_writes_the_summary").await
+    else {
+        return;
+    };
+    let script = p.file("deploy-step.sh");
+    std::fs::write(&script, action_deploy_script()).unwrap();
+    assert!(std::fs::read_to_string(&script).unwrap().contains("exec shipgate deploy"));
+    // The runner's shell for a `shell: bash` step, with the same environment shipgate gets.
+    let template = p.moto.shipgate(&[]);
+    let mut bash = std::process::Command::new("bash");
+    bash.args(["--noprofile", "--norc", "-eo", "pipefail"]).arg(&script);
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(v) => bash.env(key, v),
+            None => bash.env_remove(key),
+        };
+    }
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_shipgate")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    bash.current_dir(p.dir.path())
+        .env("PATH", path)
+        .env("SHIPGATE_ENV", "it")
+        .env("SHIPGATE_CONFIG", p.file("shipgate.toml"))
+        .env("INPUT_VARS", "IMAGE_TAG=2\n# a comment\nRUN_SECONDS=600\n")
+        .env("INPUT_ARGS", "--poll-interval 300ms")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", p.file("summary.md"))
+        .env("GITHUB_OUTPUT", p.file("outputs"));
+    let child = spawn(bash);
+    // Wait for the migration task to be running, then cancel the job as the runner does.
+    let started = std::time::Instant::now();
+    let task = loop {
+        let listed = p.moto.ecs.list_tasks().cluster(&p.cluster).send().await.unwrap();
+        if let Some(arn) = listed.task_arns().first() {
+            break arn.clone();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the migration task never started");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    signal(&child, "INT");
+    // The runner sends SIGTERM 7.5 s after SIGINT: everything must be done by then.
+    let cancelled = std::time::Instant::now();
+    let r = finish(child, std::time::Duration::from_secs(30)).await;
+    assert!(cancelled.elapsed() < std::time::Duration::from_millis(7500), "took {:?}", cancelled.elapsed());
+    assert_eq!(r.code, Some(130), "{}", r.all());
+    let described = p.moto.ecs.describe_tasks().cluster(&p.cluster).tasks(&task).send().await.unwrap();
+    let t = &described.tasks()[0];
+    assert_eq!(t.last_status(), Some("STOPPED"), "{}", r.all());
+    assert!(t.stopped_reason().unwrap_or_default().contains("cancelled by"), "{:?}", t.stopped_reason());
+    let outputs = p.take("outputs");
+    assert!(outputs.contains(&format!("migration-task-arn={task}\n")), "{outputs}");
+    assert!(outputs.ends_with("result=cancelled\n"), "{outputs}");
+    let summary = p.take("summary.md");
+    assert!(summary.starts_with("## shipgate deploy `it` ⏹️ cancelled"), "{summary}");
+    // No service was touched.
+    let svc = p.moto.ecs.describe_services().cluster(&p.cluster).services(&p.api).send().await.unwrap();
+    assert_eq!(svc.services()[0].task_definition(), Some(td(&p.api, 1).as_str()));
 }

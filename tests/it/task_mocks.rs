@@ -467,6 +467,35 @@ async fn cancellation_stops_the_task_and_waits_for_it() {
 }
 
 #[tokio::test]
+async fn credentials_that_expire_while_following_are_not_a_failed_migration() {
+    let expired = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| DescribeTasksOutput::builder().tasks(task("RUNNING")).build())
+        .times(2)
+        .http_status(
+            400,
+            Some(r#"{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}"#.into()),
+        )
+        .repeatedly()
+        .build();
+    let r = run(
+        &[&no_tasks_in_flight(), &started(), &expired],
+        &[&quiet_logs()],
+        config(),
+        &containers(&[("app", true)]),
+    )
+    .await;
+    assert_eq!(r.code, 3, "{}", r.message);
+    assert!(
+        r.message.starts_with(&format!("lost the AWS credentials while task {TASK} was still running")),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("it continues on ECS"), "{}", r.message);
+    assert!(r.message.contains(&format!("shipgate task attach {TASK} --cluster prod")), "{}", r.message);
+}
+
+#[tokio::test]
 async fn the_concurrency_guard_refuses_a_second_run_of_the_family() {
     let listed = mock!(aws_sdk_ecs::Client::list_tasks)
         .then_output(|| ListTasksOutput::builder().task_arns(TASK).build());
