@@ -21,6 +21,10 @@ pub enum Rollout {
         failed_tasks: i32,
     },
     Completed,
+    /// Our deployment completed with a desired count of 0: the task definition is in place,
+    /// but no task of it ran, so nothing says the new version works. Not a failure (a service
+    /// scaled to zero is a choice), and never called "completed".
+    NothingVerified,
     /// Our deployment failed and nothing replaced it (a circuit breaker without rollback).
     Failed {
         reason: String,
@@ -57,7 +61,7 @@ impl Rollout {
     }
 
     pub fn succeeded(&self) -> bool {
-        *self == Rollout::Completed
+        matches!(self, Rollout::Completed | Rollout::NothingVerified)
     }
 }
 
@@ -72,6 +76,9 @@ impl fmt::Display for Rollout {
                 Ok(())
             }
             Rollout::Completed => f.write_str("completed"),
+            Rollout::NothingVerified => f.write_str(
+                "nothing verified (desired count 0): the service is on the new task definition, but no task of it ran",
+            ),
             Rollout::Failed { reason } => write!(f, "failed: {reason}"),
             Rollout::RolledBack { reason } => write!(f, "rolled back: {reason}"),
             Rollout::RollbackFailed { reason } => write!(
@@ -148,7 +155,9 @@ pub fn decide(service: &ServiceView, ctx: &Context) -> Rollout {
                 None => service.deployments.len() == 1 && d.running >= d.desired,
                 Some(_) => false,
             };
-            if completed {
+            if completed && d.desired == 0 && service.desired == 0 {
+                Rollout::NothingVerified
+            } else if completed {
                 Rollout::Completed
             } else if ctx.elapsed >= ctx.timeout {
                 Rollout::Stuck { after: ctx.elapsed, running: d.running, desired: d.desired }
@@ -220,6 +229,19 @@ mod tests {
                 None,
                 minute,
                 "completed",
+            ),
+            (
+                "a service scaled to zero verifies nothing",
+                ServiceView {
+                    desired: 0,
+                    ..service(vec![DeploymentView {
+                        desired: 0,
+                        ..d("ours", "PRIMARY", NEW, Some("COMPLETED"), 0)
+                    }])
+                },
+                None,
+                minute,
+                "nothing verified (desired count 0): the service is on the new task definition, but no task of it ran",
             ),
             (
                 "COMPLETED but old tasks still running is not done",
@@ -345,7 +367,12 @@ mod tests {
             };
             let got = decide(&svc, &ctx);
             assert_eq!(got.to_string(), expected, "{name}");
-            assert_eq!(got.succeeded(), expected == "completed", "{name}");
+            // Success is completed, or a service scaled to zero that no task could prove wrong.
+            assert_eq!(
+                got.succeeded(),
+                expected == "completed" || expected.starts_with("nothing verified"),
+                "{name}"
+            );
         }
     }
 }

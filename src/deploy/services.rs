@@ -282,6 +282,7 @@ fn state_name(state: &Rollout) -> &'static str {
     match state {
         Rollout::InProgress { .. } => "in_progress",
         Rollout::Completed => "completed",
+        Rollout::NothingVerified => "nothing_verified",
         Rollout::Failed { .. } => "failed",
         Rollout::RolledBack { .. } => "rolled_back",
         Rollout::RollbackFailed { .. } => "rollback_failed",
