@@ -92,6 +92,41 @@ pub async fn relation_sizes(
     Ok(rows.into_iter().map(|(size, rows)| size.zip(rows)).collect())
 }
 
+/// For each relation named (unqualified, as a tenant migration names it), its largest copy
+/// among `schemas`: size on disk, the planner's row estimate and the schema it is in; `None`
+/// where no schema has it, or for a qualified name. One catalog query, whatever the number
+/// of schemas (pg_class is looked up by name).
+pub async fn largest_relation_sizes(
+    conn: &mut sqlx::PgConnection,
+    schemas: &[String],
+    names: &[String],
+) -> sqlx::Result<Vec<Option<(i64, f32, String)>>> {
+    // As the catalog stores them: a quoted name as written, any other folded to lower case.
+    let stored: Vec<Option<String>> = names
+        .iter()
+        .map(|n| match n.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => Some(quoted.replace("\"\"", "\"")),
+            None if n.contains('.') => None,
+            None => Some(n.to_lowercase()),
+        })
+        .collect();
+    let rows: Vec<(Option<i64>, Option<f32>, Option<String>)> = sqlx::query_as(
+        "SELECT s.size, s.tuples, s.nspname::text \
+         FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
+         LEFT JOIN LATERAL ( \
+             SELECT pg_total_relation_size(c.oid) AS size, c.reltuples AS tuples, ns.nspname \
+             FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace \
+             WHERE c.relname = n.name AND ns.nspname = ANY($2) \
+             ORDER BY 1 DESC LIMIT 1) s ON true \
+         ORDER BY n.i",
+    )
+    .bind(&stored)
+    .bind(schemas)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(size, rows, schema)| Some((size?, rows?, schema?))).collect())
+}
+
 /// A session holding a lock on a relation, in a transaction open for a while.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Holder {

@@ -282,7 +282,9 @@ async fn lint_fleet(
     let pending = pending_anywhere(set, existing.len() - with_history.len(), &facts, with_history.len());
     let todo: Vec<&Migration> = set.migrations.iter().filter(|m| pending.contains(&m.version)).collect();
     let settings = settings.clone().with_server_version(control.conn().server_version_num());
-    let report = lint::lint(&set.dir, &todo, &settings, lint::Run::Together)?;
+    let mut report = lint::lint(&set.dir, &todo, &settings, lint::Run::Together)?;
+    let tenants: Vec<String> = existing.iter().map(|t| t.to_string()).collect();
+    add_largest_sizes(control.conn(), &tenants, &mut report.findings).await;
     for finding in &report.findings {
         out.emit(&Event::Finding(finding.clone()));
     }
@@ -294,6 +296,34 @@ async fn lint_fleet(
 pub struct Closing {
     pub phase: RunPhase,
     pub waiting: usize,
+}
+
+/// Each finding's table size in the tenant where it is largest (the one the statement would
+/// lock longest). A failed lookup only leaves the sizes out.
+async fn add_largest_sizes(
+    conn: &mut sqlx::PgConnection,
+    tenants: &[String],
+    findings: &mut [lint::Finding],
+) {
+    let names: Vec<String> = findings.iter().filter_map(|f| f.relation.clone()).collect();
+    if names.is_empty() || tenants.is_empty() {
+        return;
+    }
+    match db::largest_relation_sizes(conn, tenants, &names).await {
+        Ok(sizes) => {
+            let mut sizes = sizes.into_iter();
+            for f in findings.iter_mut().filter(|f| f.relation.is_some()) {
+                if let Some(Some((bytes, rows, tenant))) = sizes.next() {
+                    f.size = Some(format!(
+                        "{}: {} in tenant `{tenant}`, the largest",
+                        f.relation.as_deref().unwrap_or_default(),
+                        lint::describe_size(bytes, rows)
+                    ));
+                }
+            }
+        }
+        Err(e) => tracing::debug!("table sizes for the lint findings: {}", db::error_text(&e)),
+    }
 }
 
 /// Print the fleet summary and turn it into the exit code: 1 when any tenant failed.

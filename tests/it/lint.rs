@@ -420,9 +420,22 @@ async fn tenants_up_lints_what_any_tenant_still_lacks_before_any_tenant_starts()
     run(shipgate_on(&db, &dir, &["tenants", "up"])).await.expect(0);
     // Later: an index on the (existing) orders of every tenant.
     dir.write("tenant/2_index.sql", INDEX);
+    // tenant_b's orders is the bigger one: its size is the one named.
+    sqlx::raw_sql(
+        "INSERT INTO tenant_b.orders (n) SELECT g FROM generate_series(1, 5000) g; ANALYZE tenant_b.orders;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     let out = run(shipgate_on(&db, &dir, &["tenants", "up"])).await.expect(1);
     assert!(
         out.stdout.contains("2_index.sql:2:1: error require-concurrent-index-creation"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("size: orders: ")
+            && out.stdout.contains("about 5000 rows in tenant `tenant_b`, the largest"),
         "{}",
         out.stdout
     );
