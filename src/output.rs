@@ -387,10 +387,8 @@ fn text(event: &Event) -> Option<String> {
             if !waiting.is_empty() {
                 let list: Vec<String> = waiting.iter().map(i64::to_string).collect();
                 s.push_str(&format!(
-                    "\n  {} post migration{} wait{} for the post phase: {}",
-                    waiting.len(),
-                    if waiting.len() == 1 { "" } else { "s" },
-                    if waiting.len() == 1 { "s" } else { "" },
+                    "\n  {} for the post phase: {}",
+                    crate::migrate::phase::waiting_words(waiting.len()),
                     list.join(", ")
                 ));
             }

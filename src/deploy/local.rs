@@ -17,7 +17,6 @@ use crate::cli::ExitCodeMode;
 use crate::config::deploy::DeployConfig;
 use crate::deploy::report::{DeployRecord, TaskRecord};
 use crate::error::{Error, Result};
-use crate::migrate::phase::Heard;
 use crate::output::Reporter;
 use crate::shutdown::Shutdown;
 use crate::task::follow::Followed;
@@ -93,10 +92,7 @@ async fn pipeline(
     if cfg.dry_run {
         let secrets: BTreeMap<String, String> =
             local::secrets_of(container).into_iter().map(|(name, _)| (name, "***".into())).collect();
-        // The post steps run only where the pre processes report post migrations waiting.
-        let post = migrations::post_steps(&steps, &vec![Heard::Silent; steps.len()]);
-        let post: Vec<migrations::Step> =
-            if cfg.skip_post { Vec::new() } else { post.into_iter().map(|p| p.step).collect() };
+        let post = if cfg.skip_post { Vec::new() } else { migrations::possible_post_steps(&steps) };
         for step in steps.iter().chain(&post) {
             for t in shard_tasks(step, &cfg.run.started_by) {
                 let task = local::plan(container, &secrets, &t.env, &inherited, &this_binary)?;

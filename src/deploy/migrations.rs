@@ -17,7 +17,7 @@ use crate::aws::Aws;
 use crate::cli::ExitCodeMode;
 use crate::config::deploy::{EnvConfig, MigrationTask, RunSettings};
 use crate::config::{FollowConfig, RunConfig, TaskDefinitionRef};
-use crate::deploy::report::{DeployRecord, PostRecord, TaskRecord};
+use crate::deploy::report::{DeployRecord, PostRecord, PostState, TaskRecord};
 use crate::error::{Error, Result};
 use crate::migrate::phase::{self, Heard, Report};
 use crate::migrate::plan::DownTo;
@@ -101,17 +101,19 @@ pub fn post_steps(pre: &[Step], heard: &[Heard]) -> Vec<PostStep> {
         .collect()
 }
 
+/// Every post step that may run after `pre`: which do is known only from the pre tasks'
+/// reports, so a dry run shows them all.
+pub fn possible_post_steps(pre: &[Step]) -> Vec<Step> {
+    post_steps(pre, &vec![Heard::Silent; pre.len()]).into_iter().map(|p| p.step).collect()
+}
+
 /// What the pre steps leave for after the rollout, in words (the deploy summary's).
 pub fn describe_post(post: &[PostStep]) -> String {
     let waiting: usize = post.iter().filter_map(|p| p.waiting).sum();
     let unknown = post.iter().any(|p| p.waiting.is_none());
     match (waiting, unknown) {
         (0, false) => "no post migration waits".to_string(),
-        (n, false) => format!(
-            "{n} post migration{} wait{}",
-            if n == 1 { "" } else { "s" },
-            if n == 1 { "s" } else { "" }
-        ),
+        (n, false) => phase::waiting_words(n),
         (0, true) => "post migrations may wait (a pre task did not report)".to_string(),
         (n, true) => format!("{n} or more post migrations wait (a pre task did not report)"),
     }
@@ -263,7 +265,7 @@ pub async fn run_post(
 ) -> Result<()> {
     let what = describe_post(&post);
     if post.is_empty() {
-        record.post = Some(PostRecord { state: "not-needed", detail: what });
+        record.post = Some(PostRecord { state: PostState::NotNeeded, detail: what });
         return Ok(());
     }
     if skip {
@@ -271,7 +273,7 @@ pub async fn run_post(
             "--skip-post: {what}; a later deploy (or `shipgate migrate up --phase post`) applies them"
         );
         record.post = Some(PostRecord {
-            state: "deferred",
+            state: PostState::Deferred,
             detail: format!("--skip-post: {what}, for a later deploy"),
         });
         return Ok(());
@@ -287,7 +289,7 @@ pub async fn run_post(
     let steps: Vec<Step> = post.into_iter().map(|p| p.step).collect();
     let result = run_steps(runner, &steps, settings, ci, out, record).await;
     record.post = Some(PostRecord {
-        state: if result.is_ok() { "ran" } else { "failed" },
+        state: if result.is_ok() { PostState::Ran } else { PostState::Failed },
         detail: format!("{what} before it"),
     });
     result.map(drop).map_err(|e| {
@@ -300,16 +302,18 @@ pub async fn run_post(
 /// The deploy summary's words on the post phase: `; post phase: …`, or nothing.
 pub fn post_note(record: &DeployRecord) -> String {
     match &record.post {
-        Some(PostRecord { state: "ran", .. }) => "; post migrations applied after the rollout".to_string(),
-        Some(PostRecord { state: "not-needed", .. }) | None => String::new(),
-        Some(p) => format!("; post phase {}: {}", p.state, p.detail),
+        Some(PostRecord { state: PostState::Ran, .. }) => {
+            "; post migrations applied after the rollout".to_string()
+        }
+        Some(PostRecord { state: PostState::NotNeeded, .. }) | None => String::new(),
+        Some(p) => format!("; post phase {}: {}", p.state.name(), p.detail),
     }
 }
 
 /// The post steps do not run: `why` is the step before them that did not complete.
 pub fn post_not_run(post: &[PostStep], why: &str, record: &mut DeployRecord) {
     record.post = Some(PostRecord {
-        state: "not-run",
+        state: PostState::NotRun,
         detail: format!(
             "{why}, so the post phase did not run ({}); the next deploy applies it",
             describe_post(post)

@@ -8,7 +8,6 @@ use crate::config::Network;
 use crate::config::deploy::DeployConfig;
 use crate::deploy::view::revision_name;
 use crate::error::Result;
-use crate::migrate::phase::Heard;
 use crate::output::{Event, Reporter};
 use crate::taskdef::normalize;
 
@@ -86,11 +85,7 @@ pub async fn run(aws: &Aws, cfg: &DeployConfig, prepared: &Prepared, out: &Repor
         changes += usize::from(!unchanged);
         out.emit(&Event::Planned { action, target: text, detail: None });
     }
-    // Which post steps run is known only from the pre tasks' reports: each may.
-    let post: Vec<Step> = super::migrations::post_steps(&steps, &vec![Heard::Silent; steps.len()])
-        .into_iter()
-        .map(|p| p.step)
-        .collect();
+    let post = super::migrations::possible_post_steps(&steps);
     match cfg.skip_post {
         false => {
             run_events(&post, "run", "after the rollout, if the pre task reports post migrations waiting: ")

@@ -38,9 +38,54 @@ pub struct TaskRecord {
 /// What became of a deploy's post phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PostRecord {
-    /// `ran`, `not-needed`, `deferred` (`--skip-post`) or `not-run` (a step before it failed).
-    pub state: &'static str,
+    pub state: PostState,
     pub detail: String,
+}
+
+/// The post phase's end, as the `post-phase` output and `deploy_summary` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostState {
+    Ran,
+    /// Every pre task reported that nothing waits.
+    NotNeeded,
+    /// `--skip-post`.
+    Deferred,
+    /// A step before it did not complete (the rollout).
+    NotRun,
+    Failed,
+}
+
+impl PostState {
+    pub fn name(self) -> &'static str {
+        match self {
+            PostState::Ran => "ran",
+            PostState::NotNeeded => "not-needed",
+            PostState::Deferred => "deferred",
+            PostState::NotRun => "not-run",
+            PostState::Failed => "failed",
+        }
+    }
+}
+
+/// How a deploy ended: the `result` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Success,
+    Failure,
+    /// SIGINT/SIGTERM: its tasks were told to stop.
+    Cancelled,
+}
+
+impl Ended {
+    /// The `result` output: `success`, `failure` or `cancelled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ended::Success => "success",
+            Ended::Failure => "failure",
+            Ended::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// One service rollout.
@@ -78,12 +123,11 @@ pub struct DeployRecord {
 }
 
 impl DeployRecord {
-    /// `success`, `failure` or `cancelled`: the `result` output.
-    pub fn result(&self) -> &'static str {
+    pub fn result(&self) -> Ended {
         match (self.succeeded, self.cancelled) {
-            (true, _) => "success",
-            (false, true) => "cancelled",
-            (false, false) => "failure",
+            (true, _) => Ended::Success,
+            (false, true) => Ended::Cancelled,
+            (false, false) => Ended::Failure,
         }
     }
 }
@@ -132,9 +176,9 @@ pub fn text_summary(r: &DeployRecord) -> String {
         r.command,
         r.env,
         match r.result() {
-            "success" => "succeeded",
-            "cancelled" => "CANCELLED",
-            _ => "FAILED",
+            Ended::Success => "succeeded",
+            Ended::Cancelled => "CANCELLED",
+            Ended::Failure => "FAILED",
         },
         elapsed(r.duration_ms),
         r.message
@@ -160,7 +204,7 @@ pub fn text_summary(r: &DeployRecord) -> String {
         }
     }
     if let Some(post) = &r.post {
-        s.push_str(&format!("\n  post phase {:<10} {}", post.state, post.detail));
+        s.push_str(&format!("\n  post phase {:<10} {}", post.state.name(), post.detail));
     }
     s
 }
@@ -176,9 +220,9 @@ pub fn step_summary(r: &DeployRecord) -> String {
         r.command,
         r.env,
         match r.result() {
-            "success" => "✅",
-            "cancelled" => "⏹️ cancelled",
-            _ => "❌",
+            Ended::Success => "✅",
+            Ended::Cancelled => "⏹️ cancelled",
+            Ended::Failure => "❌",
         },
         cell(&r.message)
     );
@@ -228,7 +272,7 @@ pub fn step_summary(r: &DeployRecord) -> String {
     if let Some(p) = &r.post {
         let title = "3. Migrations after the rollout (post)";
         if post.is_empty() {
-            s.push_str(&format!("### {title}\n\n{}: {}\n\n", p.state, cell(&p.detail)));
+            s.push_str(&format!("### {title}\n\n{}: {}\n\n", p.state.name(), cell(&p.detail)));
         } else {
             task_table(&mut s, title, &post, r);
         }
@@ -318,9 +362,9 @@ pub fn outputs(r: &DeployRecord) -> Vec<(String, String)> {
         out.push(("deployment-ids".into(), serde_json::to_string(&ids).expect("strings serialize")));
     }
     if let Some(post) = &r.post {
-        out.push(("post-phase".into(), post.state.into()));
+        out.push(("post-phase".into(), post.state.name().into()));
     }
-    out.push(("result".into(), r.result().into()));
+    out.push(("result".into(), r.result().name().into()));
     out
 }
 

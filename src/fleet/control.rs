@@ -310,18 +310,10 @@ async fn add_largest_sizes(
         return;
     }
     match db::largest_relation_sizes(conn, tenants, &names).await {
-        Ok(sizes) => {
-            let mut sizes = sizes.into_iter();
-            for f in findings.iter_mut().filter(|f| f.relation.is_some()) {
-                if let Some(Some((bytes, rows, tenant))) = sizes.next() {
-                    f.size = Some(format!(
-                        "{}: {} in tenant `{tenant}`, the largest",
-                        f.relation.as_deref().unwrap_or_default(),
-                        lint::describe_size(bytes, rows)
-                    ));
-                }
-            }
-        }
+        Ok(sizes) => lint::attach_sizes(
+            findings,
+            sizes.into_iter().map(|s| s.map(|(bytes, rows, tenant)| (bytes, rows, Some(tenant)))),
+        ),
         Err(e) => tracing::debug!("table sizes for the lint findings: {}", db::error_text(&e)),
     }
 }

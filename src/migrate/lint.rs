@@ -216,6 +216,12 @@ impl Settings {
             .collect()
     }
 
+    /// Whether the lint leaves migration `m` of the set in `dir` out: at or before
+    /// `baseline`, or excluded.
+    fn skips(&self, dir: &Path, m: &Migration) -> bool {
+        self.baseline.is_some_and(|b| m.version <= b) || self.excluded(dir, &m.up.path)
+    }
+
     /// Whether `path` (inside `dir`) is left out by `exclude`.
     fn excluded(&self, dir: &Path, path: &Path) -> bool {
         self.exclude_set.as_ref().is_some_and(|set| set.is_match(path.strip_prefix(dir).unwrap_or(path)))
@@ -324,7 +330,7 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run
     let mut created: HashMap<String, (usize, usize)> = HashMap::new();
     for (mi, m) in migrations.iter().enumerate() {
         let script = &m.up;
-        if settings.baseline.is_some_and(|b| m.version <= b) || settings.excluded(dir, &script.path) {
+        if settings.skips(dir, m) {
             report.skipped += 1;
             continue;
         }
@@ -659,16 +665,27 @@ pub fn lock_plan(migrations: &[&Migration]) -> Vec<StatementLock> {
     migrations.iter().flat_map(|m| script_locks(&m.up, m.version)).collect()
 }
 
+/// Put each size on the finding of its relation, in order (`sizes` holds one entry per
+/// finding that has a relation): `orders: 41.0 GB, about 380M rows`, and for a fleet the
+/// tenant with the largest copy.
+pub fn attach_sizes(
+    findings: &mut [Finding],
+    sizes: impl IntoIterator<Item = Option<(i64, f32, Option<String>)>>,
+) {
+    let mut sizes = sizes.into_iter();
+    for f in findings.iter_mut().filter(|f| f.relation.is_some()) {
+        if let Some(Some((bytes, rows, tenant))) = sizes.next() {
+            let relation = f.relation.as_deref().unwrap_or_default();
+            let at = tenant.map_or(String::new(), |t| format!(" in tenant `{t}`, the largest"));
+            f.size = Some(format!("{relation}: {}{at}", describe_size(bytes, rows)));
+        }
+    }
+}
+
 /// The statements of a set that block writes (SHARE or stronger), in the migrations the lint
 /// reads (after `baseline`, not excluded): the part of the lock plan a deploy's dry run shows.
 pub fn blocking_plan(set: &MigrationSet, settings: &Settings) -> Vec<StatementLock> {
-    let linted: Vec<&Migration> = set
-        .migrations
-        .iter()
-        .filter(|m| {
-            settings.baseline.is_none_or(|b| m.version > b) && !settings.excluded(&set.dir, &m.up.path)
-        })
-        .collect();
+    let linted: Vec<&Migration> = set.migrations.iter().filter(|m| !settings.skips(&set.dir, m)).collect();
     lock_plan(&linted).into_iter().filter(|s| s.locks.iter().any(|l| l.mode >= locks::Mode::Share)).collect()
 }
 

@@ -162,6 +162,14 @@ impl Report {
     }
 }
 
+/// `1 post migration waits`, `3 post migrations wait`: how every report says it.
+pub fn waiting_words(n: usize) -> String {
+    match n {
+        1 => "1 post migration waits".to_string(),
+        n => format!("{n} post migrations wait"),
+    }
+}
+
 /// What the pre task(s) of a step said about the post phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heard {

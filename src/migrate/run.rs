@@ -129,18 +129,10 @@ async fn add_sizes(s: &mut Session, findings: &mut [lint::Finding]) {
     }
     let schema = s.table.schema.clone();
     match crate::db::relation_sizes(s.worker(), &schema, &names).await {
-        Ok(sizes) => {
-            let mut sizes = sizes.into_iter();
-            for f in findings.iter_mut().filter(|f| f.relation.is_some()) {
-                if let Some(Some((bytes, rows))) = sizes.next() {
-                    f.size = Some(format!(
-                        "{}: {}",
-                        f.relation.as_deref().unwrap_or_default(),
-                        lint::describe_size(bytes, rows)
-                    ));
-                }
-            }
-        }
+        Ok(sizes) => lint::attach_sizes(
+            findings,
+            sizes.into_iter().map(|s| s.map(|(bytes, rows)| (bytes, rows, None))),
+        ),
         Err(e) => tracing::debug!("table sizes for the lint findings: {}", crate::db::error_text(&e)),
     }
 }
@@ -259,9 +251,8 @@ pub fn phase_close(
         && waiting > 0
     {
         message.push_str(&format!(
-            "; {waiting} post migration{} wait{} for the post phase (`--phase post`, or the deploy's post task)",
-            if waiting == 1 { "" } else { "s" },
-            if waiting == 1 { "s" } else { "" },
+            "; {} for the post phase (`--phase post`, or the deploy's post task)",
+            phase::waiting_words(waiting)
         ));
     }
     (phase == RunPhase::Pre).then(|| {
