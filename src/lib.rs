@@ -18,6 +18,7 @@ pub mod identity;
 pub mod logging;
 pub mod migrate;
 pub mod output;
+pub mod parallel;
 pub mod progress;
 pub mod project;
 pub mod redact;

@@ -282,6 +282,8 @@ pub struct Report {
     pub linted: usize,
     /// Migrations left out by `baseline` or `exclude`.
     pub skipped: usize,
+    /// Every statement of the migrations given, linted or left out, with the lock it takes.
+    pub plan: Vec<StatementLock>,
 }
 
 impl Report {
@@ -290,6 +292,7 @@ impl Report {
         self.linted += other.linted;
         self.skipped += other.skipped;
         self.findings.extend(other.findings);
+        self.plan.extend(other.plan);
     }
 
     pub fn errors(&self) -> usize {
@@ -323,14 +326,22 @@ pub fn lint_set(set: &MigrationSet, settings: &Settings) -> Result<Report> {
 
 /// Lint the up scripts of `migrations` in the order they would run. `dir` is the set's
 /// folder, for `exclude`. Errors are for an allow comment that names no rule.
+///
+/// Each file is parsed once, on every core ([`examine`]); what one migration creates is new
+/// to the ones after it, so that part runs in order over what the files gave. The report
+/// carries the lock plan of every migration given, linted or not, so nothing parses twice.
 pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run) -> Result<Report> {
-    let enabled = settings.enabled();
+    let rules = Rules { enabled: settings.enabled(), pg_version: settings.pg_version.unwrap_or_default() };
+    let examined = crate::parallel::map(migrations.to_vec(), |m| {
+        let lints = !settings.skips(dir, m);
+        (m, lints, examine(&m.up, lints.then_some(&rules)))
+    });
     let mut report = Report::default();
     // Relations created so far in this run, with the migration and statement that made them.
     let mut created: HashMap<String, (usize, usize)> = HashMap::new();
-    for (mi, m) in migrations.iter().enumerate() {
-        let script = &m.up;
-        if settings.skips(dir, m) {
+    for (mi, (m, lints, mut file)) in examined.into_iter().enumerate() {
+        report.plan.extend(file.plan(&m.up, m.version));
+        if !lints {
             report.skipped += 1;
             continue;
         }
@@ -338,41 +349,34 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run
         if run == Run::EachFile {
             created.clear();
         }
-        let file = LintedFile::read(script.sql.as_str(), script.part.clone());
-        let mut linter = Linter::from(enabled.iter().copied());
-        linter.settings.pg_version = settings.pg_version.unwrap_or_default();
-        linter.settings.assume_in_transaction = !script.directives.no_transaction;
-        let violations = linter.lint(&file.parse, file.text());
-        let allows = file.allows(&script.path)?;
+        let allows = std::mem::replace(&mut file.allows, Ok(Vec::new()))?;
         for (si, stmt) in file.stmts.iter().enumerate() {
-            for name in created_by(stmt, &|name| created.contains_key(&relation_key(name))) {
-                created.entry(relation_key(&name)).or_insert((mi, si));
+            let renamed: Vec<&String> = stmt
+                .renames
+                .iter()
+                .filter(|(old, _)| created.contains_key(&relation_key(old)))
+                .map(|(_, new)| new)
+                .collect();
+            for name in stmt.creates.iter().chain(renamed) {
+                created.entry(relation_key(name)).or_insert((mi, si));
             }
         }
-        let shown = script.path.display().to_string();
-        let mut unparsed_seen = false;
-        for error in file.parse.errors() {
-            if unparsed_seen {
-                break;
-            }
-            unparsed_seen = true;
-            let at = usize::from(error.range().start());
-            let si = file.statement_at(at);
-            let mut finding = file.finding(&shown, m.version, at, si, UNPARSED, settings.unparsed_severity());
+        let shown = m.up.path.display().to_string();
+        if let Some(error) = &file.unparsed {
+            let mut finding =
+                file.finding(&shown, m.version, &error.at, UNPARSED, settings.unparsed_severity());
             finding.message =
-                format!("the linter cannot read this statement ({}); it was not checked", error.message());
+                format!("the linter cannot read this statement ({}); it was not checked", error.message);
             finding.help = Some(format!(
                 "check it by hand; if it is safe, write `-- shipgate:allow {UNPARSED}: <why>` above it"
             ));
-            report.findings.push(with_allow(finding, si, &allows));
+            report.findings.push(with_allow(finding, error.at.statement, &allows));
         }
-        for v in violations {
-            let at = usize::from(v.text_range.start());
-            let si = file.statement_at(at);
-            if about_existing_relation(v.code)
-                && let Some(si) = si
+        for v in &file.violations {
+            if about_existing_relation(v.rule)
+                && let Some(si) = v.at.statement
             {
-                let relations = file.subjects(si);
+                let relations = &file.stmts[si].subjects;
                 let new_in_run = !relations.is_empty()
                     && relations
                         .iter()
@@ -381,14 +385,14 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run
                     continue;
                 }
             }
-            let severity = settings.severity_in(v.code, m.phase());
+            let severity = settings.severity_in(v.rule, m.phase());
             if severity == Severity::Off {
                 continue;
             }
-            let mut finding = file.finding(&shown, m.version, at, si, &v.code.to_string(), severity);
+            let mut finding = file.finding(&shown, m.version, &v.at, &v.rule.to_string(), severity);
             finding.message = v.message.clone();
             finding.help = v.help.clone();
-            if m.phase() == Phase::Pre && belongs_in_post(v.code) {
+            if m.phase() == Phase::Pre && belongs_in_post(v.rule) {
                 finding.message.push_str(
                     " In a pre migration the running application version still uses it; move it to a post migration.",
                 );
@@ -399,7 +403,7 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run
                     None => post.to_string(),
                 });
             }
-            report.findings.push(with_allow(finding, si, &allows));
+            report.findings.push(with_allow(finding, v.at.statement, &allows));
         }
     }
     Ok(report)
@@ -439,143 +443,232 @@ struct Allow {
     line: usize,
 }
 
-/// One file's part that runs, parsed, with positions mapped back to the whole file.
-struct LintedFile<'a> {
-    sql: &'a str,
-    part: std::ops::Range<usize>,
-    parse: squawk_syntax::Parse<SourceFile>,
-    stmts: Vec<ast::Stmt>,
+/// The rules a file is linted with.
+struct Rules {
+    enabled: Vec<Rule>,
+    pg_version: Version,
 }
 
-impl<'a> LintedFile<'a> {
-    fn read(sql: &'a str, part: std::ops::Range<usize>) -> LintedFile<'a> {
-        let parse = SourceFile::parse(&sql[part.clone()]);
-        let stmts = parse.tree().stmts().collect();
-        LintedFile { sql, part, parse, stmts }
-    }
+/// A place in a file: line and column of the whole file, and the statement it falls in.
+#[derive(Debug, Clone)]
+struct At {
+    line: usize,
+    column: usize,
+    statement: Option<usize>,
+}
 
-    fn text(&self) -> &str {
-        &self.sql[self.part.clone()]
-    }
+/// What a statement is to the lint and the lock plan.
+#[derive(Debug)]
+struct Stmt {
+    line: usize,
+    /// The first line of its text.
+    text: String,
+    locks: Vec<Lock>,
+    /// The relations it changes ([`subjects`]).
+    subjects: Vec<String>,
+    /// What it creates ([`created_by`]).
+    creates: Vec<String>,
+    /// `(old, new)` for each rename: the new name is new to the run when the old one was.
+    renames: Vec<(String, String)>,
+}
 
-    /// The statement at byte `at` of the part (the last one that starts before it).
-    fn statement_at(&self, at: usize) -> Option<usize> {
-        self.stmts
-            .iter()
-            .rposition(|s| usize::from(s.syntax().text_range().start()) <= at)
-            .or_else(|| (!self.stmts.is_empty()).then_some(0))
-    }
+#[derive(Debug)]
+struct Violation {
+    rule: Rule,
+    at: At,
+    message: String,
+    help: Option<String>,
+}
 
-    /// The relations statement `si` changes: for ALTER TABLE the table altered (not the one a
-    /// foreign key references), else every relation it locks.
-    fn subjects(&self, si: usize) -> Vec<String> {
-        let stmt = &self.stmts[si];
-        match stmt {
-            ast::Stmt::AlterTable(alter) => {
-                return alter
-                    .table_relation_name()
-                    .map(|t| locks::relation_name(t.syntax()))
-                    .into_iter()
-                    .collect();
-            }
-            ast::Stmt::AlterType(alter) => {
-                return alter.type_name_ref().map(|t| locks::relation_name(t.syntax())).into_iter().collect();
-            }
-            ast::Stmt::DropType(drop) => {
-                return drop.type_name_refs().map(|t| locks::relation_name(t.syntax())).collect();
-            }
-            _ => {}
+#[derive(Debug)]
+struct Unparsed {
+    at: At,
+    message: String,
+}
+
+/// One up script, parsed once and read into owned facts, so that files are read on every
+/// core and the syntax tree (which stays on its thread) is gone before the run-wide pass.
+#[derive(Debug)]
+struct Examined {
+    stmts: Vec<Stmt>,
+    /// The first thing the parser could not read.
+    unparsed: Option<Unparsed>,
+    /// squawk's findings, when the file is linted.
+    violations: Vec<Violation>,
+    /// The allow comments, each tied to the statement below it; an error for one that names
+    /// an unknown rule.
+    allows: Result<Vec<Allow>>,
+}
+
+/// Parse the part of `script` that runs and read what the lint and the lock plan need; with
+/// `rules`, lint it too.
+fn examine(script: &crate::migrate::script::Script, rules: Option<&Rules>) -> Examined {
+    let sql = script.sql.as_str();
+    let part = script.part.clone();
+    let text = &sql[part.clone()];
+    let parse = SourceFile::parse(text);
+    let tree = parse.tree();
+    let nodes: Vec<ast::Stmt> = tree.stmts().collect();
+    let starts: Vec<usize> = nodes.iter().map(|s| usize::from(s.syntax().text_range().start())).collect();
+    // The statement at byte `at` of the part: the last one that starts at or before it.
+    let statement_at =
+        |at: usize| starts.iter().rposition(|&s| s <= at).or_else(|| (!starts.is_empty()).then_some(0));
+    let at = |byte: usize| {
+        let (line, column) = line_col_of_byte(sql, part.start + byte);
+        At { line, column, statement: statement_at(byte) }
+    };
+    let stmts = nodes
+        .iter()
+        .zip(&starts)
+        .map(|(node, &start)| Stmt {
+            line: line_col_of_byte(sql, part.start + start).0,
+            text: first_line(&node.syntax().text().to_string()),
+            locks: locks::locks(node),
+            subjects: subjects(node),
+            creates: created_by(node),
+            renames: renames(node),
+        })
+        .collect();
+    let unparsed = parse.errors().into_iter().next().map(|error| Unparsed {
+        at: at(usize::from(error.range().start())),
+        message: error.message().to_string(),
+    });
+    let (violations, allows) = match rules {
+        Some(rules) => {
+            let mut linter = Linter::from(rules.enabled.iter().copied());
+            linter.settings.pg_version = rules.pg_version;
+            linter.settings.assume_in_transaction = !script.directives.no_transaction;
+            let violations = linter
+                .lint(&parse, text)
+                .into_iter()
+                .map(|v| Violation {
+                    rule: v.code,
+                    at: at(usize::from(v.text_range.start())),
+                    message: v.message,
+                    help: v.help,
+                })
+                .collect();
+            (violations, allows(sql, &part, &starts, &nodes, &script.path))
         }
-        let mut names: Vec<String> = locks::locks(stmt).into_iter().map(|l| l.relation).collect();
-        if let ast::Stmt::CreateIndex(create) = stmt
-            && names.is_empty()
-            && let Some(table) = create.table_relation_name()
-        {
-            names.push(locks::relation_name(table.syntax()));
-        }
-        names
-    }
+        None => (Vec::new(), Ok(Vec::new())),
+    };
+    Examined { stmts, unparsed, violations, allows }
+}
 
-    fn finding(
-        &self,
-        file: &str,
-        version: i64,
-        at: usize,
-        si: Option<usize>,
-        rule: &str,
-        severity: Severity,
-    ) -> Finding {
-        let (line, column) = line_col_of_byte(self.sql, self.part.start + at);
-        let (statement, lock, relation) = match si.map(|si| &self.stmts[si]) {
-            Some(stmt) => {
-                let statement = first_line(&stmt.syntax().text().to_string());
-                let relation = si.and_then(|si| self.subjects(si).into_iter().next());
-                (statement, describe_locks(&locks::locks(stmt)), relation)
-            }
-            None => (String::new(), None, None),
-        };
+impl Examined {
+    fn finding(&self, file: &str, version: i64, at: &At, rule: &str, severity: Severity) -> Finding {
+        let stmt = at.statement.map(|si| &self.stmts[si]);
         Finding {
             file: file.to_string(),
-            line,
-            column,
+            line: at.line,
+            column: at.column,
             version,
             rule: rule.to_string(),
             severity,
             message: String::new(),
             help: None,
-            statement,
-            lock,
+            statement: stmt.map(|s| s.text.clone()).unwrap_or_default(),
+            lock: stmt.and_then(|s| describe_locks(&s.locks)),
             allowed: None,
-            relation,
+            relation: stmt.and_then(|s| s.subjects.first().cloned()),
             size: None,
         }
     }
 
-    /// The allow comments of the file, each tied to the statement below it. An allow that
-    /// names an unknown rule is an input error: a typo must not allow nothing silently.
-    fn allows(&self, path: &Path) -> Result<Vec<Allow>> {
-        let text = self.text();
-        let mut found = Vec::new();
-        let mut gap_start = 0;
-        for (si, stmt) in self.stmts.iter().enumerate() {
-            let start = usize::from(stmt.syntax().text_range().start());
-            let mut offset = gap_start;
-            for line in text[gap_start..start].split_inclusive('\n') {
-                let at = offset;
-                offset += line.len();
-                let Some(comment) = line.trim().strip_prefix("--") else { continue };
-                let Some(rest) = comment.trim().strip_prefix("shipgate:allow") else { continue };
-                let (line_no, _) = line_col_of_byte(self.sql, self.part.start + at);
-                let (names, reason) = match rest.split_once(':') {
-                    Some((names, reason)) => {
-                        (names, Some(reason.trim().to_string()).filter(|r| !r.is_empty()))
-                    }
-                    None => (rest, None),
-                };
-                let rules: Vec<String> =
-                    names.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
-                if rules.is_empty() {
-                    return Err(Error::input(format!(
-                        "{}:{line_no}: `shipgate:allow` names no rule",
-                        path.display()
-                    ))
-                    .hint("write `-- shipgate:allow RULE: why it is safe` above the statement"));
-                }
-                for rule in &rules {
-                    if rule != UNPARSED && rule.parse::<Rule>().is_err() {
-                        return Err(Error::input(format!(
-                            "{}:{line_no}: {}",
-                            path.display(),
-                            unknown_rule(rule)
-                        )));
-                    }
-                }
-                found.push(Allow { statement: si, rules, reason, line: line_no });
-            }
-            gap_start = usize::from(stmt.syntax().text_range().end());
-        }
-        Ok(found)
+    /// Its statements with the locks they take: its part of the lock plan.
+    fn plan(&self, script: &crate::migrate::script::Script, version: i64) -> Vec<StatementLock> {
+        let file = script.path.display().to_string();
+        self.stmts
+            .iter()
+            .map(|s| StatementLock {
+                file: file.clone(),
+                line: s.line,
+                version,
+                statement: s.text.clone(),
+                lock: describe_locks(&s.locks),
+                locks: s.locks.clone(),
+            })
+            .collect()
     }
+}
+
+/// The relations `stmt` changes: for ALTER TABLE the table altered (not the one a foreign key
+/// references), else every relation it locks.
+fn subjects(stmt: &ast::Stmt) -> Vec<String> {
+    match stmt {
+        ast::Stmt::AlterTable(alter) => {
+            return alter
+                .table_relation_name()
+                .map(|t| locks::relation_name(t.syntax()))
+                .into_iter()
+                .collect();
+        }
+        ast::Stmt::AlterType(alter) => {
+            return alter.type_name_ref().map(|t| locks::relation_name(t.syntax())).into_iter().collect();
+        }
+        ast::Stmt::DropType(drop) => {
+            return drop.type_name_refs().map(|t| locks::relation_name(t.syntax())).collect();
+        }
+        _ => {}
+    }
+    let mut names: Vec<String> = locks::locks(stmt).into_iter().map(|l| l.relation).collect();
+    if let ast::Stmt::CreateIndex(create) = stmt
+        && names.is_empty()
+        && let Some(table) = create.table_relation_name()
+    {
+        names.push(locks::relation_name(table.syntax()));
+    }
+    names
+}
+
+/// The allow comments of a file's part (`sql[part]`, statements starting at `starts`), each
+/// tied to the statement below it. An allow that names an unknown rule is an input error: a
+/// typo must not allow nothing silently.
+fn allows(
+    sql: &str,
+    part: &std::ops::Range<usize>,
+    starts: &[usize],
+    stmts: &[ast::Stmt],
+    path: &Path,
+) -> Result<Vec<Allow>> {
+    let text = &sql[part.clone()];
+    let mut found = Vec::new();
+    let mut gap_start = 0;
+    for (si, (stmt, &start)) in stmts.iter().zip(starts).enumerate() {
+        let mut offset = gap_start;
+        for line in text[gap_start..start].split_inclusive('\n') {
+            let at = offset;
+            offset += line.len();
+            let Some(comment) = line.trim().strip_prefix("--") else { continue };
+            let Some(rest) = comment.trim().strip_prefix("shipgate:allow") else { continue };
+            let (line_no, _) = line_col_of_byte(sql, part.start + at);
+            let (names, reason) = match rest.split_once(':') {
+                Some((names, reason)) => (names, Some(reason.trim().to_string()).filter(|r| !r.is_empty())),
+                None => (rest, None),
+            };
+            let rules: Vec<String> =
+                names.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+            if rules.is_empty() {
+                return Err(Error::input(format!(
+                    "{}:{line_no}: `shipgate:allow` names no rule",
+                    path.display()
+                ))
+                .hint("write `-- shipgate:allow RULE: why it is safe` above the statement"));
+            }
+            for rule in &rules {
+                if rule != UNPARSED && rule.parse::<Rule>().is_err() {
+                    return Err(Error::input(format!(
+                        "{}:{line_no}: {}",
+                        path.display(),
+                        unknown_rule(rule)
+                    )));
+                }
+            }
+            found.push(Allow { statement: si, rules, reason, line: line_no });
+        }
+        gap_start = usize::from(stmt.syntax().text_range().end());
+    }
+    Ok(found)
 }
 
 /// `SHARE on orders (scans the table)`, several joined with `; `.
@@ -594,10 +687,27 @@ pub fn describe_locks(taken: &[Lock]) -> Option<String> {
 }
 
 /// What a statement creates that later statements may work on while it is still new: tables,
-/// views, indexes and types, and the new name of something new that it renames (Prisma's
-/// enum change renames a type it created).
-fn created_by(stmt: &ast::Stmt, is_new: &dyn Fn(&str) -> bool) -> Vec<String> {
+/// views, indexes and types.
+fn created_by(stmt: &ast::Stmt) -> Vec<String> {
     let name = |node: Option<&squawk_syntax::SyntaxNode>| node.map(locks::relation_name);
+    match stmt {
+        ast::Stmt::CreateType(t) => name(t.type_name().as_ref().map(|n| n.syntax())).into_iter().collect(),
+        ast::Stmt::CreateTable(t) => name(t.table_name().as_ref().map(|n| n.syntax())).into_iter().collect(),
+        ast::Stmt::CreateTableAs(t) => {
+            name(t.table_name().as_ref().map(|n| n.syntax())).into_iter().collect()
+        }
+        ast::Stmt::CreateMaterializedView(v) => {
+            name(v.view().as_ref().map(|n| n.syntax())).into_iter().collect()
+        }
+        ast::Stmt::CreateView(v) => name(v.view().as_ref().map(|n| n.syntax())).into_iter().collect(),
+        ast::Stmt::CreateIndex(i) => name(i.index().as_ref().map(|n| n.syntax())).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The renames of a type or table in `stmt`, `(old, new)`: the new name of something new to
+/// the run is new too (Prisma's enum change renames a type it created).
+fn renames(stmt: &ast::Stmt) -> Vec<(String, String)> {
     let renamed_to = |action: &squawk_syntax::SyntaxNode| {
         let text = action.text().to_string();
         let words: Vec<&str> = text.split_whitespace().collect();
@@ -609,40 +719,27 @@ fn created_by(stmt: &ast::Stmt, is_new: &dyn Fn(&str) -> bool) -> Vec<String> {
         }
     };
     match stmt {
-        ast::Stmt::CreateType(t) => name(t.type_name().as_ref().map(|n| n.syntax())).into_iter().collect(),
         ast::Stmt::AlterType(t) => {
-            let old = name(t.type_name_ref().as_ref().map(|n| n.syntax()));
+            let old = t.type_name_ref().map(|n| locks::relation_name(n.syntax()));
             match (old, t.action()) {
-                (Some(old), Some(action)) if is_new(&old) => {
-                    renamed_to(action.syntax()).into_iter().collect()
+                (Some(old), Some(action)) => {
+                    renamed_to(action.syntax()).map(|new| (old, new)).into_iter().collect()
                 }
                 _ => Vec::new(),
             }
         }
-        ast::Stmt::AlterTable(t) => {
-            let old = t.table_relation_name().map(|n| locks::relation_name(n.syntax()));
-            match old {
-                Some(old) if is_new(&old) => t
-                    .actions()
-                    .filter_map(|a| match a {
-                        ast::AlterTableAction::TableRenameTo(r) => {
-                            name(r.table_name().as_ref().map(|n| n.syntax()))
-                        }
-                        _ => None,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            }
-        }
-        ast::Stmt::CreateTable(t) => name(t.table_name().as_ref().map(|n| n.syntax())).into_iter().collect(),
-        ast::Stmt::CreateTableAs(t) => {
-            name(t.table_name().as_ref().map(|n| n.syntax())).into_iter().collect()
-        }
-        ast::Stmt::CreateMaterializedView(v) => {
-            name(v.view().as_ref().map(|n| n.syntax())).into_iter().collect()
-        }
-        ast::Stmt::CreateView(v) => name(v.view().as_ref().map(|n| n.syntax())).into_iter().collect(),
-        ast::Stmt::CreateIndex(i) => name(i.index().as_ref().map(|n| n.syntax())).into_iter().collect(),
+        ast::Stmt::AlterTable(t) => match t.table_relation_name().map(|n| locks::relation_name(n.syntax())) {
+            Some(old) => t
+                .actions()
+                .filter_map(|a| match a {
+                    ast::AlterTableAction::TableRenameTo(r) => {
+                        r.table_name().map(|n| (old.clone(), locks::relation_name(n.syntax())))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        },
         _ => Vec::new(),
     }
 }
@@ -662,7 +759,10 @@ pub struct StatementLock {
 
 /// Every statement of the up scripts of `migrations`, with the lock it takes.
 pub fn lock_plan(migrations: &[&Migration]) -> Vec<StatementLock> {
-    migrations.iter().flat_map(|m| script_locks(&m.up, m.version)).collect()
+    crate::parallel::map(migrations.to_vec(), |m| script_locks(&m.up, m.version))
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Put each size on the finding of its relation, in order (`sizes` holds one entry per
@@ -691,23 +791,7 @@ pub fn blocking_plan(set: &MigrationSet, settings: &Settings) -> Vec<StatementLo
 
 /// Every statement of one script (of migration `version`), with the lock it takes.
 pub fn script_locks(script: &crate::migrate::script::Script, version: i64) -> Vec<StatementLock> {
-    let file = LintedFile::read(script.sql.as_str(), script.part.clone());
-    file.stmts
-        .iter()
-        .map(|stmt| {
-            let at = usize::from(stmt.syntax().text_range().start());
-            let (line, _) = line_col_of_byte(file.sql, file.part.start + at);
-            let taken = locks::locks(stmt);
-            StatementLock {
-                file: script.path.display().to_string(),
-                line,
-                version,
-                statement: first_line(&stmt.syntax().text().to_string()),
-                lock: describe_locks(&taken),
-                locks: taken,
-            }
-        })
-        .collect()
+    examine(script, None).plan(script, version)
 }
 
 /// A statement's first line, at most 120 characters.

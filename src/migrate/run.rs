@@ -88,10 +88,16 @@ pub async fn lint_pending(
 }
 
 /// Before a run: the sessions whose transaction has been open for `cfg.blocker_age` or more
-/// and holds a lock a pending statement will wait for, each reported once per relation. The
-/// run still waits as it always does (`lock_timeout`, then retries); this says for whom.
-pub async fn report_blockers(s: &mut Session, cfg: &MigrateConfig, todo: &[&Migration], out: &Reporter) {
-    let planned = crate::migrate::locks::strongest(lint::lock_plan(todo).into_iter().flat_map(|s| s.locks));
+/// and holds a lock a statement of `plan` (the pending migrations' lock plan) will wait for,
+/// each reported once per relation. The run still waits as it always does (`lock_timeout`,
+/// then retries); this says for whom.
+pub async fn report_blockers(
+    s: &mut Session,
+    cfg: &MigrateConfig,
+    plan: &[lint::StatementLock],
+    out: &Reporter,
+) {
+    let planned = crate::migrate::locks::strongest(plan.iter().flat_map(|s| s.locks.iter().cloned()));
     if planned.is_empty() {
         return;
     }

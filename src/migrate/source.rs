@@ -127,7 +127,7 @@ pub fn assemble(files: Vec<RawFile>, format: Format) -> Loaded {
         named.push((name, file));
     }
     // Parsing is most of what a run with nothing to do costs: the files are parsed on every core.
-    let scripts = parallel_map(named, |(name, file)| {
+    let scripts = crate::parallel::map(named, |(name, file)| {
         let script = Script::new(file.path.clone(), file.bytes).and_then(|s| s.settle(format));
         (name, file.path, script)
     });
@@ -216,34 +216,6 @@ pub fn assemble(files: Vec<RawFile>, format: Format) -> Loaded {
         problems.dedup();
         Err(problems)
     }
-}
-
-/// `f` over `items`, in order, on every core (inline for a few items or a single core).
-fn parallel_map<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if threads < 2 || items.len() < 64 {
-        return items.into_iter().map(f).collect();
-    }
-    let size = items.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        chunks.push(items.by_ref().take(size).collect());
-    }
-    let f = &f;
-    // The calling thread takes the first chunk itself: one thread (and its allocator arena,
-    // grown page by page) fewer to start.
-    let mut chunks = chunks.into_iter();
-    let first = chunks.next().unwrap_or_default();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> =
-            chunks.map(|chunk| scope.spawn(move || chunk.into_iter().map(f).collect::<Vec<U>>())).collect();
-        let mut out: Vec<U> = first.into_iter().map(f).collect();
-        for w in workers {
-            out.extend(w.join().expect("a reading thread panicked"));
-        }
-        out
-    })
 }
 
 fn file_name(path: &Path) -> String {
@@ -526,7 +498,7 @@ fn read_files(dir: &Path) -> Result<(Vec<RawFile>, Vec<Problem>)> {
         let wanted = matches!(parse_name(&name), Ok(NameKind::Migration(_)) | Err(_));
         listed.push((entry.path(), name, wanted));
     }
-    let read = parallel_map(listed, |(path, name, wanted)| {
+    let read = crate::parallel::map(listed, |(path, name, wanted)| {
         let bytes = if wanted { read_regular(&path) } else { Ok(Vec::new()) };
         (path, name, bytes)
     });

@@ -36,18 +36,20 @@ pub async fn run(
             let history = s.history().await?;
             let entries = plan::reconcile(set, &history);
             let plan::Selected { todo, waiting } = plan::plan_up(&entries, &dir, opts)?;
-            match &cfg.lint {
+            let plan = match &cfg.lint {
                 Some(settings) => {
                     let report = lint_pending(s, set, &todo, settings, out).await?;
                     if !dry_run {
                         lint::gate(&report, "the pending migrations")?;
                     }
+                    report.plan
                 }
                 None => {
-                    tracing::warn!("the pending migrations were not linted (--no-lint / SHIPGATE_LINT=off)")
+                    tracing::warn!("the pending migrations were not linted (--no-lint / SHIPGATE_LINT=off)");
+                    lint::lock_plan(&todo)
                 }
-            }
-            report_blockers(s, cfg, &todo, out).await;
+            };
+            report_blockers(s, cfg, &plan, out).await;
             if !dry_run {
                 s.ensure_history().await?;
             }
