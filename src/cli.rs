@@ -846,6 +846,11 @@ pub struct FollowArgs {
     /// Seconds between DescribeTasks calls while the task runs.
     #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
     pub poll_interval: Duration,
+
+    /// Most GetLogEvents calls a second, shared by every log stream this process follows
+    /// (CloudWatch Logs throttles the API per account and region).
+    #[arg(long, env = "SHIPGATE_LOG_READS_PER_SECOND", default_value_t = 5.0, value_name = "N")]
+    pub log_reads_per_second: f64,
 }
 
 #[derive(Debug, Args)]
@@ -1018,6 +1023,11 @@ pub struct DeployArgs {
     #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
     pub poll_interval: Duration,
 
+    /// Most GetLogEvents calls a second, shared by every log stream this process follows
+    /// (CloudWatch Logs throttles the API per account and region).
+    #[arg(long, env = "SHIPGATE_LOG_READS_PER_SECOND", default_value_t = 5.0, value_name = "N")]
+    pub log_reads_per_second: f64,
+
     /// `startedBy` of the migration tasks; the concurrency guard looks for tasks with it.
     #[arg(long, default_value = "shipgate", value_name = "TEXT")]
     pub started_by: String,
@@ -1078,6 +1088,11 @@ pub struct RollbackArgs {
     /// Time between DescribeTasks / DescribeServices calls.
     #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
     pub poll_interval: Duration,
+
+    /// Most GetLogEvents calls a second, shared by every log stream this process follows
+    /// (CloudWatch Logs throttles the API per account and region).
+    #[arg(long, env = "SHIPGATE_LOG_READS_PER_SECOND", default_value_t = 5.0, value_name = "N")]
+    pub log_reads_per_second: f64,
 
     /// `startedBy` of the migration tasks.
     #[arg(long, default_value = "shipgate", value_name = "TEXT")]

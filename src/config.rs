@@ -322,6 +322,16 @@ fn validate_started_by(text: &str) -> Result<()> {
     }
 }
 
+/// `--log-reads-per-second`: a positive, finite rate.
+pub fn validate_log_reads(per_second: f64) -> Result<()> {
+    if per_second.is_finite() && per_second >= 0.1 {
+        Ok(())
+    } else {
+        Err(Error::input(format!("--log-reads-per-second {per_second}: give a rate of at least 0.1"))
+            .hint("CloudWatch Logs allows GetLogEvents about 10 times a second per account and region; the default is 5"))
+    }
+}
+
 fn follow_config(args: FollowArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<FollowConfig> {
     if args.poll_interval < Duration::from_millis(100) {
         return Err(Error::input("--poll-interval must be at least 100ms"));
@@ -331,6 +341,7 @@ fn follow_config(args: FollowArgs, env: &dyn Fn(&str) -> Option<String>) -> Resu
             "--timeout 0 would stop the task at once; leave it out to wait without limit",
         ));
     }
+    validate_log_reads(args.log_reads_per_second)?;
     Ok(FollowConfig {
         container: args.container,
         options: FollowOptions {
@@ -338,6 +349,7 @@ fn follow_config(args: FollowArgs, env: &dyn Fn(&str) -> Option<String>) -> Resu
             timeout: args.timeout,
             stop_on_cancel: !args.no_stop_on_cancel,
             canceller: identity::operator(env),
+            log_reads_per_second: args.log_reads_per_second,
             ..FollowOptions::default()
         },
         exit_code: args.exit_code,

@@ -44,7 +44,7 @@ pub enum Kind {
 }
 
 /// A classified failure with a human message and an optional hint.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Error {
     kind: Kind,
     message: String,

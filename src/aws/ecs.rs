@@ -99,6 +99,33 @@ pub async fn describe_task(ecs: &Client, cluster: &str, arn: &str) -> Result<Opt
     Ok(out.tasks().iter().find(|t| t.task_arn() == Some(arn)).or(out.tasks().first()).map(view))
 }
 
+/// The most ARNs (or task ids) one `DescribeTasks` call takes.
+pub const DESCRIBE_BATCH: usize = 100;
+
+/// `DescribeTasks` for up to [`DESCRIBE_BATCH`] tasks of one cluster: each as ECS knows it, in
+/// the order asked, `None` for one it does not (`MISSING`). An id matches its task's ARN.
+pub async fn describe_tasks(
+    ecs: &Client,
+    cluster: &str,
+    arns: &[String],
+) -> Result<Vec<Option<TaskView>>, Failure> {
+    let out = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(arns.to_vec()))
+        .include(TaskField::Tags)
+        .send()
+        .await
+        .map_err(|e| failure_on(ecs, cluster)(failure("ecs:DescribeTasks", &e)))?;
+    let found: Vec<TaskView> = out.tasks().iter().map(view).collect();
+    Ok(arns.iter().map(|asked| found.iter().find(|t| same_task(&t.arn, asked)).cloned()).collect())
+}
+
+/// Whether `asked` (an ARN or a task id) names the task with ARN `arn`.
+fn same_task(arn: &str, asked: &str) -> bool {
+    arn == asked || arn.rsplit('/').next() == Some(asked)
+}
+
 /// The outcome of `RunTask`: a task, or the `failures[]` ECS answered with instead.
 #[derive(Debug)]
 pub enum Started {

@@ -12,7 +12,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use crate::error::{Error, Kind};
 
 /// A failed call, and whether trying again later may work.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Failure {
     pub transient: bool,
     /// The credentials expired (`ExpiredToken`): nothing this process asks AWS will work now,

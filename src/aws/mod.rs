@@ -8,9 +8,11 @@
 //! are honoured by the SDK itself,
 //! which is how the tests point the real binary at an emulator.
 
+pub mod budget;
 pub mod ecs;
 pub mod error;
 pub mod logs;
+pub mod poll;
 pub mod secrets;
 
 use std::collections::HashMap;
@@ -60,6 +62,10 @@ pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
 pub struct Aws {
     pub ecs: aws_sdk_ecs::Client,
     pub region: String,
+    /// The one `DescribeTasks` schedule of every task this process follows.
+    pub tasks: poll::TaskPoller,
+    /// The one budget of every `GetLogEvents` call of this process.
+    pub log_reads: Arc<budget::Budget>,
     base: Option<SdkConfig>,
     default_logs: aws_sdk_cloudwatchlogs::Client,
     logs_by_region: Arc<Mutex<HashMap<String, aws_sdk_cloudwatchlogs::Client>>>,
@@ -76,18 +82,34 @@ impl Aws {
         };
         let ecs = aws_sdk_ecs::Client::new(&config);
         let default_logs = aws_sdk_cloudwatchlogs::Client::new(&config);
-        Ok(Aws { ecs, region, base: Some(config), default_logs, logs_by_region: Arc::default() })
+        Ok(Aws {
+            tasks: poll::TaskPoller::new(ecs.clone()),
+            ecs,
+            region,
+            log_reads: Arc::new(budget::Budget::new(budget::DEFAULT_PER_SECOND)),
+            base: Some(config),
+            default_logs,
+            logs_by_region: Arc::default(),
+        })
     }
 
     /// Wrap ready-made clients (tests with `aws-smithy-mocks`): one logs client for every region.
     pub fn from_clients(ecs: aws_sdk_ecs::Client, logs: aws_sdk_cloudwatchlogs::Client) -> Aws {
         Aws {
+            tasks: poll::TaskPoller::new(ecs.clone()),
             ecs,
             region: "us-east-1".into(),
+            log_reads: Arc::new(budget::Budget::new(budget::DEFAULT_PER_SECOND)),
             base: None,
             default_logs: logs,
             logs_by_region: Arc::default(),
         }
+    }
+
+    /// The same clients, with `per_second` as the budget of `GetLogEvents` calls.
+    pub fn with_log_reads(mut self, per_second: f64) -> Aws {
+        self.log_reads = Arc::new(budget::Budget::new(per_second));
+        self
     }
 
     /// The logs client for a container's `awslogs-region` (the default region when unset).

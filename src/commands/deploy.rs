@@ -18,7 +18,7 @@ pub async fn run(cfg: &DeployConfig, shutdown: &Shutdown, out: &Reporter) -> Res
     if cfg.env.platform == crate::project::Platform::Local {
         return local::run(cfg, &prepared, &ci, shutdown, out).await;
     }
-    let aws = Aws::load(cfg.env.region.as_deref()).await?;
+    let aws = Aws::load(cfg.env.region.as_deref()).await?.with_log_reads(cfg.run.follow.log_reads_per_second);
     if cfg.dry_run {
         return plan::run(&aws, cfg, &prepared, out).await;
     }

@@ -27,7 +27,7 @@ pub async fn run(cfg: &RollbackConfig, shutdown: &Shutdown, out: &Reporter) -> R
     let env = &cfg.env;
     let migration = env.migration.as_ref().expect("validated: rollback needs a migration task");
     let migration_family = template_family(&migration.template)?;
-    let aws = Aws::load(env.region.as_deref()).await?;
+    let aws = Aws::load(env.region.as_deref()).await?.with_log_reads(cfg.run.follow.log_reads_per_second);
 
     let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
     let before = services::describe_all(&aws, &env.cluster, &names).await?;

@@ -389,8 +389,10 @@ fn ci(env: &dyn Fn(&str) -> Option<String>, output: OutputFormat) -> CiConfig {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_settings(
     poll_interval: Duration,
+    log_reads_per_second: f64,
     service_timeout: Duration,
     run_id: Option<String>,
     started_by: String,
@@ -404,9 +406,11 @@ fn run_settings(
     if service_timeout.is_zero() {
         return Err(Error::input("--service-timeout 0 would fail every rollout at once"));
     }
+    crate::config::validate_log_reads(log_reads_per_second)?;
     Ok(RunSettings {
         follow: FollowOptions {
             tick: poll_interval,
+            log_reads_per_second,
             canceller: identity::operator(env),
             ..FollowOptions::default()
         },
@@ -444,7 +448,15 @@ pub fn deploy_config(a: DeployArgs, env: &dyn Fn(&str) -> Option<String>) -> Res
         skip_post: a.skip_post,
         lint: super::lint_switch(a.no_lint, env)?,
         max_parallel: a.max_parallel as usize,
-        run: run_settings(a.poll_interval, a.service_timeout, a.run_id, a.started_by, a.aws.output, env)?,
+        run: run_settings(
+            a.poll_interval,
+            a.log_reads_per_second,
+            a.service_timeout,
+            a.run_id,
+            a.started_by,
+            a.aws.output,
+            env,
+        )?,
     })
 }
 
@@ -508,7 +520,15 @@ pub fn rollback_config(a: RollbackArgs, env: &dyn Fn(&str) -> Option<String>) ->
         to,
         stop_services: a.stop_services,
         yes: a.yes,
-        run: run_settings(a.poll_interval, a.service_timeout, a.run_id, a.started_by, a.aws.output, env)?,
+        run: run_settings(
+            a.poll_interval,
+            a.log_reads_per_second,
+            a.service_timeout,
+            a.run_id,
+            a.started_by,
+            a.aws.output,
+            env,
+        )?,
     })
 }
 

@@ -145,7 +145,13 @@ pub struct StepTask {
     pub label: String,
     pub env: Vec<(String, String)>,
     pub started_by: String,
+    /// Its place among the step's shards, from 0 (0 for a step that is not sharded).
+    pub shard: u32,
 }
+
+/// The time between the starts of two shards of a step on ECS: sixteen shards do not call
+/// RunTask (and the in-flight check before it) in the same instant.
+pub const SHARD_STAGGER: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The tasks of a step. A shard's `startedBy` is its own, so each task's idempotency token
 /// and in-flight check are its own.
@@ -155,6 +161,7 @@ pub fn shard_tasks(step: &Step, started_by: &str) -> Vec<StepTask> {
             label: step.label.clone(),
             env: step.env.clone(),
             started_by: started_by.to_string(),
+            shard: 0,
         }];
     }
     (1..=step.shards)
@@ -163,7 +170,12 @@ pub fn shard_tasks(step: &Step, started_by: &str) -> Vec<StepTask> {
             env.push(("SHIPGATE_SHARD".into(), format!("{i}/{}", step.shards)));
             let mut by = format!("{started_by}-{i}of{}", step.shards);
             by.truncate(36);
-            StepTask { label: format!("{} {i}/{}", step.label, step.shards), env, started_by: by }
+            StepTask {
+                label: format!("{} {i}/{}", step.label, step.shards),
+                env,
+                started_by: by,
+                shard: i - 1,
+            }
         })
         .collect()
 }
@@ -405,10 +417,23 @@ impl TaskRunner for Migration<'_> {
         group: Option<String>,
         out: Reporter,
     ) -> Result<(TaskRecord, Result<()>)> {
-        let StepTask { label, env, started_by } = task;
+        let StepTask { label, env, started_by, shard } = task;
         let cfg = self.run_config(env, started_by, group);
         let started = Instant::now();
-        let launch = run_followed(self.aws, &cfg, self.td_arn, self.containers, self.shutdown, &out).await;
+        let stagger = SHARD_STAGGER * shard;
+        let launch = tokio::select! {
+            () = tokio::time::sleep(stagger) => {
+                run_followed(self.aws, &cfg, self.td_arn, self.containers, self.shutdown, &out).await
+            }
+            signal = self.shutdown.wait(), if shard > 0 => Launch {
+                task: None,
+                watched: None,
+                result: Err(Error::interrupted(
+                    signal,
+                    format!("{} received before {label} was started", signal.name()),
+                )),
+            },
+        };
         let record = self.record(&label, &launch, started.elapsed().as_millis());
         Ok((record, launch.result))
     }

@@ -1,6 +1,8 @@
-//! Following one task to the end: our own loop (one `DescribeTasks` a tick, jittered, no
-//! backoff, no ceiling), every awslogs stream tailed by forward token, a drain after STOPPED,
-//! and `StopTask` on cancellation or `--timeout`.
+//! Following one task to the end: our own loop (the task described in the process's shared
+//! `DescribeTasks` rounds, one a tick, no ceiling), every awslogs stream tailed by forward
+//! token within the process's `GetLogEvents` budget (a silent stream read less and less
+//! often while the task runs), a drain after STOPPED, and `StopTask` on cancellation or
+//! `--timeout`.
 //!
 //! SDK waiters are not used: they back off to minutes between polls, give up at a fixed
 //! ceiling, and cannot share a schedule with log reading or react to a signal. A task may go
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::logs::{Source, Tail, drained, sources};
 use super::view::TaskView;
+use crate::aws::poll::{Polled, Watcher};
 use crate::aws::{Aws, ecs, logs};
 use crate::duration;
 use crate::error::{Error, Result};
@@ -39,6 +42,9 @@ pub struct FollowOptions {
     /// After StopTask for a signal, how long to go on printing lines before giving up on the
     /// task's end: a cancelled CI job is killed about 10 s after its first signal.
     pub cancel_grace: Duration,
+    /// The process's budget of `GetLogEvents` calls a second, shared by every stream it
+    /// follows (see `Aws::with_log_reads`).
+    pub log_reads_per_second: f64,
 }
 
 impl Default for FollowOptions {
@@ -52,6 +58,7 @@ impl Default for FollowOptions {
             canceller: "shipgate".into(),
             missing_grace: Duration::from_secs(300),
             cancel_grace: Duration::from_secs(5),
+            log_reads_per_second: crate::aws::budget::DEFAULT_PER_SECOND,
         }
     }
 }
@@ -89,6 +96,10 @@ pub async fn follow(
     let (mut tails, prefixed) = tails(containers, super::view::task_id(task_arn));
     let started = Instant::now();
     let deadline = opts.timeout.map(|t| tokio::time::Instant::now() + t);
+    // The task is described in the process's shared rounds (one call for every task
+    // followed), until it stopped: a stopped task does not change.
+    let mut watcher = Some(aws.tasks.watch(cluster, task_arn, opts.tick));
+    let mut polled: Option<Polled> = None;
     let mut task: Option<TaskView> = None;
     let mut ended_by = EndedBy::Stopped;
     let mut stop_sent = false;
@@ -96,32 +107,40 @@ pub async fn follow(
     let mut cancelled_at: Option<Instant> = None;
 
     loop {
-        match ecs::describe_task(&aws.ecs, cluster, task_arn).await {
-            Ok(Some(t)) => {
+        match polled.take() {
+            None => {}
+            Some(Ok(Some(t))) => {
                 let previous = task.as_ref().map(|p| p.last_status.as_str()).unwrap_or("");
                 if t.last_status != previous {
                     tracing::info!("task {}: {}", t.id(), t.last_status);
                 }
                 task = Some(t);
             }
-            Ok(None) if task.is_none() && started.elapsed() < opts.missing_grace => {}
-            Ok(None) => {
-                return Err(Error::input(format!(
-                    "ECS does not know task {task_arn} in cluster `{cluster}`"
-                ))
-                .hint("stopped tasks are kept for about an hour; check the ARN, --cluster and the region"));
+            Some(Ok(None)) if task.is_none() && started.elapsed() < opts.missing_grace => {}
+            Some(Ok(None)) => return Err(unknown_task(task_arn, cluster)),
+            Some(Err(f)) if f.transient => {
+                tracing::warn!("{}; trying again at the next tick", f.error.message())
             }
-            Err(f) if f.transient => tracing::warn!("{}; trying again at the next tick", f.error.message()),
-            Err(f) if f.expired => return Err(lost_credentials(cluster, task_arn, &f.error)),
-            Err(f) => return Err(f.error),
+            Some(Err(f)) if f.expired => return Err(lost_credentials(cluster, task_arn, &f.error)),
+            Some(Err(f)) => return Err(f.error),
         }
         let stopped = task.as_ref().is_some_and(TaskView::stopped);
         if stopped && stopped_seen.is_none() {
             stopped_seen = Some(Instant::now());
+            watcher = None;
             tails.iter_mut().for_each(Tail::begin_drain);
         }
-        for tail in &mut tails {
-            read_available(aws, tail, prefixed, out).await;
+        // Before the container started there is nothing to read; the drain reads from the
+        // head of every stream, so a task that went straight to STOPPED loses nothing.
+        if task.as_ref().is_some_and(|t| may_have_logs(&t.last_status)) {
+            let now = Instant::now();
+            for tail in tails.iter_mut().filter(|t| t.due(now)) {
+                let before = tail.lines;
+                read_available(aws, tail, prefixed, out).await;
+                if !stopped {
+                    tail.settle(tail.lines > before, Instant::now(), opts.tick);
+                }
+            }
         }
         if let (Some(seen), Some(t)) = (stopped_seen, &task) {
             let by_aws =
@@ -140,10 +159,10 @@ pub async fn follow(
             break;
         }
 
-        let pause = if stopped { opts.drain_tick } else { jittered(opts.tick) };
         let cancel_armed = !stop_sent && !stopped;
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            next = next_round(&mut watcher) => polled = Some(next),
+            () = tokio::time::sleep(opts.drain_tick), if stopped => {}
             signal = shutdown.wait(), if cancel_armed => {
                 if !opts.stop_on_cancel {
                     return Err(Error::interrupted(signal, format!("{} received; task {task_arn} was left running", signal.name()))
@@ -172,6 +191,19 @@ pub async fn follow(
     Ok(Followed { task, ended_by, lines, streams: tails.iter().filter(|t| t.exists()).count() })
 }
 
+/// The next shared round's answer about the task; never, once it is no longer watched.
+async fn next_round(watcher: &mut Option<Watcher>) -> Polled {
+    match watcher {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a task in this state may have written logs: its containers started.
+fn may_have_logs(last_status: &str) -> bool {
+    !matches!(last_status, "" | "PROVISIONING" | "PENDING" | "ACTIVATING")
+}
+
 async fn stop(aws: &Aws, cluster: &str, task_arn: &str, reason: &str) -> Result<()> {
     tracing::warn!("stopping task {}: {reason}", super::view::task_id(task_arn));
     // A transient failure is retried by the SDK; if StopTask still fails, say so and let the
@@ -184,11 +216,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// ±10 % so many followers started together do not poll in lockstep.
-fn jittered(tick: Duration) -> Duration {
-    tick.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
 /// A tail for every readable stream of a task (warning about the rest), and whether lines
@@ -241,6 +268,7 @@ pub async fn read_available(aws: &Aws, tail: &mut Tail, prefixed: bool, out: &Re
     let client = aws.logs(region.as_deref());
     // A bound per tick keeps DescribeTasks (and a signal) from waiting behind a huge backlog.
     for _ in 0..100 {
+        aws.log_reads.take().await;
         match logs::read(&client, &group, &stream, tail.token()).await {
             Ok(page) => {
                 out.log_lines(prefixed.then_some(container.as_str()), &page.lines);

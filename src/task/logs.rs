@@ -10,7 +10,7 @@
 //! follower drains: it keeps reading until every stream returned nothing new on two reads in a
 //! row after the stop, and a grace period since `stoppedAt` has passed ([`drained`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::taskdef::{ContainerInfo, LogDriver};
 
@@ -81,6 +81,10 @@ pub struct Tail {
     unchanged: u32,
     unavailable: Option<String>,
     pub lines: u64,
+    /// Reads in a row that brought nothing while the task ran.
+    idle: u32,
+    /// A silent stream is read again no sooner than this.
+    next_read: Option<Instant>,
 }
 
 /// A page holds at most 10,000 events or 1 MiB (each event counting its bytes plus 26); a page
@@ -94,7 +98,16 @@ pub fn page_was_full(events: usize, bytes: usize) -> bool {
 
 impl Tail {
     pub fn new(source: Source) -> Tail {
-        Tail { source, token: None, exists: false, unchanged: 0, unavailable: None, lines: 0 }
+        Tail {
+            source,
+            token: None,
+            exists: false,
+            unchanged: 0,
+            unavailable: None,
+            lines: 0,
+            idle: 0,
+            next_read: None,
+        }
     }
 
     /// The token to pass to the next `GetLogEvents` (none for the first read).
@@ -140,14 +153,45 @@ impl Tail {
         self.unavailable.as_deref()
     }
 
-    /// The task stopped: from now on, count reads that bring nothing new.
+    /// The task stopped: from now on, count reads that bring nothing new, and read every
+    /// stream at every drain tick.
     pub fn begin_drain(&mut self) {
         self.unchanged = 0;
+        self.idle = 0;
+        self.next_read = None;
+    }
+
+    /// Whether the stream is due for a read at `now` (a silent one waits longer each time).
+    pub fn due(&self, now: Instant) -> bool {
+        self.next_read.is_none_or(|at| now >= at)
+    }
+
+    /// After the reads of one tick while the task runs: a stream that brought lines is read
+    /// at the next tick, a silent one later and later ([`idle_pause`]).
+    pub fn settle(&mut self, read_lines: bool, now: Instant, tick: Duration) {
+        if read_lines {
+            self.idle = 0;
+            self.next_read = None;
+        } else {
+            self.idle += 1;
+            self.next_read = Some(now + idle_pause(self.idle, tick));
+        }
     }
 
     fn caught_up(&self) -> bool {
         self.unavailable.is_some() || self.unchanged >= 2
     }
+}
+
+/// The longest a silent stream of a running task goes unread: its lines are never lost (the
+/// drain after the stop reads every stream to its end), only shown later.
+pub const MAX_IDLE_PAUSE: Duration = Duration::from_secs(30);
+
+/// How long to wait before reading a stream again after `idle` silent reads in a row: the
+/// tick for the first two, then twice as long each time, up to [`MAX_IDLE_PAUSE`].
+pub fn idle_pause(idle: u32, tick: Duration) -> Duration {
+    let doublings = idle.saturating_sub(2).min(16);
+    tick.saturating_mul(1 << doublings).min(MAX_IDLE_PAUSE.max(tick))
 }
 
 /// Every stream returned nothing new on two reads in a row since the stop, and the grace
@@ -159,6 +203,39 @@ pub fn drained(tails: &[Tail], since_stop: Duration, grace: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_stream_is_read_less_and_less_often_up_to_thirty_seconds() {
+        let s = Duration::from_secs;
+        // (silent reads in a row, tick) -> pause before the next read
+        let cases = [(1, s(3), s(3)), (2, s(3), s(3)), (3, s(3), s(6)), (4, s(3), s(12)), (5, s(3), s(24))];
+        for (idle, tick, want) in cases {
+            assert_eq!(idle_pause(idle, tick), want, "{idle} silent reads at a {tick:?} tick");
+        }
+        assert_eq!(idle_pause(6, s(3)), MAX_IDLE_PAUSE);
+        assert_eq!(idle_pause(1000, s(3)), MAX_IDLE_PAUSE);
+        // A tick longer than the ceiling is never shortened.
+        assert_eq!(idle_pause(9, s(60)), s(60));
+    }
+
+    #[test]
+    fn lines_or_the_stop_bring_a_silent_stream_back_to_every_tick() {
+        let tick = Duration::from_secs(3);
+        let now = Instant::now();
+        let mut tail = Tail::new(source());
+        assert!(tail.due(now));
+        for _ in 0..5 {
+            tail.settle(false, now, tick);
+        }
+        assert!(!tail.due(now + Duration::from_secs(23)));
+        assert!(tail.due(now + Duration::from_secs(24)));
+        tail.settle(true, now, tick);
+        assert!(tail.due(now));
+        tail.settle(false, now, tick);
+        assert!(!tail.due(now));
+        tail.begin_drain();
+        assert!(tail.due(now), "the drain reads every stream at every drain tick");
+    }
 
     fn source() -> Source {
         Source { container: "app".into(), group: "/g".into(), region: None, stream: "p/app/t".into() }

@@ -20,7 +20,7 @@ const MIGRATION: &str = r#"{
     "image": "example.com/app:${IMAGE_TAG}",
     "memory": 512,
     "essential": true,
-    "environment": [{"name": "MOTO_RUN_SECONDS", "value": "${RUN_SECONDS:-0}"}, {"name": "MOTO_POST_WAITING", "value": "${POST_WAITING:-0}"}],
+    "environment": [{"name": "MOTO_RUN_SECONDS", "value": "${RUN_SECONDS:-0}"}, {"name": "MOTO_POST_WAITING", "value": "${POST_WAITING:-0}"}, {"name": "MOTO_LOG_PER_SECOND", "value": "${LOG_PER_SECOND:-0}"}],
     "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "GROUP", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "db", "mode": "blocking"}}
   }]
 }"#;
@@ -109,6 +109,15 @@ impl Project {
             .env("GITHUB_STEP_SUMMARY", self.file("summary.md"))
             .env("GITHUB_OUTPUT", self.file("outputs"));
         cmd
+    }
+
+    /// Give the project tenants, split over `shards` tasks.
+    fn with_tenant_shards(&self, shards: u32) {
+        let config = self.file("shipgate.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let sharded =
+            text.replace("tenants = false\n", &format!("tenants = true\ntenant_shards = {shards}\n"));
+        std::fs::write(config, sharded).unwrap();
     }
 
     fn file(&self, name: &str) -> std::path::PathBuf {
@@ -282,6 +291,35 @@ async fn a_reported_post_migration_runs_in_a_second_task_after_the_rollout() {
     let summary = p.take("summary.md");
     assert!(summary.contains("### 3. Migrations after the rollout (post)\n"), "{summary}");
     assert!(summary.lines().any(|l| l.starts_with("| master post |") && l.contains("✅")), "{summary}");
+}
+
+/// Four shards that log ten lines a second: one `DescribeTasks` call asks for all four at
+/// once, and every line of every task (master and shards) is printed exactly once.
+#[tokio::test]
+async fn four_shards_share_their_describe_calls_and_lose_no_line() {
+    let Some(p) = Project::new("four_shards_share_their_describe_calls_and_lose_no_line").await else {
+        return;
+    };
+    p.with_tenant_shards(4);
+    let r = run(p.deploy("2", &["--var", "RUN_SECONDS=3", "--var", "LOG_PER_SECOND=10"])).await.expect(0);
+    let mut per_task: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    let mut printed = 0;
+    for line in r.stdout.lines() {
+        let Some(at) = line.find("line ") else { continue };
+        let mut words = line[at + 5..].split_whitespace();
+        let (Some(task), Some(n)) = (words.next(), words.next()) else { continue };
+        printed += 1;
+        per_task.entry(task.to_string()).or_default().insert(n.to_string());
+    }
+    assert_eq!(per_task.len(), 5, "the master task and four shards:\n{}", r.stdout);
+    for (task, lines) in &per_task {
+        assert_eq!(lines.len(), 30, "task {task} wrote 30 lines; printed {lines:?}");
+    }
+    assert_eq!(printed, 150, "a line printed twice:\n{}", r.stdout);
+    let batches: Vec<usize> =
+        p.moto.control_file("describe-tasks.log").lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(batches.iter().max(), Some(&4), "the shards were described together: {batches:?}");
 }
 
 #[tokio::test]

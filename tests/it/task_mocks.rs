@@ -530,3 +530,52 @@ async fn an_unknown_cluster_is_named_with_the_region_it_was_looked_for_in() {
         r.message
     );
 }
+
+/// Sixteen tasks followed at once by one process (the shards of a tenant step) share one
+/// `DescribeTasks` call per tick: the calls are those of one follower, not sixteen times that.
+#[tokio::test]
+async fn many_tasks_followed_at_once_share_one_describe_call_per_tick() {
+    const N: usize = 16;
+    let arn = |i: usize| format!("arn:aws:ecs:us-east-1:123456789012:task/prod/shard{i:02}");
+    let widest = Arc::new(AtomicUsize::new(0));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let (w, n) = (widest.clone(), rounds.clone());
+    let describe = mock!(aws_sdk_ecs::Client::describe_tasks).then_compute_output(move |req| {
+        let asked = req.tasks();
+        w.fetch_max(asked.len(), Ordering::SeqCst);
+        let round = n.fetch_add(1, Ordering::SeqCst);
+        let tasks = asked.iter().map(|a| {
+            let mut t = if round < 3 {
+                task("RUNNING")
+            } else {
+                stopped("EssentialContainerExited", "done", true, &[("app", Some(0), "")])
+            };
+            t.task_arn = Some(a.clone());
+            t
+        });
+        DescribeTasksOutput::builder().set_tasks(Some(tasks.collect())).build()
+    });
+    let logs = quiet_logs();
+    let retry = || RetryConfig::standard().with_max_attempts(1);
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe], |c| c.retry_config(retry()));
+    let logs_client =
+        mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, [&logs], |c| c.retry_config(retry()));
+    let aws = Aws::from_clients(ecs, logs_client).with_log_reads(1000.0);
+    let opts = FollowOptions { tick: Duration::from_millis(20), ..config().follow.options };
+    let (out, _) = Reporter::capturing(OutputFormat::Text);
+    let shutdown = Shutdown::never();
+    let arns: Vec<String> = (0..N).map(arn).collect();
+    let containers = containers(&[("app", true)]);
+    let followers = arns
+        .iter()
+        .map(|a| shipgate::task::follow::follow(&aws, "prod", a, &containers, &opts, &shutdown, &out));
+    let followed = futures_util::future::join_all(followers).await;
+    for (a, f) in arns.iter().zip(followed) {
+        let f = f.unwrap_or_else(|e| panic!("{a}: {e}"));
+        assert_eq!(&f.task.arn, a, "each follower gets its own task's answer");
+        assert!(f.task.stopped());
+    }
+    assert_eq!(widest.load(Ordering::SeqCst), N, "one call asked for every task");
+    let calls = describe.num_calls();
+    assert!(calls <= 6, "{calls} DescribeTasks calls for {N} tasks over 4 rounds");
+}

@@ -24,8 +24,12 @@ decide, then stop the way Fargate stops them. This launcher patches moto's ECS b
 * A migration task started with MIGRATION_PHASE=pre writes the phase report shipgate's runner
   ends a pre run with to its awslogs stream, with MOTO_POST_WAITING (default 0) post
   migrations waiting, so the deploy decides on its post phase as it does on ECS.
+* A task whose environment sets MOTO_LOG_PER_SECOND writes that many lines a second to its
+  awslogs stream while it runs (`line <task id> <n>`, n from 0), from a thread of the server,
+  whether or not anybody asks: what a chatty migration does, for benchmarks that count lines.
 * Every ECS and CloudWatch Logs call is appended to $SHIPGATE_MOTO_CONTROL/calls.log (one
-  action name per line), so benchmarks can count API calls.
+  action name per line), so benchmarks can count API calls; each DescribeTasks call's number
+  of tasks goes to describe-tasks.log, so tests can see calls shared by several followers.
 
 Usage: server.py -H 127.0.0.1 -p PORT   (the arguments of moto_server). Pinned to moto 5.2.5
 (tests/moto/requirements.txt): it relies on that version's model attribute names.
@@ -143,6 +147,53 @@ def write_phase_report(backend, task):
     backend_logs.put_log_events(group, stream, [{"timestamp": int(time.time() * 1000), "message": line}])
 
 
+_chatty = []
+_chatty_lock = threading.Lock()
+
+
+def chatter():
+    """Write the due lines of every task that logs by itself (MOTO_LOG_PER_SECOND)."""
+    while True:
+        time.sleep(0.1)
+        with _chatty_lock:
+            for entry in list(_chatty):
+                task, backend_logs, group, stream, rate, seconds = entry["args"]
+                end = time.time() if seconds is None else min(time.time(), task.shipgate_created + seconds)
+                if task.status == "STOPPED":
+                    end = min(end, task.stopped_at.timestamp())
+                due = int((end - task.shipgate_created) * rate)
+                events = [{"timestamp": int((task.shipgate_created + n / rate) * 1000),
+                           "message": f"line {task.id} {n:06d}"} for n in range(entry["written"], due)]
+                if events:
+                    backend_logs.put_log_events(group, stream, events)
+                    entry["written"] = due
+                if task.status == "STOPPED" and entry["written"] >= due:
+                    _chatty.remove(entry)
+
+
+def start_chatter(backend, task):
+    env = env_of(task)
+    rate = env.get("MOTO_LOG_PER_SECOND")
+    if not rate or float(rate) <= 0:
+        return
+    td = original_describe_task_definition(backend, task.task_definition_arn)
+    container = td.container_definitions[0]
+    options = (container.get("logConfiguration") or {}).get("options") or {}
+    group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
+    stream = f"{prefix}/{container['name']}/{task.id}"
+    backend_logs = logs.logs_backends[backend.account_id][options.get("awslogs-region", backend.region_name)]
+    try:
+        backend_logs.create_log_stream(group, stream)
+    except Exception:  # the phase report made it already
+        pass
+    seconds = env.get("MOTO_RUN_SECONDS")
+    with _chatty_lock:
+        if not any(t.is_alive() for t in threading.enumerate() if t.name == "chatter"):
+            threading.Thread(target=chatter, name="chatter", daemon=True).start()
+        _chatty.append({"args": (task, backend_logs, group, stream, float(rate),
+                                 None if seconds is None else float(seconds)), "written": 0})
+
+
 def run_task(self, *args, **kwargs):
     record("ecs:RunTask")
     tasks = original_run_task(self, *args, **kwargs)
@@ -153,6 +204,7 @@ def run_task(self, *args, **kwargs):
             container.last_status = "RUNNING"
             container.exitCode = None
         write_phase_report(self, task)
+        start_chatter(self, task)
     return tasks
 
 
@@ -161,6 +213,9 @@ original_describe_tasks = ecs.EC2ContainerServiceBackend.describe_tasks
 
 def describe_tasks(self, cluster_str, tasks):
     record("ecs:DescribeTasks")
+    if CONTROL:
+        with _calls_lock, open(os.path.join(CONTROL, "describe-tasks.log"), "a") as f:
+            f.write(f"{len(tasks)}\n")
     found = original_describe_tasks(self, cluster_str, tasks)
     for task in found:
         settle(task)

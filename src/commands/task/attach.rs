@@ -9,7 +9,7 @@ use crate::shutdown::Shutdown;
 use crate::task::follow;
 
 pub async fn run(cfg: &AttachConfig, shutdown: &Shutdown, out: &Reporter) -> Result<()> {
-    let aws = Aws::load(cfg.region.as_deref()).await?;
+    let aws = Aws::load(cfg.region.as_deref()).await?.with_log_reads(cfg.follow.options.log_reads_per_second);
     let task = ecs::describe_task(&aws.ecs, &cfg.cluster, &cfg.task)
         .await?
         .ok_or_else(|| follow::unknown_task(&cfg.task, &cfg.cluster))?;

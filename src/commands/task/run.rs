@@ -16,7 +16,7 @@ pub async fn run(cfg: &RunConfig, shutdown: &Shutdown, out: &Reporter) -> Result
         TaskDefinitionRef::Template(source) => Some(render_source(source)?),
         TaskDefinitionRef::Registered(_) => None,
     };
-    let aws = Aws::load(cfg.region.as_deref()).await?;
+    let aws = Aws::load(cfg.region.as_deref()).await?.with_log_reads(cfg.follow.options.log_reads_per_second);
     let (td_arn, containers) = match (&cfg.task_definition, rendered) {
         (TaskDefinitionRef::Template(_), Some(rendered)) => {
             let registered = register_if_changed(&aws, &rendered).await?;

@@ -129,6 +129,11 @@ impl Moto {
         .unwrap()
     }
 
+    /// A file the emulator writes in its control folder (`describe-tasks.log`, `calls.log`).
+    pub(crate) fn control_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.control.join(name)).unwrap_or_default()
+    }
+
     /// Make the task stop with this exit code (`None`: its container never ran).
     pub(crate) fn stop(&self, task_arn: &str, spec: serde_json::Value) {
         let id = task_arn.rsplit('/').next().unwrap();
