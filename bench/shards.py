@@ -25,7 +25,7 @@ MIGRATION = """{
   "cpu": "256", "memory": "512",
   "containerDefinitions": [{
     "name": "migrate", "image": "example.com/app:${IMAGE_TAG}", "memory": 512, "essential": true,
-    "environment": [{"name": "MOTO_RUN_SECONDS", "value": "SECONDS"}, {"name": "MOTO_LOG_PER_SECOND", "value": "RATE"}],
+    "environment": [{"name": "MOTO_RUN_SECONDS", "value": "@SECONDS@"}, {"name": "MOTO_LOG_PER_SECOND", "value": "@RATE@"}],
     "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "GROUP", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "db", "mode": "blocking"}}
   }]
 }"""
@@ -41,7 +41,7 @@ def measure(moto, shipgate, shards, seconds):
     work = tempfile.mkdtemp(prefix="shipgate-shards-")
     with open(os.path.join(work, "migration.json"), "w") as f:
         f.write(MIGRATION.replace("FAMILY", family).replace("GROUP", group)
-                .replace("SECONDS", str(seconds)).replace("RATE", str(RATE)))
+                .replace("@SECONDS@", str(seconds)).replace("@RATE@", str(RATE)))
     config = os.path.join(work, "shipgate.toml")
     with open(config, "w") as f:
         f.write(f'[env.bench]\nregion = "us-east-1"\ncluster = "{cluster}"\nsubnets = ["{subnet}"]\n'
@@ -64,7 +64,7 @@ def measure(moto, shipgate, shards, seconds):
         proc.wait()
         ended = time.time()
     printed = open(out_path).read().splitlines() + open(err_path).read().splitlines()
-    seen = {m.group(1) + " " + m.group(2) for m in (re.search(r"line (\w+) (\d{6})", l) for l in printed) if m}
+    seen = {m.group(1) + " " + m.group(2) for m in (re.search(r"line ([0-9a-f-]+) (\d{6})", l) for l in printed) if m}
     tasks = {s.split()[0] for s in seen}
     expected = (shards + 1) * RATE * seconds
     describe = calls.count("ecs:DescribeTasks") / window * 60

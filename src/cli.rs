@@ -1007,6 +1007,12 @@ pub struct DeployArgs {
     #[arg(long)]
     pub skip_post: bool,
 
+    /// Start a new deployment of every service even when its task definition did not change
+    /// (a mutable image tag such as `latest` now names another image); per service:
+    /// `force_new_deployment = true` in shipgate.toml.
+    #[arg(long)]
+    pub force_new_deployment: bool,
+
     /// Skip the pre-flight lint of the migrations, for emergencies [env: SHIPGATE_LINT=off].
     #[arg(long)]
     pub no_lint: bool,

@@ -87,6 +87,9 @@ pub struct EnvSection {
     pub services: Vec<ServiceSection>,
     /// Fargate tasks the tenant migration is split across.
     pub tenant_shards: Option<u32>,
+    /// After a successful deploy, deregister older revisions of every task definition family
+    /// it used, keeping the newest N and any still in use [default: keep every revision].
+    pub keep_revisions: Option<u32>,
     /// Whether a tenant run follows the master one [default: when the project has a tenant set].
     pub tenants: Option<bool>,
     /// Template variables for this environment (`--vars-file` and `--var` win).
@@ -125,6 +128,10 @@ pub struct ServiceSection {
     pub name: String,
     /// Its task definition template, relative to shipgate.toml.
     pub template: PathBuf,
+    /// Start a new deployment of it on every deploy, even when its task definition did not
+    /// change (an image tag like `latest` may point to a new image) [default: false].
+    #[serde(default)]
+    pub force_new_deployment: bool,
 }
 
 /// `[migrations]`.

@@ -460,6 +460,7 @@ pub async fn update_service(
     name: &str,
     task_definition: Option<&str>,
     desired: Option<i32>,
+    force_new_deployment: bool,
 ) -> Result<ServiceView> {
     let out = ecs
         .update_service()
@@ -467,6 +468,7 @@ pub async fn update_service(
         .service(name)
         .set_task_definition(task_definition.map(str::to_string))
         .set_desired_count(desired)
+        .set_force_new_deployment(force_new_deployment.then_some(true))
         .send()
         .await
         .map_err(|e| on_cluster(ecs, cluster)(describe("ecs:UpdateService", &e)))?;
@@ -509,6 +511,16 @@ pub async fn service_deployment_status(ecs: &Client, arn: &str) -> Result<Option
 }
 
 /// The ACTIVE revisions of a task definition family, newest first.
+/// Deregister one task definition revision (it becomes INACTIVE; what runs it keeps running).
+pub async fn deregister(ecs: &Client, arn: &str) -> Result<()> {
+    ecs.deregister_task_definition()
+        .task_definition(arn)
+        .send()
+        .await
+        .map_err(|e| describe("ecs:DeregisterTaskDefinition", &e))?;
+    Ok(())
+}
+
 pub async fn revisions(ecs: &Client, family: &str) -> Result<Vec<String>> {
     let mut arns = Vec::new();
     let mut pages = ecs

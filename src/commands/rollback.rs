@@ -35,7 +35,16 @@ pub async fn run(cfg: &RollbackConfig, shutdown: &Shutdown, out: &Reporter) -> R
     for view in &before {
         let td = target_revision(&aws, view, cfg.target).await?;
         let desired = cfg.stop_services.then_some(view.desired);
-        targets.push((Target { service: view.name.clone(), task_definition: td, desired }, view.clone()));
+        targets.push((
+            Target {
+                service: view.name.clone(),
+                task_definition: td,
+                desired,
+                force: false,
+                mutable_images: Vec::new(),
+            },
+            view.clone(),
+        ));
     }
     let (td_arn, containers) = ecs::task_definition(&aws.ecs, &migration_family).await?;
     let steps = migrations::rollback_steps(env, &cfg.to);
@@ -194,7 +203,7 @@ async fn stop_services(
     ci.group("stop services");
     let started = Instant::now();
     for (t, _) in targets {
-        ecs::update_service(&aws.ecs, &follow.cluster, &t.service, None, Some(0)).await?;
+        ecs::update_service(&aws.ecs, &follow.cluster, &t.service, None, Some(0), false).await?;
         tracing::info!("service {}: desired count 0", t.service);
     }
     for (t, _) in targets {

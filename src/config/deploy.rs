@@ -32,6 +32,8 @@ pub struct MigrationTask {
 pub struct Service {
     pub name: String,
     pub template: TemplateSource,
+    /// A new deployment on every deploy, changed or not (`force_new_deployment`).
+    pub force_new_deployment: bool,
 }
 
 /// One validated `[env.NAME]`.
@@ -50,6 +52,9 @@ pub struct EnvConfig {
     /// Whether a tenant run follows the master run.
     pub tenants: bool,
     pub tenant_shards: u32,
+    /// `keep_revisions`: after a successful deploy, older revisions of its families are
+    /// deregistered, the newest N and those in use kept.
+    pub keep_revisions: Option<u32>,
     /// The project's migration sets and `[lint]`: what `deploy` lints before any AWS call.
     pub lint: Option<(Vec<super::LintSet>, crate::migrate::lint::Settings)>,
 }
@@ -102,6 +107,15 @@ pub struct RunSettings {
     pub ci: CiConfig,
 }
 
+impl DeployConfig {
+    /// Whether `service` gets a new deployment even when its task definition did not change:
+    /// `--force-new-deployment`, or `force_new_deployment = true` for it.
+    pub fn forces(&self, service: &str) -> bool {
+        self.force_new_deployment
+            || self.env.services.iter().any(|s| s.name == service && s.force_new_deployment)
+    }
+}
+
 /// `shipgate deploy`, validated.
 #[derive(Debug, Clone)]
 pub struct DeployConfig {
@@ -112,6 +126,8 @@ pub struct DeployConfig {
     pub rollback_on_failure: bool,
     /// `--skip-post`: the post migrations wait for a later deploy.
     pub skip_post: bool,
+    /// `--force-new-deployment`: every service gets a new deployment, changed or not.
+    pub force_new_deployment: bool,
     /// The pre-flight lint of the project's migrations: off with `--no-lint` / `SHIPGATE_LINT=off`.
     pub lint: bool,
     pub max_parallel: usize,
@@ -240,6 +256,7 @@ pub fn validate(
         migration_task,
         services,
         tenant_shards,
+        keep_revisions,
         tenants,
         vars: defaults,
     } = section.clone();
@@ -344,6 +361,7 @@ pub fn validate(
         resolved.push(Service {
             name: s.name.clone(),
             template: source(format!("services[{i}].template"), &s.template)?,
+            force_new_deployment: s.force_new_deployment,
         });
     }
     if migration.is_none() && resolved.is_empty() {
@@ -358,6 +376,13 @@ pub fn validate(
             key("tenant_shards")
         )));
     }
+    if keep_revisions == Some(0) {
+        return Err(Error::input(format!(
+            "{}: 0 would deregister every revision not in use",
+            key("keep_revisions")
+        ))
+        .hint("keep at least 1 (10 leaves room to go back); leave it out to keep every revision"));
+    }
     let tenants = tenants.unwrap_or(has_tenant_set);
     Ok(EnvConfig {
         name: name.to_string(),
@@ -370,6 +395,7 @@ pub fn validate(
         services: resolved,
         tenants,
         tenant_shards,
+        keep_revisions,
         lint: None,
     })
 }
@@ -446,6 +472,7 @@ pub fn deploy_config(a: DeployArgs, env: &dyn Fn(&str) -> Option<String>) -> Res
         dry_run: a.dry_run,
         rollback_on_failure: a.rollback_on_failure,
         skip_post: a.skip_post,
+        force_new_deployment: a.force_new_deployment,
         lint: super::lint_switch(a.no_lint, env)?,
         max_parallel: a.max_parallel as usize,
         run: run_settings(

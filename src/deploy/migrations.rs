@@ -458,6 +458,7 @@ mod tests {
             services: vec![],
             tenants,
             tenant_shards: shards,
+            keep_revisions: None,
             lint: None,
         }
     }

@@ -36,6 +36,10 @@ pub async fn run_with(
         ..DeployRecord::default()
     };
     let result = pipeline(aws, cfg, prepared, &mut record, ci, shutdown, out).await;
+    let mut pruned = 0;
+    if let (Ok(()), Some(keep)) = (&result, cfg.env.keep_revisions) {
+        pruned = crate::deploy::revisions::prune(aws, &record, keep).await.len();
+    }
     if result.is_ok() {
         record.message = format!(
             "{} migration task{} succeeded, {} service{} rolled out{}",
@@ -45,6 +49,12 @@ pub async fn run_with(
             if record.services.len() == 1 { "" } else { "s" },
             migrations::post_note(&record)
         );
+        if pruned > 0 {
+            record.message.push_str(&format!(
+                "; {pruned} old task definition revision{} deregistered",
+                if pruned == 1 { "" } else { "s" }
+            ));
+        }
     }
     ci.finish(&mut record, &result);
     result
@@ -131,7 +141,14 @@ async fn roll_out(
         .zip(before)
         .map(|(r, view)| {
             let task_definition = service_arns[&r.role].clone();
-            (Target { service: r.role.clone(), task_definition, desired: None }, view)
+            let target = Target {
+                service: r.role.clone(),
+                task_definition,
+                desired: None,
+                force: cfg.forces(&r.role),
+                mutable_images: crate::taskdef::mutable_images(&r.rendered),
+            };
+            (target, view)
         })
         .collect();
     ci.group("services");
@@ -204,6 +221,8 @@ async fn roll_back(
             service: target.service.clone(),
             task_definition: before.task_definition.clone(),
             desired: None,
+            force: false,
+            mutable_images: Vec::new(),
         })
         .collect();
     if back.is_empty() {

@@ -69,7 +69,10 @@ pub async fn run(aws: &Aws, cfg: &DeployConfig, prepared: &Prepared, out: &Repor
     for (i, view) in services.iter().enumerate() {
         let target = &resolved[offset + i];
         let unchanged = revision_name(&view.task_definition) == revision_name(target);
-        let (action, text) = if unchanged {
+        let forced = unchanged && cfg.forces(&view.name);
+        let (action, text) = if forced {
+            ("update", format!("service {}: new deployment on {} (forced)", view.name, revision_name(target)))
+        } else if unchanged {
             ("unchanged", format!("service {} stays on {}", view.name, revision_name(target)))
         } else {
             (
@@ -82,7 +85,7 @@ pub async fn run(aws: &Aws, cfg: &DeployConfig, prepared: &Prepared, out: &Repor
                 ),
             )
         };
-        changes += usize::from(!unchanged);
+        changes += usize::from(!unchanged || forced);
         out.emit(&Event::Planned { action, target: text, detail: None });
     }
     let post = super::migrations::possible_post_steps(&steps);

@@ -34,6 +34,11 @@ pub struct Target {
     pub task_definition: String,
     /// Set `desiredCount` too (a rollback restoring a stopped service).
     pub desired: Option<i32>,
+    /// A new deployment even when nothing changed (`--force-new-deployment`).
+    pub force: bool,
+    /// The images of its task definition named by a tag, not a digest: "already on this task
+    /// definition" may then hide a new image behind the same tag.
+    pub mutable_images: Vec<String>,
 }
 
 /// What happened to one service.
@@ -134,8 +139,17 @@ pub async fn roll_out(
     if before.task_definition == target.task_definition
         && settled
         && target.desired.is_none_or(|d| d == before.desired)
+        && !target.force
     {
         tracing::info!("service {name}: already on {}", revision_name(&target.task_definition));
+        if !target.mutable_images.is_empty() {
+            tracing::warn!(
+                "service {name}: not redeployed, and its task definition names {} by tag, not by digest; \
+                 if the tag now points to another image, the service still runs the old one (pass \
+                 --force-new-deployment, or set force_new_deployment = true for it in shipgate.toml)",
+                target.mutable_images.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+            );
+        }
         let state = Rollout::Completed;
         let mut r = record(before.primary().map(|p| p.id.clone()), &state);
         r.result = "unchanged: already on this task definition".into();
@@ -153,6 +167,7 @@ pub async fn roll_out(
         name,
         Some(&target.task_definition),
         target.desired,
+        target.force,
     )
     .await
     {

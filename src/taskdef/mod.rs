@@ -187,6 +187,20 @@ pub fn default_container(containers: &[ContainerInfo]) -> std::result::Result<St
 }
 
 /// `family` of a rendered template.
+/// The container images of a task definition named by a tag (or by nothing, which is
+/// `latest`), not by a digest (`@sha256:…`): the same definition may run another image
+/// tomorrow.
+pub fn mutable_images(td: &Value) -> Vec<String> {
+    td["containerDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["image"].as_str())
+        .filter(|image| !image.contains("@sha256:"))
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn family(td: &Value) -> &str {
     td.get("family").and_then(Value::as_str).unwrap_or("")
 }
@@ -194,6 +208,24 @@ pub fn family(td: &Value) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_named_by_tag_are_mutable_and_by_digest_are_not() {
+        let digest = "123.dkr.ecr.us-east-1.amazonaws.com/app@sha256:0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+        let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+            (vec!["app:latest"], vec!["app:latest"]),
+            (vec!["app"], vec!["app"]),
+            (vec![digest], vec![]),
+            (vec!["registry:5000/app:1.2", digest], vec!["registry:5000/app:1.2"]),
+            (vec![], vec![]),
+        ];
+        for (images, mutable) in cases {
+            let td = serde_json::json!({
+                "containerDefinitions": images.iter().map(|i| serde_json::json!({"name": "c", "image": i})).collect::<Vec<_>>()
+            });
+            assert_eq!(mutable_images(&td), mutable, "{images:?}");
+        }
+    }
     use serde_json::json;
 
     #[test]

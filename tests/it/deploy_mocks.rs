@@ -351,10 +351,15 @@ fn env_config(dir: &Path, services: &[&str], tenants: bool, shards: u32) -> EnvC
         migration: Some(MigrationTask { template: source("migrate.json"), container: None, timeout: None }),
         services: services
             .iter()
-            .map(|n| EnvService { name: n.to_string(), template: source(&format!("{n}.json")) })
+            .map(|n| EnvService {
+                name: n.to_string(),
+                template: source(&format!("{n}.json")),
+                force_new_deployment: false,
+            })
             .collect(),
         tenants,
         tenant_shards: shards,
+        keep_revisions: None,
         lint: None,
     }
 }
@@ -366,6 +371,7 @@ fn deploy_config(env: EnvConfig, rollback_on_failure: bool, dry_run: bool, ci: C
         dry_run,
         rollback_on_failure,
         skip_post: false,
+        force_new_deployment: false,
         lint: true,
         max_parallel: 4,
         run: RunSettings {

@@ -233,6 +233,34 @@ async fn a_full_deploy_of_two_services_then_an_unchanged_one() {
     assert!(outputs.contains(&format!("deployment-ids={ids}\n")), "{outputs}");
     let summary = p.take("summary.md");
     assert!(summary.contains(&format!("| {} | `{}:2` | unchanged, reused |", p.api, p.api)), "{summary}");
+    // The image is named by a tag: "already on it" may hide a new image behind the same tag.
+    assert!(
+        second.stderr.contains(&format!(
+            "service {}: not redeployed, and its task definition names `example.com/app:2` by tag, not by digest",
+            p.api
+        )),
+        "{}",
+        second.stderr
+    );
+
+    // Forced: the same task definition, a new deployment of each service, followed to its end.
+    let forced = run(p.deploy("2", &["--force-new-deployment"])).await.expect(0);
+    assert!(
+        forced.stderr.contains(&format!("service {0}: {0}:2 -> {0}:2 (deployment ecs-svc/", p.api)),
+        "{}",
+        forced.stderr
+    );
+    assert!(forced.stderr.contains(&format!("service {}: completed", p.worker)), "{}", forced.stderr);
+    assert_eq!(p.revisions(&p.api).await, 2, "forcing registers nothing");
+    let outputs = p.take("outputs");
+    assert!(!outputs.contains(&format!("deployment-ids={ids}\n")), "new deployments: {outputs}");
+    p.take("summary.md");
+    let plan = run(p.deploy("2", &["--dry-run", "--force-new-deployment"])).await.expect(0);
+    assert!(
+        plan.stdout.contains(&format!("service {0}: new deployment on {0}:2 (forced)", p.api)),
+        "{}",
+        plan.stdout
+    );
 
     // A dry run with a new image shows the diff and changes nothing.
     let plan = run(p.deploy("3", &["--dry-run"])).await.expect(0);
@@ -320,6 +348,46 @@ async fn four_shards_share_their_describe_calls_and_lose_no_line() {
     let batches: Vec<usize> =
         p.moto.control_file("describe-tasks.log").lines().filter_map(|l| l.trim().parse().ok()).collect();
     assert_eq!(batches.iter().max(), Some(&4), "the shards were described together: {batches:?}");
+}
+
+/// `keep_revisions = 1`: after each deploy every family keeps its newest revision and the one
+/// its service ran before (what `shipgate rollback` goes back to); the rest are deregistered,
+/// and the summary says how many.
+#[tokio::test]
+async fn old_revisions_are_deregistered_keeping_the_newest_and_those_in_use() {
+    let Some(p) = Project::new("old_revisions_are_deregistered_keeping_the_newest_and_those_in_use").await
+    else {
+        return;
+    };
+    let config = p.file("shipgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("tenants = false\n", "tenants = false\nkeep_revisions = 1\n"))
+        .unwrap();
+    for tag in ["2", "3"] {
+        run(p.deploy(tag, &[])).await.expect(0);
+    }
+    let last = run(p.deploy("4", &[])).await.expect(0);
+    assert!(last.stderr.contains(&format!("deregistered 1 old revision of `{}`", p.api)), "{}", last.stderr);
+    let active = |family: String| {
+        let ecs = p.moto.ecs.clone();
+        async move {
+            let out = ecs
+                .list_task_definitions()
+                .family_prefix(&family)
+                .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+                .send()
+                .await
+                .unwrap();
+            let mut revisions: Vec<String> = out.task_definition_arns().to_vec();
+            revisions.sort();
+            revisions
+        }
+    };
+    assert_eq!(active(p.api.clone()).await, [td(&p.api, 3), td(&p.api, 4)]);
+    assert_eq!(active(p.worker.clone()).await, [td(&p.worker, 3), td(&p.worker, 4)]);
+    assert_eq!(active(p.migration.clone()).await, [td(&p.migration, 3)]);
+    let summary = p.take("summary.md");
+    assert!(summary.contains("; 3 old task definition revisions deregistered"), "{summary}");
 }
 
 #[tokio::test]

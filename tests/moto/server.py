@@ -20,7 +20,8 @@ decide, then stop the way Fargate stops them. This launcher patches moto's ECS b
   $SHIPGATE_MOTO_CONTROL/service-<name>.json says: {"rollout": "COMPLETED"} (the default,
   one second after the update) replaces the old deployments; {"rollout": "FAILED"} trips the
   circuit breaker (FAILED, failedTasks, a PRIMARY rollback deployment to the previous task
-  definition). Plain moto keeps one static deployment whatever UpdateService says.
+  definition). `forceNewDeployment` adds one with the same task definition. Plain moto keeps
+  one static deployment whatever UpdateService says.
 * A migration task started with MIGRATION_PHASE=pre writes the phase report shipgate's runner
   ends a pre run with to its awslogs stream, with MOTO_POST_WAITING (default 0) post
   migrations waiting, so the deploy decides on its post phase as it does on ECS.
@@ -263,7 +264,8 @@ def update_service(self, service_properties):
         arn = original_describe_task_definition(self, task_definition_str).arn
         service.task_definition = arn
         primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
-        if primary is None or primary["taskDefinition"] != arn:
+        forced = service_properties.get("force_new_deployment") in (True, "true")
+        if primary is None or primary["taskDefinition"] != arn or forced:
             for d in service.deployments:
                 d["status"] = "ACTIVE"
             service.deployments.insert(0, new_deployment(service, arn))
