@@ -85,10 +85,12 @@ pub struct EnvSection {
     /// The services rolled out after the migrations: `[{ name = "...", template = "..." }]`.
     #[serde(default)]
     pub services: Vec<ServiceSection>,
-    /// Fargate tasks the tenant migration is split across.
+    /// Fargate tasks the tenant migration is split across (1 to 50).
+    #[schemars(range(min = 1, max = 50))]
     pub tenant_shards: Option<u32>,
     /// After a successful deploy, deregister older revisions of every task definition family
     /// it used, keeping the newest N and any still in use [default: keep every revision].
+    #[schemars(range(min = 1))]
     pub keep_revisions: Option<u32>,
     /// Whether a tenant run follows the master one [default: when the project has a tenant set].
     pub tenants: Option<bool>,

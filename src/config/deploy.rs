@@ -635,6 +635,11 @@ tenant_shards = 4
                 "conf/shipgate.toml: env.staging.services[1].name: service `api` is listed twice",
             ),
             ("[env.x]\ncluster = \"c\"\n", "x", "conf/shipgate.toml: env.x deploys nothing"),
+            (
+                &FULL.replace("tenant_shards = 4", "keep_revisions = 0"),
+                "staging",
+                "conf/shipgate.toml: env.staging.keep_revisions: 0 would deregister every revision not in use",
+            ),
         ];
         for (text, env, expected) in cases {
             let err = check(text, env).unwrap_err();

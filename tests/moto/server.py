@@ -162,7 +162,8 @@ def chatter():
                 end = time.time() if seconds is None else min(time.time(), task.shipgate_created + seconds)
                 if task.status == "STOPPED":
                     end = min(end, task.stopped_at.timestamp())
-                due = int((end - task.shipgate_created) * rate)
+                # Rounded first: 60 s at 10 a second is 600 lines, not 599.9999.
+                due = int(round((end - task.shipgate_created) * rate, 6))
                 events = [{"timestamp": int((task.shipgate_created + n / rate) * 1000),
                            "message": f"line {task.id} {n:06d}"} for n in range(entry["written"], due)]
                 if events:

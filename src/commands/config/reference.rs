@@ -164,10 +164,9 @@ fn walk(root: &Value, node: &Value, prefix: &str, rows: &mut Vec<TomlRow>) {
             }
         } else {
             let kind = types.first().copied().unwrap_or("value").to_string();
-            let kind = if kind == "integer" && target.get("minimum").is_some() {
-                "integer ≥ 0".into()
-            } else {
-                kind
+            let kind = match (kind.as_str(), target.get("minimum").and_then(|m| m.as_u64())) {
+                ("integer", Some(min)) => format!("integer ≥ {min}"),
+                _ => kind,
             };
             rows.push(TomlRow { key, kind, description: description.into() });
         }
