@@ -391,3 +391,106 @@ async fn the_readmes_offline_commands_run_as_written() {
     }
     assert!(home.path().join(".local/share/bash-completion/completions/shipgate").is_file());
 }
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, each space a hyphen.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown file's headings (outside code blocks), numbered as GitHub
+/// numbers repeats (`name`, `name-1`, ...).
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        let Some(heading) = line.strip_prefix('#').map(|h| h.trim_start_matches('#')) else { continue };
+        if fenced || !heading.starts_with(' ') {
+            continue;
+        }
+        let base = slug(heading);
+        let mut name = base.clone();
+        let mut n = 0;
+        while found.contains(&name) {
+            n += 1;
+            name = format!("{base}-{n}");
+        }
+        found.insert(name);
+    }
+    found
+}
+
+/// The `[text](target)` links of a Markdown file, outside code blocks and inline code.
+fn links(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        // Inline code spans hold examples, not links.
+        let prose: String = line.split('`').step_by(2).collect::<Vec<_>>().join(" ");
+        for (at, _) in prose.match_indices("](") {
+            let rest = &prose[at + 2..];
+            if let Some(end) = rest.find(')') {
+                found.push(rest[..end].to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_relative_link_and_anchor_in_the_docs_resolves() {
+    let root = repo_root();
+    let mut pages = vec![root.join("README.md")];
+    if root.join("docs").is_dir() {
+        pages.extend(files("docs", "md"));
+    }
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for page in &pages {
+        let text = read(page);
+        for link in links(&text) {
+            if link.contains("://") || link.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (path, anchor) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if path.is_empty() { page.clone() } else { page.parent().unwrap().join(path) };
+            if !target.exists() {
+                broken.push(format!("{}: {link}: no such file", page.display()));
+                continue;
+            }
+            if !anchor.is_empty() && target.extension().is_some_and(|x| x == "md") {
+                if !anchors(&read(&target)).contains(anchor) {
+                    broken.push(format!("{}: {link}: no such heading", page.display()));
+                }
+            }
+        }
+    }
+    assert!(checked >= 5, "the link scanner found too little: {checked}");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    // The slugs are GitHub's: punctuation goes, and each space stays a hyphen.
+    assert_eq!(
+        slug("Expand / contract: post migrations after the rollout"),
+        "expand--contract-post-migrations-after-the-rollout"
+    );
+    assert_eq!(
+        slug("`MIGRATION_TYPE`: the container entrypoint contract"),
+        "migration_type-the-container-entrypoint-contract"
+    );
+}
