@@ -8,6 +8,7 @@
 //! are honoured by the SDK itself,
 //! which is how the tests point the real binary at an emulator.
 
+pub mod attempts;
 pub mod budget;
 pub mod ecs;
 pub mod error;
@@ -80,8 +81,12 @@ impl Aws {
             return Err(Error::input("no AWS region is configured")
                 .hint("pass --region, set AWS_REGION, or set `region` in your AWS profile"));
         };
-        let ecs = aws_sdk_ecs::Client::new(&config);
-        let default_logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+        let ecs = aws_sdk_ecs::Client::from_conf(
+            aws_sdk_ecs::config::Builder::from(&config).interceptor(attempts::Attempts).build(),
+        );
+        let default_logs = aws_sdk_cloudwatchlogs::Client::from_conf(
+            aws_sdk_cloudwatchlogs::config::Builder::from(&config).interceptor(attempts::Attempts).build(),
+        );
         Ok(Aws {
             tasks: poll::TaskPoller::new(ecs.clone()),
             ecs,
@@ -124,6 +129,7 @@ impl Aws {
             .or_insert_with(|| {
                 let conf = aws_sdk_cloudwatchlogs::config::Builder::from(base)
                     .region(aws_config::Region::new(region.to_string()))
+                    .interceptor(attempts::Attempts)
                     .build();
                 aws_sdk_cloudwatchlogs::Client::from_conf(conf)
             })

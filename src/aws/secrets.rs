@@ -28,7 +28,9 @@ pub async fn client(secret: &SecretRef) -> crate::error::Result<aws_sdk_secretsm
         return Err(Error::input(format!("no AWS region is configured to read secret {secret} from"))
             .hint("set AWS_REGION, or give the secret's full ARN (it names the region)"));
     }
-    Ok(aws_sdk_secretsmanager::Client::new(&config))
+    Ok(aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&config).interceptor(super::attempts::Attempts).build(),
+    ))
 }
 
 /// `secretsmanager:GetSecretValue`.

@@ -475,10 +475,11 @@ fn every_relative_link_and_anchor_in_the_docs_resolves() {
                 broken.push(format!("{}: {link}: no such file", page.display()));
                 continue;
             }
-            if !anchor.is_empty() && target.extension().is_some_and(|x| x == "md") {
-                if !anchors(&read(&target)).contains(anchor) {
-                    broken.push(format!("{}: {link}: no such heading", page.display()));
-                }
+            if !anchor.is_empty()
+                && target.extension().is_some_and(|x| x == "md")
+                && !anchors(&read(&target)).contains(anchor)
+            {
+                broken.push(format!("{}: {link}: no such heading", page.display()));
             }
         }
     }

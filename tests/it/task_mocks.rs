@@ -579,3 +579,55 @@ async fn many_tasks_followed_at_once_share_one_describe_call_per_tick() {
     let calls = describe.num_calls();
     assert!(calls <= 6, "{calls} DescribeTasks calls for {N} tasks over 4 rounds");
 }
+
+/// A writer for a tracing subscriber that keeps what it was given.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An HTTP 500 that the SDK retries is a line per attempt, naming the answer and the call,
+/// not a silent wait that ends in "cannot reach AWS".
+#[tokio::test]
+async fn each_retried_server_error_is_a_progress_line() {
+    let describe = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .http_status(500, None)
+        .times(2)
+        .output(|| DescribeTasksOutput::builder().tasks(task("RUNNING")).build())
+        .build();
+    let retry =
+        || RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe], |c| c
+        .retry_config(retry())
+        .interceptor(shipgate::aws::attempts::Attempts));
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let found =
+        shipgate::aws::ecs::describe_task(&ecs, "prod", TASK).await.expect("the third attempt answers");
+    assert!(found.is_some());
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("AWS answered HTTP 500 to ecs:DescribeTasks (attempt 1 of 3); trying again"),
+        "{text}"
+    );
+    assert!(
+        text.contains("AWS answered HTTP 500 to ecs:DescribeTasks (attempt 2 of 3); trying again"),
+        "{text}"
+    );
+    assert_eq!(describe.num_calls(), 3);
+}
