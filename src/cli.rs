@@ -968,6 +968,12 @@ pub struct LogsArgs {
     #[arg(long, env = "SHIPGATE_CLUSTER", value_name = "NAME")]
     pub cluster: Option<String>,
 
+    /// The task's definition: its streams are found from this definition's log
+    /// configuration without asking ECS about the task, which it forgets about an hour after
+    /// the task stopped.
+    #[arg(long, value_name = "FAMILY:REV|ARN")]
+    pub task_definition: Option<String>,
+
     #[command(flatten)]
     pub aws: AwsArgs,
 }

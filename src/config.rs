@@ -166,6 +166,8 @@ pub enum Job {
         task: String,
         cluster: String,
         region: Option<String>,
+        /// `--task-definition`: read the streams without describing the task.
+        task_definition: Option<String>,
     },
     /// `db check`; `source` is the set whose pending count is reported, when there is one.
     DbCheck {
@@ -427,7 +429,7 @@ fn attach_config(a: AttachArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<
 
 fn logs_job(a: LogsArgs) -> Result<Job> {
     let (cluster, region) = locate(&a.task, a.cluster, a.aws.region)?;
-    Ok(Job::TaskLogs { task: a.task, cluster, region })
+    Ok(Job::TaskLogs { task: a.task, cluster, region, task_definition: a.task_definition })
 }
 
 /// What `shipgate migrate` with no command does, from `MIGRATION_TYPE` (the contract of the entrypoint scripts teams run today).

@@ -89,8 +89,9 @@ pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result
         }
         Job::TaskRun(cfg) => commands::task::run::run(&cfg, shutdown, out).await,
         Job::TaskAttach(cfg) => commands::task::attach::run(&cfg, shutdown, out).await,
-        Job::TaskLogs { task, cluster, region } => {
-            commands::task::logs::run(&task, &cluster, region.as_deref(), out).await
+        Job::TaskLogs { task, cluster, region, task_definition } => {
+            commands::task::logs::run(&task, &cluster, region.as_deref(), task_definition.as_deref(), out)
+                .await
         }
         Job::DbCheck { cfg, source } => {
             commands::db::check::run(&cfg, source.as_deref(), shutdown, out).await

@@ -123,6 +123,14 @@ async fn run_and_follow_prints_every_line_once_and_in_order() {
     // The same complete log, afterwards.
     let logs = run(s.moto.shipgate(&["task", "logs", &task])).await.expect(0);
     assert_eq!(logs.stdout, r.stdout);
+    // And from the task definition alone, as after ECS forgot the task.
+    let definition = format!("{}:1", s.family);
+    let logs =
+        run(s.moto.shipgate(&["task", "logs", &task, "--task-definition", &definition])).await.expect(0);
+    assert_eq!(logs.stdout, r.stdout);
+    let forgotten = task.replace(task.rsplit('/').next().unwrap(), "0123456789abcdef0123456789abcdef");
+    let unknown = run(s.moto.shipgate(&["task", "logs", &forgotten])).await.expect(2);
+    assert!(unknown.stderr.contains("pass --task-definition FAMILY:REV"), "{}", unknown.stderr);
 }
 
 #[tokio::test]
