@@ -126,6 +126,7 @@ impl Cli {
                 TaskAction::Run(a) => a.aws.output,
                 TaskAction::Attach(a) => a.aws.output,
                 TaskAction::Logs(a) => a.aws.output,
+                TaskAction::Exec(a) => a.aws.output,
             },
             Command::Deploy(a) => a.aws.output,
             Command::Rollback(a) => a.aws.output,
@@ -813,6 +814,36 @@ pub enum TaskAction {
         after_help = "Example:\n  shipgate task logs arn:aws:ecs:us-east-1:123456789012:task/prod/0123abcd > migrate.log"
     )]
     Logs(LogsArgs),
+
+    /// Open a shell (or run a command) in a running task with ECS Exec: runs
+    /// `aws ecs execute-command`, or prints it when the Session Manager plugin is missing.
+    #[command(
+        after_help = "Examples:\n  shipgate task exec arn:aws:ecs:us-east-1:123456789012:task/prod/0123abcd\n  \
+          shipgate task exec arn:aws:ecs:us-east-1:123456789012:task/prod/0123abcd -- shipgate migrate status"
+    )]
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The task's ARN.
+    #[arg(value_name = "TASK_ARN")]
+    pub task: String,
+
+    /// The cluster [default: from the ARN].
+    #[arg(long, env = "SHIPGATE_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// The container [default: the task definition's only essential container].
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+
+    /// The command to run in it [default: /bin/sh].
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 /// How a failed task's result becomes shipgate's exit code.
@@ -925,6 +956,11 @@ pub struct RunArgs {
     /// When a task of this family is already running, wait for it to stop instead of refusing.
     #[arg(long)]
     pub wait_for_running: bool,
+
+    /// Start the task with ECS Exec enabled (`shipgate task exec` into it); with
+    /// --network-from-service the service's setting is copied anyway.
+    #[arg(long)]
+    pub enable_execute_command: bool,
 
     /// Identifier of this run, part of the idempotency token [default: GitHub run id and attempt].
     #[arg(long, env = "SHIPGATE_RUN_ID", value_name = "ID")]

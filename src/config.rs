@@ -162,6 +162,7 @@ pub enum Job {
     },
     TaskRun(Box<RunConfig>),
     TaskAttach(Box<AttachConfig>),
+    TaskExec(Box<crate::task::exec::ExecRequest>),
     TaskLogs {
         task: String,
         cluster: String,
@@ -238,6 +239,8 @@ pub struct RunConfig {
     pub detach: bool,
     pub start_retries: u32,
     pub wait_for_running: bool,
+    /// `--enable-execute-command`: ECS Exec into the task, whatever the service says.
+    pub execute_command: bool,
     pub run_id: String,
     /// Tasks of this run started together (tagged with it; the guard lets them be).
     pub group: Option<String>,
@@ -274,6 +277,16 @@ pub fn from_cli(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Job> {
             TaskAction::Run(a) => Ok(Job::TaskRun(Box::new(run_config(*a, env)?))),
             TaskAction::Attach(a) => Ok(Job::TaskAttach(Box::new(attach_config(a, env)?))),
             TaskAction::Logs(a) => logs_job(a),
+            TaskAction::Exec(a) => {
+                let (cluster, region) = locate(&a.task, a.cluster, a.aws.region)?;
+                Ok(Job::TaskExec(Box::new(crate::task::exec::ExecRequest {
+                    cluster,
+                    region,
+                    task: a.task,
+                    container: a.container,
+                    command: a.command,
+                })))
+            }
         },
         Command::Deploy(a) => Ok(Job::Deploy(Box::new(deploy::deploy_config(*a, env)?))),
         Command::Rollback(a) => Ok(Job::Rollback(Box::new(deploy::rollback_config(*a, env)?))),
@@ -383,6 +396,7 @@ fn run_config(a: RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunCon
             launch_type: None,
             capacity_providers: a.capacity_provider.into_iter().map(|p| (p, 1, 0)).collect(),
             platform_version: a.platform_version,
+            ..Placement::default()
         }),
     };
     let run_id = identity::run_id(a.run_id, env);
@@ -403,6 +417,7 @@ fn run_config(a: RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RunCon
         detach: a.detach,
         start_retries: a.start_retries,
         wait_for_running: a.wait_for_running,
+        execute_command: a.enable_execute_command,
         run_id,
         group: None,
         follow: follow_config(a.follow, env)?,

@@ -89,6 +89,7 @@ pub async fn run(job: Job, shutdown: &Shutdown, out: &Reporter) -> error::Result
         }
         Job::TaskRun(cfg) => commands::task::run::run(&cfg, shutdown, out).await,
         Job::TaskAttach(cfg) => commands::task::attach::run(&cfg, shutdown, out).await,
+        Job::TaskExec(request) => commands::task::exec::run(&request, out).await,
         Job::TaskLogs { task, cluster, region, task_definition } => {
             commands::task::logs::run(&task, &cluster, region.as_deref(), task_definition.as_deref(), out)
                 .await

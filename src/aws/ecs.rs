@@ -68,6 +68,7 @@ pub fn view(task: &Task) -> TaskView {
         started_by: task.started_by().map(str::to_string),
         started_at: time(task.started_at()),
         stopped_at: time(task.stopped_at()),
+        execute_command: task.enable_execute_command(),
         containers: task
             .containers()
             .iter()
@@ -157,6 +158,9 @@ pub async fn run_task(ecs: &Client, spec: &RunSpec) -> Result<Started> {
         .started_by(&spec.started_by)
         .client_token(&spec.client_token)
         .set_platform_version(p.platform_version.clone())
+        .set_enable_execute_command(p.execute_command.then_some(true))
+        .set_enable_ecs_managed_tags(p.managed_tags.then_some(true))
+        .set_propagate_tags(p.propagate_tags.then_some(aws_sdk_ecs::types::PropagateTags::TaskDefinition))
         .set_tags(Some(spec.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()));
     if !p.subnets.is_empty() {
         let vpc = AwsVpcConfiguration::builder()
@@ -395,6 +399,9 @@ pub async fn service_placement(ecs: &Client, cluster: &str, service: &str) -> Re
             .map(|c| (c.capacity_provider().to_string(), c.weight(), c.base()))
             .collect(),
         platform_version: s.platform_version().filter(|v| *v != "LATEST").map(str::to_string),
+        execute_command: s.enable_execute_command(),
+        propagate_tags: s.propagate_tags() == Some(&aws_sdk_ecs::types::PropagateTags::TaskDefinition),
+        managed_tags: s.enable_ecs_managed_tags(),
     })
 }
 

@@ -298,6 +298,7 @@ pub fn validate(
             launch_type: None,
             capacity_providers: capacity_provider.into_iter().map(|p| (p, 1, 0)).collect(),
             platform_version,
+            ..Placement::default()
         }),
         (None, _) if migration_task.is_none() || platform == Platform::Local => {
             Network::Explicit(Placement::default())

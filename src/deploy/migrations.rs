@@ -359,6 +359,7 @@ impl Migration<'_> {
             detach: false,
             start_retries: 2,
             wait_for_running: false,
+            execute_command: false,
             run_id: self.settings.run_id.clone(),
             group,
             follow: FollowConfig {

@@ -209,6 +209,7 @@ pub fn stopped_task(
         started_by: Some("shipgate".into()),
         started_at: (exit != Exit::NotStarted).then_some(now),
         stopped_at: Some(now),
+        execute_command: false,
         containers: vec![ContainerView {
             name: container.to_string(),
             exit_code,

@@ -191,6 +191,12 @@ async fn pause(opts: &FollowOptions, attempt: u32, shutdown: &Shutdown) -> Resul
 }
 
 async fn placement(aws: &Aws, cfg: &RunConfig) -> Result<Placement> {
+    let mut p = from_network(aws, cfg).await?;
+    p.execute_command |= cfg.execute_command;
+    Ok(p)
+}
+
+async fn from_network(aws: &Aws, cfg: &RunConfig) -> Result<Placement> {
     match &cfg.network {
         Network::Explicit(p) => Ok(p.clone()),
         Network::FromService { service, capacity_provider, platform_version } => {

@@ -14,6 +14,13 @@ pub struct Placement {
     /// (capacity provider, weight, base)
     pub capacity_providers: Vec<(String, i32, i32)>,
     pub platform_version: Option<String>,
+    /// ECS Exec into the task (`enableExecuteCommand`): copied from the service, or
+    /// `--enable-execute-command`.
+    pub execute_command: bool,
+    /// The task definition's tags on the task (`propagateTags`), as the service has them.
+    pub propagate_tags: bool,
+    /// ECS's own `aws:ecs:*` tags on the task, as the service has them.
+    pub managed_tags: bool,
 }
 
 /// Changes to the registered definition for this one run.

@@ -23,6 +23,8 @@ pub struct TaskView {
     pub started_by: Option<String>,
     pub started_at: Option<SystemTime>,
     pub stopped_at: Option<SystemTime>,
+    /// Started with ECS Exec enabled.
+    pub execute_command: bool,
     pub containers: Vec<ContainerView>,
     pub tags: Vec<(String, String)>,
 }

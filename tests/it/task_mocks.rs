@@ -42,6 +42,7 @@ fn config() -> RunConfig {
         detach: false,
         start_retries: 0,
         wait_for_running: false,
+        execute_command: false,
         run_id: "test-run".into(),
         group: None,
         follow: FollowConfig {
@@ -630,4 +631,92 @@ async fn each_retried_server_error_is_a_progress_line() {
         "{text}"
     );
     assert_eq!(describe.num_calls(), 3);
+}
+
+/// The migration task copies ECS Exec and tag propagation from the service whose network it
+/// copies, so `shipgate task exec` works on a stuck migration.
+#[tokio::test]
+async fn the_task_copies_ecs_exec_and_tag_propagation_from_the_service() {
+    use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
+    use aws_sdk_ecs::types::{AwsVpcConfiguration, NetworkConfiguration, PropagateTags, Service};
+    let service = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| {
+        let vpc = AwsVpcConfiguration::builder().subnets("subnet-9").build().unwrap();
+        DescribeServicesOutput::builder()
+            .services(
+                Service::builder()
+                    .service_name("api")
+                    .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
+                    .enable_execute_command(true)
+                    .enable_ecs_managed_tags(true)
+                    .propagate_tags(PropagateTags::TaskDefinition)
+                    .build(),
+            )
+            .build()
+    });
+    let start = mock!(aws_sdk_ecs::Client::run_task).then_compute_output(|req| {
+        assert_eq!(req.enable_execute_command(), Some(true));
+        assert_eq!(req.enable_ecs_managed_tags(), Some(true));
+        assert_eq!(req.propagate_tags(), Some(&PropagateTags::TaskDefinition));
+        RunTaskOutput::builder().tasks(task("PROVISIONING")).build()
+    });
+    let describe =
+        describes(vec![stopped("EssentialContainerExited", "done", true, &[("app", Some(0), "")])]);
+    let mut cfg = config();
+    cfg.network =
+        Network::FromService { service: "api".into(), capacity_provider: None, platform_version: None };
+    let r = run(
+        &[&no_tasks_in_flight(), &service, &start, &describe],
+        &[&quiet_logs()],
+        cfg,
+        &containers(&[("app", true)]),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.message);
+    assert_eq!(start.num_calls(), 1);
+}
+
+/// `task exec` opens the session in the task's only essential container, and refuses a task
+/// started without ECS Exec, saying how to turn it on.
+#[tokio::test]
+async fn exec_picks_the_container_and_refuses_a_task_without_ecs_exec() {
+    use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+    use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
+    use shipgate::task::exec::{ExecRequest, prepare};
+    let definition = mock!(aws_sdk_ecs::Client::describe_task_definition).then_output(|| {
+        DescribeTaskDefinitionOutput::builder()
+            .task_definition(
+                TaskDefinition::builder()
+                    .task_definition_arn(TD)
+                    .container_definitions(ContainerDefinition::builder().name("app").essential(true).build())
+                    .container_definitions(
+                        ContainerDefinition::builder().name("proxy").essential(false).build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let request = ExecRequest {
+        cluster: "prod".into(),
+        region: None,
+        task: TASK.into(),
+        container: None,
+        command: vec![],
+    };
+    for (exec_enabled, want) in
+        [(true, Ok("--container app --interactive --command /bin/sh")), (false, Err("without ECS Exec"))]
+    {
+        let describe = mock!(aws_sdk_ecs::Client::describe_tasks).then_output(move || {
+            let mut t = task("RUNNING");
+            t.enable_execute_command = exec_enabled;
+            DescribeTasksOutput::builder().tasks(t).build()
+        });
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &definition]);
+        let logs = mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, [&quiet_logs()]);
+        let got = prepare(&Aws::from_clients(ecs, logs), &request).await.map(|argv| argv.join(" "));
+        match (got, want) {
+            (Ok(line), Ok(fragment)) => assert!(line.contains(fragment), "{line}"),
+            (Err(e), Err(fragment)) => assert!(e.message().contains(fragment), "{e}"),
+            (got, want) => panic!("{got:?}, want {want:?}"),
+        }
+    }
 }
