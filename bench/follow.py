@@ -36,6 +36,14 @@ ensure_venv()
 import boto3  # noqa: E402
 
 
+def release_binary():
+    """Build the release binary (into CARGO_TARGET_DIR, default ~/.cache/shipgate-target); its path."""
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/shipgate-target"))
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True,
+                   env={**os.environ, "CARGO_TARGET_DIR": target})
+    return os.path.join(target, "release", "shipgate")
+
+
 class Moto:
     def __init__(self):
         self.control = tempfile.mkdtemp(prefix="shipgate-moto-")
@@ -163,10 +171,7 @@ def main():
     ap.add_argument("--lines", type=int, default=100_000)
     args = ap.parse_args()
 
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/shipgate-target"))
-    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": target})
-    shipgate = os.path.join(target, "release", "shipgate")
+    shipgate = release_binary()
     moto = Moto()
     try:
         # (a) detection latency, stopping at a random phase of the 3 s tick.

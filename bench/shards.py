@@ -16,7 +16,7 @@ usage: bench/shards.py [--seconds S] [--shards 1,4,16]
 import argparse, os, re, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from follow import ROOT, Moto  # noqa: E402  (re-runs this script under the emulator's virtualenv)
+from follow import Moto, release_binary  # noqa: E402  (re-runs this script under the emulator's virtualenv)
 
 RATE = 10
 
@@ -97,10 +97,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--shards", default="1,4,16")
     args = ap.parse_args()
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/shipgate-target"))
-    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": target})
-    shipgate = os.path.join(target, "release", "shipgate")
+    shipgate = release_binary()
     moto = Moto()
     try:
         print(f"each task logs {RATE} lines/s for {args.seconds} s; calls counted while the tenant tasks run")

@@ -1029,6 +1029,31 @@ pub struct EnvArgs {
     pub vars: VarArgs,
 }
 
+/// How `deploy` and `rollback` run their migration tasks and follow their rollouts.
+#[derive(Debug, Args)]
+pub struct RunSettingsArgs {
+    /// A rollout still in progress after this long is a failure.
+    #[arg(long, default_value = "30min", value_parser = parse_duration, value_name = "DURATION")]
+    pub service_timeout: Duration,
+
+    /// Time between DescribeTasks / DescribeServices calls.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub poll_interval: Duration,
+
+    /// Most GetLogEvents calls a second, shared by every log stream this process follows
+    /// (CloudWatch Logs throttles the API per account and region).
+    #[arg(long, env = "SHIPGATE_LOG_READS_PER_SECOND", default_value_t = 5.0, value_name = "N")]
+    pub log_reads_per_second: f64,
+
+    /// `startedBy` of the migration tasks; the concurrency guard looks for tasks with it.
+    #[arg(long, default_value = "shipgate", value_name = "TEXT")]
+    pub started_by: String,
+
+    /// Identifier of this run, part of the idempotency tokens [default: GitHub run id and attempt].
+    #[arg(long, env = "SHIPGATE_RUN_ID", value_name = "ID")]
+    pub run_id: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     #[command(flatten)]
@@ -1059,30 +1084,12 @@ pub struct DeployArgs {
     #[arg(long)]
     pub no_lint: bool,
 
-    /// A rollout still in progress after this long is a failure.
-    #[arg(long, default_value = "30min", value_parser = parse_duration, value_name = "DURATION")]
-    pub service_timeout: Duration,
-
     /// Services updated and followed at once.
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallel: u32,
 
-    /// Time between DescribeTasks / DescribeServices calls.
-    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
-    pub poll_interval: Duration,
-
-    /// Most GetLogEvents calls a second, shared by every log stream this process follows
-    /// (CloudWatch Logs throttles the API per account and region).
-    #[arg(long, env = "SHIPGATE_LOG_READS_PER_SECOND", default_value_t = 5.0, value_name = "N")]
-    pub log_reads_per_second: f64,
-
-    /// `startedBy` of the migration tasks; the concurrency guard looks for tasks with it.
-    #[arg(long, default_value = "shipgate", value_name = "TEXT")]
-    pub started_by: String,
-
-    /// Identifier of this deploy, part of the idempotency tokens [default: GitHub run id and attempt].
-    #[arg(long, env = "SHIPGATE_RUN_ID", value_name = "ID")]
-    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub run: RunSettingsArgs,
 
     /// Rehearse on this machine (as `platform = "local"`): run the migration task definition's
     /// container command as a local process; register nothing, update no service. With
@@ -1129,26 +1136,8 @@ pub struct RollbackArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
 
-    /// A rollout still in progress after this long is a failure.
-    #[arg(long, default_value = "30min", value_parser = parse_duration, value_name = "DURATION")]
-    pub service_timeout: Duration,
-
-    /// Time between DescribeTasks / DescribeServices calls.
-    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
-    pub poll_interval: Duration,
-
-    /// Most GetLogEvents calls a second, shared by every log stream this process follows
-    /// (CloudWatch Logs throttles the API per account and region).
-    #[arg(long, env = "SHIPGATE_LOG_READS_PER_SECOND", default_value_t = 5.0, value_name = "N")]
-    pub log_reads_per_second: f64,
-
-    /// `startedBy` of the migration tasks.
-    #[arg(long, default_value = "shipgate", value_name = "TEXT")]
-    pub started_by: String,
-
-    /// Identifier of this run [default: GitHub run id and attempt].
-    #[arg(long, env = "SHIPGATE_RUN_ID", value_name = "ID")]
-    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub run: RunSettingsArgs,
 
     #[command(flatten)]
     pub aws: AwsArgs,

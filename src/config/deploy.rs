@@ -416,16 +416,18 @@ fn ci(env: &dyn Fn(&str) -> Option<String>, output: OutputFormat) -> CiConfig {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_settings(
-    poll_interval: Duration,
-    log_reads_per_second: f64,
-    service_timeout: Duration,
-    run_id: Option<String>,
-    started_by: String,
+    a: crate::cli::RunSettingsArgs,
     output: OutputFormat,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RunSettings> {
+    let crate::cli::RunSettingsArgs {
+        service_timeout,
+        poll_interval,
+        log_reads_per_second,
+        started_by,
+        run_id,
+    } = a;
     validate_started_by(&started_by)?;
     if poll_interval < Duration::from_millis(100) {
         return Err(Error::input("--poll-interval must be at least 100ms"));
@@ -476,15 +478,7 @@ pub fn deploy_config(a: DeployArgs, env: &dyn Fn(&str) -> Option<String>) -> Res
         force_new_deployment: a.force_new_deployment,
         lint: super::lint_switch(a.no_lint, env)?,
         max_parallel: a.max_parallel as usize,
-        run: run_settings(
-            a.poll_interval,
-            a.log_reads_per_second,
-            a.service_timeout,
-            a.run_id,
-            a.started_by,
-            a.aws.output,
-            env,
-        )?,
+        run: run_settings(a.run, a.aws.output, env)?,
     })
 }
 
@@ -548,15 +542,7 @@ pub fn rollback_config(a: RollbackArgs, env: &dyn Fn(&str) -> Option<String>) ->
         to,
         stop_services: a.stop_services,
         yes: a.yes,
-        run: run_settings(
-            a.poll_interval,
-            a.log_reads_per_second,
-            a.service_timeout,
-            a.run_id,
-            a.started_by,
-            a.aws.output,
-            env,
-        )?,
+        run: run_settings(a.run, a.aws.output, env)?,
     })
 }
 

@@ -88,7 +88,9 @@ def env_of(task):
 
 def stop(task, exit_code, stop_code, stopped_reason, container_reason=None, at=None):
     """Stop a task as ECS reports it; `at` is when it stopped (default: now)."""
+    task.stopped_at = at or now()
     task.status = "STOPPED"
+    flush_chatter(task)
     task.desired_status = "STOPPED"
     task.stop_code = stop_code
     task.stopped_reason = stopped_reason
@@ -145,11 +147,32 @@ def write_phase_report(backend, task):
     line = "shipgate:phase-report " + json.dumps(report, separators=(",", ":"))
     backend_logs = logs.logs_backends[backend.account_id][options.get("awslogs-region", backend.region_name)]
     backend_logs.create_log_stream(group, stream)
-    backend_logs.put_log_events(group, stream, [{"timestamp": int(time.time() * 1000), "message": line}])
+    # Stamped just before the task's first line (MOTO_LOG_PER_SECOND), so the stream's events
+    # are in the order they were written, as one container's are: moto sorts them by time.
+    at = int(getattr(task, "shipgate_created", time.time()) * 1000) - 1
+    backend_logs.put_log_events(group, stream, [{"timestamp": at, "message": line}])
 
 
 _chatty = []
 _chatty_lock = threading.Lock()
+
+
+def write_due(entry, now):
+    """Write one self-logging task's lines due by `now` (never past its stop); True when it is
+    done for good."""
+    task, backend_logs, group, stream, rate, seconds = entry["args"]
+    end = now if seconds is None else min(now, task.shipgate_created + seconds)
+    if task.status == "STOPPED":
+        end = min(end, task.stopped_at.timestamp())
+    # With a millisecond to spare: 3 s at 10 a second is 30 lines, even when the stop time
+    # went through a datetime (microseconds) and came back as 2.9999995 s.
+    due = int((end - task.shipgate_created) * rate + 1e-3)
+    events = [{"timestamp": int((task.shipgate_created + n / rate) * 1000),
+               "message": f"line {task.id} {n:06d}"} for n in range(entry["written"], due)]
+    if events:
+        backend_logs.put_log_events(group, stream, events)
+        entry["written"] = due
+    return task.status == "STOPPED" and entry["written"] >= due
 
 
 def chatter():
@@ -158,19 +181,18 @@ def chatter():
         time.sleep(0.1)
         with _chatty_lock:
             for entry in list(_chatty):
-                task, backend_logs, group, stream, rate, seconds = entry["args"]
-                end = time.time() if seconds is None else min(time.time(), task.shipgate_created + seconds)
-                if task.status == "STOPPED":
-                    end = min(end, task.stopped_at.timestamp())
-                # Rounded first: 60 s at 10 a second is 600 lines, not 599.9999.
-                due = int(round((end - task.shipgate_created) * rate, 6))
-                events = [{"timestamp": int((task.shipgate_created + n / rate) * 1000),
-                           "message": f"line {task.id} {n:06d}"} for n in range(entry["written"], due)]
-                if events:
-                    backend_logs.put_log_events(group, stream, events)
-                    entry["written"] = due
-                if task.status == "STOPPED" and entry["written"] >= due:
+                if write_due(entry, time.time()):
                     _chatty.remove(entry)
+
+
+def flush_chatter(task):
+    """A stopping task's last lines, written before anyone sees it STOPPED: the awslogs driver
+    in blocking mode has delivered a container's output by the time its task stops (a busy
+    emulator must not make the fixture, rather than shipgate, lose them)."""
+    with _chatty_lock:
+        for entry in list(_chatty):
+            if entry["args"][0] is task and write_due(entry, time.time()):
+                _chatty.remove(entry)
 
 
 def start_chatter(backend, task):
