@@ -178,6 +178,7 @@ fn task_record(label: &str, f: &Followed, watched: &str, verdict: &Result<()>, m
         duration_ms: Some(ms),
         log: None,
         stage: None,
+        ended_at: Some(std::time::SystemTime::now()),
     }
 }
 

@@ -407,6 +407,7 @@ impl Migration<'_> {
             duration_ms: Some(ms),
             log,
             stage: None,
+            ended_at: Some(std::time::SystemTime::now()),
         }
     }
 }

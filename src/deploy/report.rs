@@ -3,6 +3,7 @@
 //! writes it where `GITHUB_STEP_SUMMARY` / `GITHUB_OUTPUT` point.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -33,6 +34,9 @@ pub struct TaskRecord {
     pub log: Option<(String, String, String)>,
     /// `pre` or `post` in a deploy (before or after the rollout); none in a rollback.
     pub stage: Option<&'static str>,
+    /// When it ended (with `duration_ms`, where it sits in the summary's timeline).
+    #[serde(skip)]
+    pub ended_at: Option<SystemTime>,
 }
 
 /// What became of a deploy's post phase.
@@ -98,6 +102,9 @@ pub struct ServiceRecord {
     pub succeeded: bool,
     pub result: String,
     pub duration_ms: u128,
+    /// When it ended (with `duration_ms`, where it sits in the summary's timeline).
+    #[serde(skip)]
+    pub ended_at: Option<SystemTime>,
 }
 
 /// Everything a deploy did, for the summary, the outputs and `--output json`.
@@ -277,7 +284,60 @@ pub fn step_summary(r: &DeployRecord) -> String {
             task_table(&mut s, title, &post, r);
         }
     }
+    if let Some(chart) = timeline(r) {
+        s.push_str(&chart);
+    }
     s
+}
+
+/// The stages as a Mermaid `gantt` chart (GitHub renders it in the step summary): each
+/// migration task and rollout as a bar from its start to its end, a failed one marked
+/// `crit`. Nothing when no step has both an end and a duration.
+pub fn timeline(r: &DeployRecord) -> Option<String> {
+    let bar = |label: &str, ended: Option<SystemTime>, ms: Option<u128>, ok: bool| {
+        let (ended, ms) = (ended?, ms?);
+        let end = ended.duration_since(UNIX_EPOCH).ok()?;
+        let start = end.saturating_sub(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
+        // A colon ends a Mermaid task's name, a `#` starts a comment.
+        let name: String =
+            label.chars().map(|c| if matches!(c, ':' | '#' | ';') { ' ' } else { c }).collect();
+        let state = if ok { "done" } else { "crit" };
+        let (start, end) = (start.as_millis(), end.as_millis().max(start.as_millis() + 1));
+        Some(format!("    {name} :{state}, {start}, {end}\n"))
+    };
+    let mut sections: Vec<(&str, Vec<String>)> = Vec::new();
+    let tasks = |stage: Option<&str>| -> Vec<String> {
+        r.tasks
+            .iter()
+            .filter(|t| (t.stage == Some("post")) == (stage == Some("post")))
+            .filter_map(|t| bar(&t.phase, t.ended_at, t.duration_ms, t.succeeded))
+            .collect()
+    };
+    sections.push(("migrations before the rollout", tasks(None)));
+    let services = |list: &[ServiceRecord]| -> Vec<String> {
+        list.iter()
+            // A service left alone did not roll out: no bar.
+            .filter(|v| !v.result.starts_with("unchanged"))
+            .filter_map(|v| bar(&v.service, v.ended_at, Some(v.duration_ms), v.succeeded))
+            .collect()
+    };
+    sections.push(("service rollouts", services(&r.services)));
+    sections.push(("rolled back", services(&r.rollbacks)));
+    sections.push(("migrations after the rollout", tasks(Some("post"))));
+    sections.retain(|(_, bars)| !bars.is_empty());
+    if sections.is_empty() {
+        return None;
+    }
+    let mut chart =
+        String::from("### Timeline\n\n```mermaid\ngantt\n    dateFormat x\n    axisFormat %H:%M:%S\n");
+    for (title, bars) in sections {
+        chart.push_str(&format!("    section {title}\n"));
+        for b in bars {
+            chart.push_str(&b);
+        }
+    }
+    chart.push_str("```\n\n");
+    Some(chart)
 }
 
 /// One table of migration tasks under `title` (nothing when there are none).
@@ -408,6 +468,72 @@ mod tests {
     }
 
     #[test]
+    fn the_timeline_puts_each_task_and_rollout_where_it_ran() {
+        let at = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s));
+        let task = |phase: &str, stage: Option<&'static str>, ok: bool, ended: u64, ms: u128| TaskRecord {
+            phase: phase.into(),
+            task_arn: None,
+            succeeded: ok,
+            outcome: String::new(),
+            exit_code: None,
+            stop_code: None,
+            stopped_reason: None,
+            duration_ms: Some(ms),
+            log: None,
+            stage,
+            ended_at: at(ended),
+        };
+        let svc = |name: &str, result: &str, ended: u64, ms: u128| ServiceRecord {
+            service: name.into(),
+            task_definition_arn: String::new(),
+            previous_task_definition_arn: String::new(),
+            deployment_id: None,
+            succeeded: true,
+            result: result.into(),
+            duration_ms: ms,
+            ended_at: at(ended),
+        };
+        let r = DeployRecord {
+            tasks: vec![
+                task("master", Some("pre"), true, 30, 30_000),
+                task("tenants 1/2", Some("pre"), true, 50, 20_000),
+                task("tenants 2/2", Some("pre"), false, 45, 15_000),
+                task("master post", Some("post"), true, 100, 10_000),
+            ],
+            services: vec![
+                svc("api", "completed", 90, 40_000),
+                svc("worker", "unchanged: already on it", 50, 3),
+            ],
+            ..DeployRecord::default()
+        };
+        let chart = timeline(&r).unwrap();
+        let lines: Vec<&str> = chart.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "### Timeline",
+                "",
+                "```mermaid",
+                "gantt",
+                "    dateFormat x",
+                "    axisFormat %H:%M:%S",
+                "    section migrations before the rollout",
+                "    master :done, 1700000000000, 1700000030000",
+                "    tenants 1/2 :done, 1700000030000, 1700000050000",
+                "    tenants 2/2 :crit, 1700000030000, 1700000045000",
+                "    section service rollouts",
+                "    api :done, 1700000050000, 1700000090000",
+                "    section migrations after the rollout",
+                "    master post :done, 1700000090000, 1700000100000",
+                "```",
+                "",
+            ]
+        );
+        assert!(timeline(&DeployRecord::default()).is_none(), "no chart without a timed step");
+        assert!(step_summary(&r).contains("```mermaid\ngantt\n"));
+    }
+
+    #[test]
     fn outputs_name_the_decisive_task_and_every_service() {
         let task = |arn: &str, ok: bool, code: i32| TaskRecord {
             phase: "x".into(),
@@ -420,6 +546,7 @@ mod tests {
             duration_ms: None,
             log: None,
             stage: None,
+            ended_at: None,
         };
         let svc = |name: &str, id: &str| ServiceRecord {
             service: name.into(),
@@ -429,6 +556,7 @@ mod tests {
             succeeded: true,
             result: String::new(),
             duration_ms: 0,
+            ended_at: None,
         };
         let r = DeployRecord {
             tasks: vec![task("t/master", true, 0), task("t/s1", true, 0), task("t/s2", false, 4)],

@@ -133,6 +133,7 @@ pub async fn roll_out(
         succeeded: state.succeeded(),
         result: state.to_string(),
         duration_ms: started.elapsed().as_millis(),
+        ended_at: Some(SystemTime::now()),
     };
     let settled = before.deployments.len() == 1
         && before.primary().is_some_and(|p| p.rollout_state.as_deref().is_none_or(|s| s == "COMPLETED"));

@@ -659,10 +659,15 @@ async fn post_migrations_run_after_the_rollout_only_where_the_pre_task_reported_
             "### Task definitions",
             "### 1. Migrations before the rollout (pre)",
             "### 2. Service rollouts",
-            "### 3. Migrations after the rollout (post)"
+            "### 3. Migrations after the rollout (post)",
+            "### Timeline",
         ]
     );
     assert!(summary.contains("| master post |"), "{summary}");
+    assert!(
+        summary.contains("    section migrations after the rollout\n    master post :done, "),
+        "{summary}"
+    );
 
     // Nothing waits: no post task.
     let (r, order, summary, outputs) = phased_deploy(0, false, false).await;

@@ -214,6 +214,14 @@ async fn a_full_deploy_of_two_services_then_an_unchanged_one() {
         "{api_row}"
     );
     assert!(api_row.ends_with("| ✅ completed |"), "{api_row}");
+    // The stages as a timeline GitHub draws: the master task, then the two rollouts.
+    let chart = summary.iter().position(|l| *l == "```mermaid").expect("a timeline");
+    assert_eq!(summary[chart + 1], "gantt", "{summary:#?}");
+    assert!(summary[chart..].iter().any(|l| l.starts_with("    master :done, ")), "{summary:#?}");
+    assert!(
+        summary[chart..].iter().any(|l| l.starts_with(&format!("    {} :done, ", p.api))),
+        "{summary:#?}"
+    );
 
     // The services really moved, and the new deployment is the only one.
     let svc = p.moto.ecs.describe_services().cluster(&p.cluster).services(&p.api).send().await.unwrap();
