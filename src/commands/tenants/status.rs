@@ -40,7 +40,9 @@ pub async fn run(cfg: &FleetConfig, shutdown: &Shutdown, out: &Reporter) -> Resu
         "invalid": survey.invalid.iter().map(|(n, r)| json!({"name": n, "reason": r})).collect::<Vec<_>>(),
         "summary": summary,
     });
-    out.document(&doc, &render_text(&survey, latest, &versions, current));
+    // Bars for a person at a terminal; plain counts for a log or a pipe.
+    let bars = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    out.document(&doc, &render_text(&survey, latest, &versions, current, bars));
     Ok(())
 }
 
@@ -67,6 +69,23 @@ fn problem_line(problem: &str, v: &View) -> String {
     }
 }
 
+/// The longest bar of the version histogram, in characters.
+const BAR_WIDTH: usize = 40;
+
+/// `n` of at most `most` as a bar of up to `width` characters, in eighths of a character;
+/// never empty for a count above zero.
+fn bar(n: usize, most: usize, width: usize) -> String {
+    if n == 0 || most == 0 {
+        return String::new();
+    }
+    let eighths = (n * width * 8).div_ceil(most).max(1);
+    let mut s = "█".repeat(eighths / 8);
+    if !eighths.is_multiple_of(8) {
+        s.push([' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'][eighths % 8]);
+    }
+    s
+}
+
 /// At most this many tenants are named per problem in text; JSON names them all.
 const SHOWN: usize = 20;
 
@@ -75,6 +94,7 @@ fn render_text(
     latest: Option<i64>,
     versions: &[(Option<i64>, usize)],
     current: usize,
+    bars: bool,
 ) -> String {
     let mut s = format!(
         "tenant fleet of {}: {} tenant{}, tenant set {} (latest version {})\n",
@@ -90,7 +110,11 @@ fn render_text(
             Some(v) => format!("version {v}"),
             None => "nothing applied".into(),
         };
-        s.push_str(&format!("  {label:<32} {n:>6} tenant{}\n", if *n == 1 { "" } else { "s" }));
+        let plural = if *n == 1 { " " } else { "s" };
+        let most = versions.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        let drawn = if bars { format!(" {}", bar(*n, most, BAR_WIDTH)) } else { String::new() };
+        s.push_str(format!("  {label:<32} {n:>6} tenant{plural}{drawn}").trim_end());
+        s.push('\n');
     }
     let sections = [
         ("failed", "failed in their last run"),
@@ -126,4 +150,25 @@ fn render_text(
     }
     s.push_str(&format!("{current} of {} tenants current", survey.views.len()));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn the_histogram_bars_are_proportional_and_never_hide_a_tenant() {
+        // (count, largest count, width) -> bar
+        let cases = [
+            (10, 10, 4, "████"),
+            (5, 10, 4, "██"),
+            (1, 10, 4, "▌"),
+            (1, 100_000, 40, "▏"),
+            (3, 8, 2, "▊"),
+            (0, 10, 4, ""),
+        ];
+        for (n, most, width, want) in cases {
+            assert_eq!(bar(n, most, width), want, "{n} of {most} in {width}");
+        }
+    }
 }
