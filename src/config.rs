@@ -123,6 +123,8 @@ pub struct FleetConfig {
     pub only: Vec<String>,
     pub fail_fast: bool,
     pub shard: Option<Shard>,
+    /// Draw a bar of the tenants done on stderr ([`crate::progress::wanted`]).
+    pub progress: bool,
 }
 
 /// One validated fleet command.
@@ -878,6 +880,11 @@ fn fleet_job(
             only,
             fail_fast,
             shard,
+            progress: crate::progress::wanted(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                args.output == OutputFormat::Text,
+                env,
+            ),
         }),
         job,
     ))

@@ -25,6 +25,39 @@ pub fn phase(message: &str) {
     }
 }
 
+/// Whether live progress may be drawn: stderr is a terminal, text output, and not CI (where a
+/// log would fill with redraws).
+pub fn wanted(stderr_is_terminal: bool, text_output: bool, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    stderr_is_terminal
+        && text_output
+        && env("CI").is_none()
+        && env("GITHUB_ACTIONS").is_none_or(|v| v != "true")
+}
+
+/// A bar of `total` tenants (replacing any spinner): done of total, failed, elapsed, rate.
+pub fn tenants(total: usize, what: &str) {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} tenants{msg} [{elapsed}, {per_sec}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(250));
+    if let Some(old) = BAR.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
+        old.finish_and_clear();
+    }
+}
+
+/// One more tenant done; `failed` of them so far failed.
+pub fn tenant_done(failed: usize) {
+    if let Some(bar) = BAR.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        bar.inc(1);
+        if failed > 0 {
+            bar.set_message(format!(" ({failed} failed)"));
+        }
+    }
+}
+
 /// Remove the spinner.
 pub fn clear() {
     if let Some(bar) = BAR.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -38,5 +71,22 @@ pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
     match bar {
         Some(bar) => bar.suspend(f),
         None => f(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wanted;
+
+    #[test]
+    fn progress_is_drawn_only_for_a_person_at_a_terminal() {
+        let none = |_: &str| None;
+        let ci = |k: &str| (k == "CI").then(|| "true".to_string());
+        let actions = |k: &str| (k == "GITHUB_ACTIONS").then(|| "true".to_string());
+        assert!(wanted(true, true, &none));
+        assert!(!wanted(false, true, &none), "a pipe or a file");
+        assert!(!wanted(true, false, &none), "--output json");
+        assert!(!wanted(true, true, &ci));
+        assert!(!wanted(true, true, &actions));
     }
 }

@@ -409,10 +409,7 @@ fn ci(env: &dyn Fn(&str) -> Option<String>, output: OutputFormat) -> CiConfig {
         github,
         step_summary: if github { file("GITHUB_STEP_SUMMARY") } else { None },
         outputs: if github { file("GITHUB_OUTPUT") } else { None },
-        progress: !github
-            && env("CI").is_none()
-            && output == OutputFormat::Text
-            && std::io::stderr().is_terminal(),
+        progress: crate::progress::wanted(std::io::stderr().is_terminal(), output == OutputFormat::Text, env),
     }
 }
 

@@ -247,6 +247,7 @@ pub async fn fleet_run(cfg: &FleetConfig, work: Work, shutdown: &Shutdown, out: 
             fail_fast: cfg.fail_fast,
             by: Writer { run_id: &cfg.db.run_id, applied_by: &applied_by },
             fleet_lock: control.fleet_lock,
+            progress: cfg.progress,
         };
         let ran = fleet_run::run(&fleet, tenants, &control.conn, shutdown, out).await?;
         let mut results = ran.results;

@@ -93,6 +93,8 @@ pub struct Fleet<'a> {
     pub by: Writer<'a>,
     /// The fleet lock the control session holds, checked every few seconds while tenants run.
     pub fleet_lock: Option<i64>,
+    /// A live bar of the tenants done, for a person at a terminal.
+    pub progress: bool,
 }
 
 /// Shared by the workers of one run (one task, so plain cells).
@@ -150,6 +152,9 @@ pub async fn run(
         waiting: Cell::new(0),
     };
     let total = canaries.len() + rest.len();
+    if fleet.progress {
+        crate::progress::tenants(total, "");
+    }
     if !canaries.is_empty() {
         tracing::info!(
             "migrating {} canary tenant{} first",
@@ -180,6 +185,7 @@ pub async fn run(
         });
         board.results.borrow_mut().push((t.name, outcome));
     }
+    crate::progress::clear();
     for conn in conns {
         let _ = sqlx::Connection::close(conn).await;
     }
@@ -322,6 +328,9 @@ async fn worker(
             duration_ms: started.elapsed().as_millis(),
         });
         board.results.borrow_mut().push((tenant.name, outcome));
+        if fleet.progress {
+            crate::progress::tenant_done(board.failed.get());
+        }
     }
 }
 

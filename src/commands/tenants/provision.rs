@@ -59,6 +59,8 @@ pub async fn run(cfg: &FleetConfig, name: &str, shutdown: &Shutdown, out: &Repor
             fail_fast: true,
             by: Writer { run_id: &cfg.db.run_id, applied_by: &applied_by },
             fleet_lock: control.fleet_lock,
+            // One tenant: no bar.
+            progress: false,
         };
         let tenants = vec![Tenant { name: name.to_string(), failed_before }];
         let ran = fleet_run::run(&fleet, tenants, control.shared_conn(), shutdown, out).await?;
