@@ -13,13 +13,14 @@ static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// Show `message` with a spinner and the time since this call (replacing any earlier one).
 pub fn phase(message: &str) {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    show(ProgressBar::new_spinner(), "{spinner} {msg} [{elapsed}]", message, 120);
+}
+
+/// Draw `bar` with `template` and `message`, in place of what was drawn before.
+fn show(bar: ProgressBar, template: &str, message: &str, tick_ms: u64) {
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar.set_message(message.to_string());
-    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.enable_steady_tick(Duration::from_millis(tick_ms));
     if let Some(old) = BAR.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
         old.finish_and_clear();
     }
@@ -36,16 +37,8 @@ pub fn wanted(stderr_is_terminal: bool, text_output: bool, env: &dyn Fn(&str) ->
 
 /// A bar of `total` tenants (replacing any spinner): done of total, failed, elapsed, rate.
 pub fn tenants(total: usize, what: &str) {
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} tenants{msg} [{elapsed}, {per_sec}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_string());
-    bar.enable_steady_tick(Duration::from_millis(250));
-    if let Some(old) = BAR.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
-        old.finish_and_clear();
-    }
+    let template = "{bar:30} {pos}/{len} tenants{msg} [{elapsed}, {per_sec}]";
+    show(ProgressBar::new(total as u64), template, what, 250);
 }
 
 /// One more tenant done; `failed` of them so far failed.
