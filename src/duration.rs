@@ -6,6 +6,12 @@
 
 use std::time::Duration;
 
+/// `tick` ±10 %, so that pollers started together (shards, services, processes) do not call
+/// AWS in lockstep.
+pub fn jittered(tick: Duration) -> Duration {
+    tick.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
 /// Parse `300ms`, `5s`, `1.5s`, `10min`, `2h`, `30` (seconds), `0` or `off`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();

@@ -87,26 +87,28 @@ impl Aws {
         let default_logs = aws_sdk_cloudwatchlogs::Client::from_conf(
             aws_sdk_cloudwatchlogs::config::Builder::from(&config).interceptor(attempts::Attempts).build(),
         );
-        Ok(Aws {
-            tasks: poll::TaskPoller::new(ecs.clone()),
-            ecs,
-            region,
-            log_reads: Arc::new(budget::Budget::new(budget::DEFAULT_PER_SECOND)),
-            base: Some(config),
-            default_logs,
-            logs_by_region: Arc::default(),
-        })
+        Ok(Aws::assemble(ecs, default_logs, region, Some(config)))
     }
 
     /// Wrap ready-made clients (tests with `aws-smithy-mocks`): one logs client for every region.
     pub fn from_clients(ecs: aws_sdk_ecs::Client, logs: aws_sdk_cloudwatchlogs::Client) -> Aws {
+        Aws::assemble(ecs, logs, "us-east-1".into(), None)
+    }
+
+    /// The clients, with the process's shared `DescribeTasks` rounds and logs budget.
+    fn assemble(
+        ecs: aws_sdk_ecs::Client,
+        default_logs: aws_sdk_cloudwatchlogs::Client,
+        region: String,
+        base: Option<SdkConfig>,
+    ) -> Aws {
         Aws {
             tasks: poll::TaskPoller::new(ecs.clone()),
             ecs,
-            region: "us-east-1".into(),
+            region,
             log_reads: Arc::new(budget::Budget::new(budget::DEFAULT_PER_SECOND)),
-            base: None,
-            default_logs: logs,
+            base,
+            default_logs,
             logs_by_region: Arc::default(),
         }
     }

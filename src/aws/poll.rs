@@ -109,22 +109,12 @@ impl Watcher {
                     self.publish(keys, answers);
                 }
                 Turn::Wait(until) => {
-                    let rounds = &mut self.rounds;
-                    match until {
-                        Some(at) => {
-                            tokio::select! {
-                                _ = rounds.changed() => {}
-                                () = tokio::time::sleep_until(at) => {}
-                            }
-                        }
-                        None => {
-                            // A round is under way; its maker wakes everyone when it is done
-                            // (or, if it was cancelled, the next tick lets another one try).
-                            tokio::select! {
-                                _ = rounds.changed() => {}
-                                () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                            }
-                        }
+                    // Without a due time a round is under way: its maker wakes everyone when
+                    // it is done, and if it was cancelled, another one tries 200 ms later.
+                    let until = until.unwrap_or_else(|| Instant::now() + Duration::from_millis(200));
+                    tokio::select! {
+                        _ = self.rounds.changed() => {}
+                        () = tokio::time::sleep_until(until) => {}
                     }
                 }
             }
@@ -148,7 +138,7 @@ impl Watcher {
             _ => {
                 state.polling = true;
                 let tick = state.watched.values().map(|w| w.tick).min().unwrap_or(Duration::from_secs(3));
-                state.next_due = Some(now + jittered(tick));
+                state.next_due = Some(now + crate::duration::jittered(tick));
                 Turn::Poll(state.watched.keys().cloned().collect())
             }
         }
@@ -218,9 +208,4 @@ async fn poll(ecs: &Client, keys: &[(String, String)]) -> Vec<Polled> {
         }
     }
     answers.into_iter().map(|a| a.unwrap_or(Ok(None))).collect()
-}
-
-/// ±10 %, so that several processes started together do not poll in lockstep.
-fn jittered(tick: Duration) -> Duration {
-    tick.mul_f64(0.9 + fastrand::f64() * 0.2)
 }

@@ -350,7 +350,7 @@ async fn stopped_reasons(
 
 async fn pause(tick: Duration, name: &str, shutdown: &Shutdown) -> Result<()> {
     tokio::select! {
-        () = tokio::time::sleep(tick.mul_f64(0.9 + fastrand::f64() * 0.2)) => Ok(()),
+        () = tokio::time::sleep(crate::duration::jittered(tick)) => Ok(()),
         signal = shutdown.wait() => Err(Error::interrupted(signal, format!(
             "{} received while following the rollout of `{name}`; ECS continues it without shipgate",
             signal.name()

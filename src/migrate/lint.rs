@@ -339,7 +339,7 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run
     let mut report = Report::default();
     // Relations created so far in this run, with the migration and statement that made them.
     let mut created: HashMap<String, (usize, usize)> = HashMap::new();
-    for (mi, (m, lints, mut file)) in examined.into_iter().enumerate() {
+    for (mi, (m, lints, file)) in examined.into_iter().enumerate() {
         report.plan.extend(file.plan(&m.up, m.version));
         if !lints {
             report.skipped += 1;
@@ -349,7 +349,7 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run
         if run == Run::EachFile {
             created.clear();
         }
-        let allows = std::mem::replace(&mut file.allows, Ok(Vec::new()))?;
+        let allows = file.allows.as_ref().map_err(Error::clone)?;
         for (si, stmt) in file.stmts.iter().enumerate() {
             let renamed: Vec<&String> = stmt
                 .renames
@@ -370,7 +370,7 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run
             finding.help = Some(format!(
                 "check it by hand; if it is safe, write `-- shipgate:allow {UNPARSED}: <why>` above it"
             ));
-            report.findings.push(with_allow(finding, error.at.statement, &allows));
+            report.findings.push(with_allow(finding, error.at.statement, allows));
         }
         for v in &file.violations {
             if about_existing_relation(v.rule)
@@ -403,7 +403,7 @@ pub fn lint(dir: &Path, migrations: &[&Migration], settings: &Settings, run: Run
                     None => post.to_string(),
                 });
             }
-            report.findings.push(with_allow(finding, v.at.statement, &allows));
+            report.findings.push(with_allow(finding, v.at.statement, allows));
         }
     }
     Ok(report)

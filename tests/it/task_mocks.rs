@@ -141,6 +141,16 @@ fn quiet_logs() -> Rule {
     })
 }
 
+/// Clients answered by `ecs_rules` and `logs_rules`, retrying three times at once.
+fn mocked_aws(ecs_rules: &[&Rule], logs_rules: &[&Rule]) -> Aws {
+    let retry =
+        || RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, ecs_rules, |c| c.retry_config(retry()));
+    let logs =
+        mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, logs_rules, |c| c.retry_config(retry()));
+    Aws::from_clients(ecs, logs)
+}
+
 struct Run {
     code: u8,
     message: String,
@@ -158,12 +168,7 @@ async fn run_with_shutdown(
     containers: &[ContainerInfo],
     shutdown: Shutdown,
 ) -> Run {
-    let retry =
-        || RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1));
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, ecs_rules, |c| c.retry_config(retry()));
-    let logs =
-        mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, logs_rules, |c| c.retry_config(retry()));
-    let aws = Aws::from_clients(ecs, logs);
+    let aws = mocked_aws(ecs_rules, logs_rules);
     let (out, lines) = Reporter::capturing(OutputFormat::Text);
     let result = run_followed(&aws, &cfg, TD, containers, &shutdown, &out).await.result;
     let lines = lines.lock().unwrap().clone();
@@ -556,12 +561,7 @@ async fn many_tasks_followed_at_once_share_one_describe_call_per_tick() {
         });
         DescribeTasksOutput::builder().set_tasks(Some(tasks.collect())).build()
     });
-    let logs = quiet_logs();
-    let retry = || RetryConfig::standard().with_max_attempts(1);
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe], |c| c.retry_config(retry()));
-    let logs_client =
-        mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, [&logs], |c| c.retry_config(retry()));
-    let aws = Aws::from_clients(ecs, logs_client).with_log_reads(1000.0);
+    let aws = mocked_aws(&[&describe], &[&quiet_logs()]).with_log_reads(1000.0);
     let opts = FollowOptions { tick: Duration::from_millis(20), ..config().follow.options };
     let (out, _) = Reporter::capturing(OutputFormat::Text);
     let shutdown = Shutdown::never();
@@ -710,9 +710,8 @@ async fn exec_picks_the_container_and_refuses_a_task_without_ecs_exec() {
             t.enable_execute_command = exec_enabled;
             DescribeTasksOutput::builder().tasks(t).build()
         });
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &definition]);
-        let logs = mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, [&quiet_logs()]);
-        let got = prepare(&Aws::from_clients(ecs, logs), &request).await.map(|argv| argv.join(" "));
+        let aws = mocked_aws(&[&describe, &definition], &[&quiet_logs()]);
+        let got = prepare(&aws, &request).await.map(|argv| argv.join(" "));
         match (got, want) {
             (Ok(line), Ok(fragment)) => assert!(line.contains(fragment), "{line}"),
             (Err(e), Err(fragment)) => assert!(e.message().contains(fragment), "{e}"),

@@ -130,27 +130,40 @@ def settle(task):
 original_run_task = ecs.EC2ContainerServiceBackend.run_task
 
 
-def write_phase_report(backend, task):
-    """The line a `--phase pre` run ends with, in the task's first awslogs stream."""
-    env = env_of(task)
-    if env.get("MIGRATION_PHASE") != "pre":
-        return
+def awslogs_stream(backend, task):
+    """(logs backend, group, stream) of a task's first container's awslogs stream, or None."""
     td = original_describe_task_definition(backend, task.task_definition_arn)
     container = td.container_definitions[0]
     options = (container.get("logConfiguration") or {}).get("options") or {}
     group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
     if not group or not prefix:
+        return None
+    backend_logs = logs.logs_backends[backend.account_id][options.get("awslogs-region", backend.region_name)]
+    return backend_logs, group, f"{prefix}/{container['name']}/{task.id}"
+
+
+def ensure_stream(stream):
+    backend_logs, group, name = stream
+    try:
+        backend_logs.create_log_stream(group, name)
+    except logs.ResourceAlreadyExistsException:
+        pass
+
+
+def write_phase_report(task, stream):
+    """The line a `--phase pre` run ends with, in the task's first awslogs stream."""
+    env = env_of(task)
+    if env.get("MIGRATION_PHASE") != "pre":
         return
-    stream = f"{prefix}/{container['name']}/{task.id}"
+    ensure_stream(stream)
+    backend_logs, group, name = stream
     report = {"phase": "pre", "set": env.get("MIGRATION_TYPE", "master"), "applied": 0,
               "waiting": int(env.get("MOTO_POST_WAITING", "0"))}
     line = "shipgate:phase-report " + json.dumps(report, separators=(",", ":"))
-    backend_logs = logs.logs_backends[backend.account_id][options.get("awslogs-region", backend.region_name)]
-    backend_logs.create_log_stream(group, stream)
     # Stamped just before the task's first line (MOTO_LOG_PER_SECOND), so the stream's events
     # are in the order they were written, as one container's are: moto sorts them by time.
-    at = int(getattr(task, "shipgate_created", time.time()) * 1000) - 1
-    backend_logs.put_log_events(group, stream, [{"timestamp": at, "message": line}])
+    at = int(task.shipgate_created * 1000) - 1
+    backend_logs.put_log_events(group, name, [{"timestamp": at, "message": line}])
 
 
 _chatty = []
@@ -195,27 +208,20 @@ def flush_chatter(task):
                 _chatty.remove(entry)
 
 
-def start_chatter(backend, task):
+def start_chatter(task, stream):
     env = env_of(task)
     rate = env.get("MOTO_LOG_PER_SECOND")
     if not rate or float(rate) <= 0:
         return
-    td = original_describe_task_definition(backend, task.task_definition_arn)
-    container = td.container_definitions[0]
-    options = (container.get("logConfiguration") or {}).get("options") or {}
-    group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
-    stream = f"{prefix}/{container['name']}/{task.id}"
-    backend_logs = logs.logs_backends[backend.account_id][options.get("awslogs-region", backend.region_name)]
-    try:
-        backend_logs.create_log_stream(group, stream)
-    except Exception:  # the phase report made it already
-        pass
+    ensure_stream(stream)
+    backend_logs, group, name = stream
     seconds = env.get("MOTO_RUN_SECONDS")
     with _chatty_lock:
-        if not any(t.is_alive() for t in threading.enumerate() if t.name == "chatter"):
-            threading.Thread(target=chatter, name="chatter", daemon=True).start()
-        _chatty.append({"args": (task, backend_logs, group, stream, float(rate),
+        _chatty.append({"args": (task, backend_logs, group, name, float(rate),
                                  None if seconds is None else float(seconds)), "written": 0})
+
+
+threading.Thread(target=chatter, name="chatter", daemon=True).start()
 
 
 def run_task(self, *args, **kwargs):
@@ -227,8 +233,10 @@ def run_task(self, *args, **kwargs):
         for container in task.containers:
             container.last_status = "RUNNING"
             container.exitCode = None
-        write_phase_report(self, task)
-        start_chatter(self, task)
+        stream = awslogs_stream(self, task)
+        if stream:
+            write_phase_report(task, stream)
+            start_chatter(task, stream)
     return tasks
 
 
